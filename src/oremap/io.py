@@ -1,0 +1,300 @@
+"""All file reading and writing: atomic outputs, GeoTIFF, vector layers, CSV tables, JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio
+from pyproj import CRS
+from rasterio.windows import Window
+
+from oremap.errors import CRSMismatchError, DroppedDataWarning, InputDataError
+from oremap.grid import Grid, parse_crs
+
+log = logging.getLogger("oremap.io")
+
+PathLike = str | os.PathLike
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds.
+
+    An interrupted or failed write never leaves a truncated file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    return Path(path)
+
+
+def read_json(path: PathLike) -> Any:
+    """Read a JSON file written by :func:`write_json`."""
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def write_text(path: PathLike, text: str) -> Path:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_csv(path: PathLike, df: pd.DataFrame, *, index: bool = False) -> Path:
+    """Write a table as CSV, atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=index)
+    return Path(path)
+
+
+def save_figure(fig: Any, path: PathLike, *, dpi: int = 120) -> Path:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fmt = Path(path).suffix.lstrip(".") or "png"
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt)
+    plt.close(fig)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- rasters
+
+
+def raster_profile(grid: Grid, *, count: int = 1, dtype: str = "float32") -> dict[str, Any]:
+    """GeoTIFF creation options for ``grid``: tiled, DEFLATE-compressed, nodata set."""
+    profile: dict[str, Any] = dict(
+        driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=dtype,
+        crs=grid.crs.to_wkt(), transform=grid.transform, nodata=grid.nodata,
+        compress="deflate", predictor=3 if dtype.startswith("float") else 2,
+    )
+    if grid.width >= 16 and grid.height >= 16:
+        block = 256 if min(grid.width, grid.height) >= 256 else 16
+        profile.update(tiled=True, blockxsize=block, blockysize=block)
+    return profile
+
+
+def write_raster(path: PathLike, array: np.ndarray, grid: Grid, *,
+                 band_names: Sequence[str] | None = None) -> Path:
+    """Write a (rows, cols) or (bands, rows, cols) array on ``grid`` as a GeoTIFF, atomically.
+
+    NaN values are written as the grid's nodata value.
+    """
+    arr = np.asarray(array, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.shape[1:] != grid.shape:
+        raise InputDataError(
+            f"cannot write {path}: array shape {arr.shape[1:]} differs from grid shape {grid.shape}"
+        )
+    arr = np.where(np.isfinite(arr), arr, np.float32(grid.nodata))
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **raster_profile(grid, count=arr.shape[0])) as dst:
+            dst.write(arr)
+            for i, name in enumerate(band_names or [], start=1):
+                dst.set_band_description(i, name)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def raster_writer(path: PathLike, grid: Grid, *, count: int = 1,
+                  band_names: Sequence[str] | None = None) -> Iterator[Any]:
+    """Open a GeoTIFF for window-by-window writing; renamed into place only when complete.
+
+    Yields a rasterio dataset; write with ``dst.write(block, window=window)``.
+    """
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **raster_profile(grid, count=count)) as dst:
+            for i, name in enumerate(band_names or [], start=1):
+                dst.set_band_description(i, name)
+            yield dst
+
+
+def read_raster(path: PathLike, *, window: Window | None = None,
+                band: int | None = None) -> tuple[np.ndarray, Grid]:
+    """Read a GeoTIFF as float array with NaN for nodata, and its grid.
+
+    Returns ``(array, grid)`` where array is (rows, cols) if ``band`` is given or the file has
+    one band, else (bands, rows, cols).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(f"raster {path} does not exist")
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            raise CRSMismatchError(f"raster {path} has no CRS; assign one (gdal_edit.py -a_srs)")
+        data = src.read(band, window=window, masked=True) if band else src.read(
+            window=window, masked=True)
+        arr = data.astype(np.float64).filled(np.nan)
+        if arr.ndim == 3 and arr.shape[0] == 1:
+            arr = arr[0]
+        t = src.window_transform(window) if window is not None else src.transform
+        h, w = arr.shape[-2:]
+        bounds = (t.c, t.f + h * t.e, t.c + w * t.a, t.f)
+        grid = Grid(CRS.from_wkt(src.crs.to_wkt()), bounds, (t.a, -t.e),
+                    src.nodata if src.nodata is not None else np.nan)
+    return arr, grid
+
+
+# --------------------------------------------------------------------------- vectors
+
+
+def read_vector(path: PathLike, *, layer: str | None = None, crs: str | None = None,
+                target_crs: CRS | None = None, what: str = "layer",
+                allow_empty: bool = False) -> gpd.GeoDataFrame:
+    """Read a vector layer (GeoPackage, Shapefile, GeoJSON) into ``target_crs``.
+
+    Parameters
+    ----------
+    path, layer : file and layer name (layer optional for single-layer files)
+    crs : CRS to assume when the file has none (from the config); ignored if the file has one
+    target_crs : reproject to this CRS (logged) when different
+    what : the config key this file came from, named in error messages
+
+    Invalid geometries are repaired with ``make_valid`` (counted in a warning); empty geometries
+    are dropped (counted in a warning).
+    """
+    import pyogrio
+
+    path = Path(path)
+    where = f"{what} ({path}{':' + layer if layer else ''})"
+    if not path.exists():
+        raise InputDataError(f"{what}: file {path} does not exist; check the path in the config")
+    if layer is not None:
+        names = [row[0] for row in pyogrio.list_layers(path)]
+        if layer not in names:
+            raise InputDataError(
+                f"{what}: {path} has no layer {layer!r}; it has {names}. Fix `layer` in the config."
+            )
+    try:
+        gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
+    except Exception as exc:
+        raise InputDataError(f"{where}: cannot be read as a vector layer ({exc})") from None
+    gdf = _checked_crs(gdf, crs, target_crs, where)
+    return clean_geometries(gdf, where=where, allow_empty=allow_empty)
+
+
+def _checked_crs(gdf: gpd.GeoDataFrame, crs: str | None, target_crs: CRS | None,
+                 where: str) -> gpd.GeoDataFrame:
+    if gdf.crs is None:
+        if crs is None:
+            raise CRSMismatchError(
+                f"{where} has no CRS; set `crs = \"EPSG:...\"` for it in the config or assign one "
+                "to the file (ogr2ogr -a_srs)."
+            )
+        gdf = gdf.set_crs(parse_crs(crs, what=where))
+    if target_crs is not None and not CRS(gdf.crs).equals(target_crs):
+        log.info("%s: reprojecting from %s to the grid CRS %s", where, gdf.crs.to_string(),
+                 target_crs.to_string())
+        gdf = gdf.to_crs(target_crs)
+    return gdf
+
+
+def clean_geometries(gdf: gpd.GeoDataFrame, *, where: str,
+                     allow_empty: bool = False) -> gpd.GeoDataFrame:
+    """Drop missing/empty geometries and repair invalid ones, warning with counts."""
+    import shapely
+
+    missing = gdf.geometry.isna() | gdf.geometry.is_empty
+    if missing.any():
+        warnings.warn(f"{where}: dropped {int(missing.sum())} empty or missing geometries",
+                      DroppedDataWarning, stacklevel=3)
+        gdf = gdf.loc[~missing].copy()
+    invalid = ~gdf.geometry.is_valid
+    if invalid.any():
+        warnings.warn(f"{where}: repaired {int(invalid.sum())} invalid geometries with make_valid",
+                      DroppedDataWarning, stacklevel=3)
+        gdf = gdf.copy()
+        gdf.loc[invalid, "geometry"] = shapely.make_valid(gdf.geometry[invalid].values)
+    if len(gdf) == 0 and not allow_empty:
+        raise InputDataError(f"{where} has no usable features; check the file and layer name")
+    return gdf
+
+
+def read_points_csv(path: PathLike, *, x: str, y: str, crs: str | None,
+                    columns: Sequence[str] = (), target_crs: CRS | None = None,
+                    what: str = "points") -> gpd.GeoDataFrame:
+    """Read a CSV of point records with coordinate columns ``x``, ``y`` into a GeoDataFrame.
+
+    ``columns`` must exist; their non-numeric entries become NaN (the caller decides what to
+    drop). A CSV carries no CRS, so ``crs`` is required.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(f"{what}: file {path} does not exist; check the path in the config")
+    if crs is None:
+        raise CRSMismatchError(
+            f"{what}: {path} is a CSV and carries no CRS; set `crs = \"EPSG:...\"` in the config."
+        )
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:
+        raise InputDataError(f"{what}: cannot read {path} as CSV ({exc})") from None
+    missing = [c for c in (x, y, *columns) if c not in df.columns]
+    if missing:
+        raise InputDataError(
+            f"{what}: {path} lacks column(s) {missing}; it has {list(df.columns)}. "
+            "Rename the columns or fix the names in the config."
+        )
+    for c in (x, y, *columns):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    bad_xy = df[x].isna() | df[y].isna()
+    if bad_xy.all():
+        raise InputDataError(f"{what}: {path} has no row with numeric {x!r} and {y!r}")
+    if bad_xy.any():
+        warnings.warn(f"{what}: {path}: dropped {int(bad_xy.sum())} rows without numeric "
+                      f"coordinates", DroppedDataWarning, stacklevel=2)
+        df = df.loc[~bad_xy]
+    gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df[x], df[y]),
+                           crs=parse_crs(crs, what=f"{what} crs"))
+    return _checked_crs(gdf, None, target_crs, f"{what} ({path})")
+
+
+def read_table(path: PathLike, *, what: str = "table") -> pd.DataFrame:
+    """Read a CSV table written by oremap."""
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(f"{what}: {path} does not exist")
+    return pd.read_csv(path)
+
+
+def write_vector(path: PathLike, gdf: gpd.GeoDataFrame, *, layer: str | None = None) -> Path:
+    """Write a GeoDataFrame as a GeoPackage (or by extension), atomically, replacing the file."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        gdf.to_file(tmp, layer=layer or path.stem, engine="pyogrio")
+    return path
