@@ -1,0 +1,621 @@
+"""Classic MPM baselines (logistic regression, random forest, weights of evidence) on crops."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from oremap.errors import ConfigError, InputDataError, UnknownNameError
+
+__all__ = [
+    "BASELINES",
+    "STATS",
+    "WOE_COLUMNS",
+    "Baseline",
+    "WoeBaseline",
+    "WeightsOfEvidence",
+    "is_baseline",
+    "crop_features",
+    "feature_names",
+    "fit_baseline",
+    "woe_contrast",
+]
+
+#: Names accepted by :func:`fit_baseline`.
+BASELINES: tuple[str, ...] = ("logistic", "random_forest", "woe")
+
+#: Per-layer summary statistics accepted by :func:`crop_features`.
+STATS: tuple[str, ...] = ("mean", "std", "min", "max")
+
+#: Columns of :meth:`WeightsOfEvidence.table` / :meth:`WoeBaseline.woe_table`.
+WOE_COLUMNS: tuple[str, ...] = (
+    "layer",
+    "direction",
+    "cutoff",
+    "W+",
+    "W-",
+    "C",
+    "s(C)",
+    "studentised_C",
+    "used",
+    "n_B_D",
+    "n_B_notD",
+    "n_notB_D",
+    "n_notB_notD",
+    "haldane",
+)
+
+_FORMAT = "oremap.baseline"
+_FORMAT_VERSION = 1
+_CHUNK = 512  # crops per chunk when computing features
+
+# Defaults of the two scikit-learn baselines; any constructor argument may be overridden.
+_LOGISTIC_DEFAULTS: dict[str, object] = {"class_weight": "balanced", "max_iter": 2000}
+_FOREST_DEFAULTS: dict[str, object] = {
+    "n_estimators": 500,
+    "class_weight": "balanced",
+    "min_samples_leaf": 2,
+    "max_features": "sqrt",
+    "n_jobs": 1,
+}
+_WOE_OPTIONS: tuple[str, ...] = ("min_studentised_contrast", "n_cutoffs")
+
+
+def is_baseline(name: str) -> bool:
+    """Return True if ``name`` is one of :data:`BASELINES` (so not a network)."""
+    return name in BASELINES
+
+
+# ---------------------------------------------------------------------------------------------
+# features
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_stats(stats: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(stats, str):
+        stats = (stats,)
+    stats = tuple(stats)
+    if not stats:
+        raise ConfigError(f"stats is empty; name at least one of {list(STATS)}, e.g. ('mean',).")
+    unknown = [s for s in stats if s not in STATS]
+    if unknown:
+        raise UnknownNameError(f"unknown crop statistic(s) {unknown}; choose from {list(STATS)}.")
+    if len(set(stats)) != len(stats):
+        raise ConfigError(f"stats {list(stats)} repeats a statistic; list each one once.")
+    return stats
+
+
+def _as_crops(X: np.ndarray) -> np.ndarray:
+    """Return ``X`` as a real (n, C, H, W) array (dtype kept); (n, C) values become 1x1 crops."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise InputDataError(f"X has dtype {X.dtype}; expected a real numeric array of crops.")
+    if X.ndim == 2:
+        X = X[:, :, None, None]
+    if X.ndim != 4:
+        raise InputDataError(
+            f"X has shape {X.shape}; expected crops (n, C, S, S) or per-cell values (n, C). "
+            "Pass the crop array produced by the samples stage."
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0 or X.shape[2] * X.shape[3] == 0:
+        raise InputDataError(
+            f"X has shape {X.shape}; it needs at least one sample, one layer and one pixel."
+        )
+    if X.dtype.kind == "f":
+        n_bad, crops_bad = 0, np.zeros(X.shape[1], dtype=np.int64)
+        for start in range(0, X.shape[0], _CHUNK):
+            bad = ~np.isfinite(X[start : start + _CHUNK])
+            n_bad += int(bad.sum())
+            crops_bad += bad.reshape(bad.shape[0], bad.shape[1], -1).any(axis=2).sum(axis=0)
+        if n_bad:
+            layers = {int(c): int(k) for c, k in enumerate(crops_bad) if k}
+            raise InputDataError(
+                f"X holds {n_bad} non-finite values (crops affected per layer index: {layers}); "
+                "fill or mask nodata before building crops, or drop those crops."
+            )
+    return X
+
+
+def crop_features(X: np.ndarray, *, stats: Sequence[str] = ("mean",)) -> np.ndarray:
+    """Summarise each evidence layer of each crop by a few statistics.
+
+    Parameters
+    ----------
+    X : (n, C, S, S) array, or (n, C) array
+        Crops of ``C`` evidence layers, in the layers' own units. A 2-D array holds one value
+        per cell and layer and is treated as 1x1 crops (mean = min = max = value, std = 0).
+        Must be finite.
+    stats : sequence of {"mean", "std", "min", "max"}
+        Statistics over the crop's pixels, computed per layer.
+
+    Returns
+    -------
+    (n, C * len(stats)) float64 array
+        Statistic-major: columns ``[stat0 of layer 0..C-1, stat1 of layer 0..C-1, ...]``, named
+        by :func:`feature_names`. ``std`` is the population standard deviation (ddof=0).
+
+    Raises
+    ------
+    InputDataError
+        If ``X`` is not 2-D or 4-D, is empty, or holds NaN or infinite values.
+    UnknownNameError
+        If a statistic is not one of :data:`STATS`.
+    ConfigError
+        If ``stats`` is empty or repeats a statistic.
+    """
+    stats = _check_stats(stats)
+    X = _as_crops(X)
+    funcs = {"mean": np.mean, "std": np.std, "min": np.min, "max": np.max}
+    out = np.empty((X.shape[0], X.shape[1] * len(stats)), dtype=np.float64)
+    for start in range(0, X.shape[0], _CHUNK):  # chunks keep float64 temporaries small
+        chunk = X[start : start + _CHUNK]
+        flat = chunk.reshape(chunk.shape[0], chunk.shape[1], -1).astype(np.float64)
+        out[start : start + _CHUNK] = np.concatenate(
+            [funcs[s](flat, axis=2) for s in stats], axis=1
+        )
+    return out
+
+
+def feature_names(layer_names: Sequence[str], stats: Sequence[str] = ("mean",)) -> list[str]:
+    """Names of the columns of :func:`crop_features`: ``"<layer>_<stat>"``, statistic-major.
+
+    Raises
+    ------
+    UnknownNameError, ConfigError
+        As :func:`crop_features` for bad ``stats``.
+    """
+    stats = _check_stats(stats)
+    return [f"{layer}_{s}" for s in stats for layer in layer_names]
+
+
+# ---------------------------------------------------------------------------------------------
+# weights of evidence
+# ---------------------------------------------------------------------------------------------
+
+
+def woe_contrast(
+    n_b_d: np.ndarray, n_b_notd: np.ndarray, n_notb_d: np.ndarray, n_notb_notd: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Weights of evidence of binary patterns from their 2x2 counts (Bonham-Carter 1994).
+
+    With B the pattern present and D a deposit (ore sample):
+    ``W+ = ln(P(B|D) / P(B|~D))``, ``W- = ln(P(~B|D) / P(~B|~D))``, ``C = W+ - W-``,
+    ``s(C) = sqrt(1/N(B∩D) + 1/N(B∩~D) + 1/N(~B∩D) + 1/N(~B∩~D))``, studentised ``C / s(C)``.
+    Conditional probabilities are count ratios, e.g. ``P(B|D) = N(B∩D) / (N(B∩D) + N(~B∩D))``.
+
+    Haldane correction: where any of the four counts of a table is 0, 0.5 is added to all four
+    counts of that table before computing everything, so the weights and s(C) stay finite.
+    Each corrected zero adds 2 to ``s(C)**2``, so a perfectly separating cut-off (two zero
+    cells) can score a lower studentised contrast than a nearly perfect one.
+
+    Parameters
+    ----------
+    n_b_d, n_b_notd, n_notb_d, n_notb_notd : array_like of float, same shape
+        Counts of samples N(B∩D), N(B∩~D), N(~B∩D), N(~B∩~D), each >= 0.
+
+    Returns
+    -------
+    dict of arrays, each of the broadcast shape
+        ``"W+"``, ``"W-"``, ``"C"``, ``"s(C)"``, ``"studentised_C"``, and ``"haldane"`` (bool,
+        where the correction was applied).
+    """
+    counts = np.broadcast_arrays(
+        *(np.asarray(c, dtype=np.float64) for c in (n_b_d, n_b_notd, n_notb_d, n_notb_notd))
+    )
+    a, b, c, d = (np.array(x, dtype=np.float64) for x in counts)
+    haldane = (a == 0) | (b == 0) | (c == 0) | (d == 0)
+    a, b, c, d = (np.where(haldane, x + 0.5, x) for x in (a, b, c, d))
+    w_plus = np.log((a / (a + c)) / (b / (b + d)))
+    w_minus = np.log((c / (a + c)) / (d / (b + d)))
+    contrast = w_plus - w_minus
+    s_c = np.sqrt(1.0 / a + 1.0 / b + 1.0 / c + 1.0 / d)
+    return {
+        "W+": w_plus,
+        "W-": w_minus,
+        "C": contrast,
+        "s(C)": s_c,
+        "studentised_C": contrast / s_c,
+        "haldane": haldane,
+    }
+
+
+def _candidate_cutoffs(x: np.ndarray, n_cutoffs: int) -> np.ndarray:
+    """Cut-offs t with both ``x > t`` and ``x <= t`` non-empty: every distinct value below the
+    maximum when there are at most ``n_cutoffs + 1`` of them, else interior quantiles."""
+    values = np.unique(x)
+    if values.size > n_cutoffs + 1:
+        levels = np.arange(1, n_cutoffs + 1) / (n_cutoffs + 1)
+        values = np.unique(np.quantile(x, levels))
+    return values[values < x.max()]
+
+
+def _best_cutoff(x: np.ndarray, y: np.ndarray, n_cutoffs: int) -> dict[str, object]:
+    """Scan cut-offs in both directions; return the row maximising the studentised contrast."""
+    cutoffs = _candidate_cutoffs(x, n_cutoffs)
+    if cutoffs.size == 0:
+        nan = float("nan")
+        return {"direction": "none", "cutoff": nan, "W+": nan, "W-": nan, "C": nan,
+                "s(C)": nan, "studentised_C": nan, "n_B_D": 0, "n_B_notD": 0, "n_notB_D": 0,
+                "n_notB_notD": 0, "haldane": False}
+    xd, xn = np.sort(x[y == 1]), np.sort(x[y == 0])
+    low_d = np.searchsorted(xd, cutoffs, side="right")  # N(x <= t, D)
+    low_n = np.searchsorted(xn, cutoffs, side="right")
+    high_d, high_n = xd.size - low_d, xn.size - low_n
+    # "high": B = x > t (e.g. anomalous assay); "low": B = x <= t (e.g. near a fault).
+    tables = {"high": (high_d, high_n, low_d, low_n), "low": (low_d, low_n, high_d, high_n)}
+    best: dict[str, object] | None = None
+    for direction, counts in tables.items():
+        w = woe_contrast(*counts)
+        i = int(np.argmax(w["studentised_C"]))
+        if best is None or w["studentised_C"][i] > best["studentised_C"]:
+            best = {"direction": direction, "cutoff": float(cutoffs[i])}
+            best.update({k: float(v[i]) for k, v in w.items() if k != "haldane"})
+            best.update(dict(zip(("n_B_D", "n_B_notD", "n_notB_D", "n_notB_notD"),
+                                 (int(c[i]) for c in counts), strict=True)))
+            best["haldane"] = bool(w["haldane"][i])
+    return best
+
+
+class WeightsOfEvidence(ClassifierMixin, BaseEstimator):
+    """Weights-of-evidence classifier on a feature matrix (Bonham-Carter 1994).
+
+    Each feature is binarised at the cut-off that maximises the studentised contrast
+    ``C / s(C)`` (see :func:`woe_contrast`), scanning both directions: "high is favourable"
+    (pattern B = ``x > cutoff``) and "low is favourable" (B = ``x <= cutoff``, e.g. distance to
+    faults). Candidate cut-offs are every distinct training value below the maximum when there
+    are at most ``n_cutoffs + 1`` of them (so 0/1 layers split at 0), else ``n_cutoffs`` evenly
+    spaced interior quantiles of the feature over the training samples.
+
+    Features whose best studentised contrast is below ``min_studentised_contrast`` are left out
+    of the model (``used`` is False in :meth:`table`); if none passes, the single best one is
+    kept. Constant features have no cut-off (direction "none") and are never used. The posterior
+    is ``logit P(D | x) = logit(prior) + sum_j (W+_j if x_j in B_j else W-_j)`` with the prior the
+    training proportion of ore samples. Unlike the area-based original (unit cells, deposit
+    points), counts here are training samples (ore = D, barren = ~D), so the prior and the
+    probabilities reflect the sampling ratio of ore to barren samples. The model assumes
+    conditional independence of the features, so probabilities are over-confident when layers
+    are correlated (the ranking is what counts).
+    Scanning many cut-offs favours chance contrasts on noisy layers (multiple testing): raise
+    ``min_studentised_contrast`` (e.g. to 2 or 3) when there are many weak layers.
+
+    Parameters
+    ----------
+    min_studentised_contrast : float
+        Minimum ``C / s(C)`` for a feature to enter the model (1.5 ~ 93 % one-sided confidence).
+    n_cutoffs : int
+        Number of quantile cut-offs scanned per feature and direction, >= 1.
+    """
+
+    def __init__(self, min_studentised_contrast: float = 1.5, n_cutoffs: int = 50) -> None:
+        self.min_studentised_contrast = min_studentised_contrast
+        self.n_cutoffs = n_cutoffs
+
+    def fit(
+        self, F: np.ndarray, y: np.ndarray, feature_names: Sequence[str] | None = None
+    ) -> WeightsOfEvidence:
+        """Choose cut-offs and weights from features ``F`` (n, p) and labels ``y`` (n,) in {0,1}.
+
+        Raises
+        ------
+        ConfigError
+            If ``n_cutoffs`` < 1.
+        InputDataError
+            If ``F`` is not a finite 2-D array, ``y`` is not (n,) 0/1 labels of both classes,
+            every feature is constant, or ``feature_names`` does not have p names.
+        """
+        if int(self.n_cutoffs) < 1:
+            raise ConfigError(f"woe n_cutoffs is {self.n_cutoffs}; it must be an integer >= 1.")
+        F = np.asarray(F, dtype=np.float64)
+        if F.ndim != 2 or not np.isfinite(F).all():
+            raise InputDataError(
+                f"F has shape {F.shape} (finite: {bool(np.isfinite(F).all())}); expected a "
+                "finite (n, p) feature matrix, e.g. from crop_features."
+            )
+        y = _check_labels(y, F.shape[0])
+        names = list(feature_names) if feature_names is not None else [
+            f"x{j}" for j in range(F.shape[1])]
+        if len(names) != F.shape[1]:
+            raise InputDataError(
+                f"{len(names)} feature names for {F.shape[1]} features; give one name each."
+            )
+        rows = [{"layer": n, **_best_cutoff(F[:, j], y, int(self.n_cutoffs))}
+                for j, n in enumerate(names)]
+        table = pd.DataFrame(rows)
+        studc = table["studentised_C"].to_numpy()
+        if np.isnan(studc).all():
+            raise InputDataError(
+                f"every feature {names} is constant over the training samples; weights of "
+                "evidence needs at least one layer that varies."
+            )
+        used = studc >= float(self.min_studentised_contrast)  # NaN compares False
+        if not used.any():
+            used[int(np.nanargmax(studc))] = True
+        table["used"] = used
+        self.table_ = table[list(WOE_COLUMNS)]
+        self.classes_ = np.array([0, 1])
+        self.prior_ = float(np.mean(y))
+        self.n_features_in_ = F.shape[1]
+        return self
+
+    def decision_function(self, F: np.ndarray) -> np.ndarray:
+        """Posterior logit of ore, (n,), from features ``F`` (n, p).
+
+        Raises
+        ------
+        InputDataError
+            If ``F`` does not have the p columns seen in :meth:`fit`.
+        """
+        F = np.asarray(F, dtype=np.float64)
+        if F.ndim != 2 or F.shape[1] != self.n_features_in_:
+            raise InputDataError(
+                f"F has shape {F.shape}; expected (n, {self.n_features_in_}) features as in fit."
+            )
+        t = self.table_
+        logit = np.full(F.shape[0], np.log(self.prior_ / (1.0 - self.prior_)))
+        for j in np.flatnonzero(t["used"].to_numpy()):
+            cutoff = t["cutoff"].iat[j]
+            in_b = F[:, j] > cutoff if t["direction"].iat[j] == "high" else F[:, j] <= cutoff
+            logit += np.where(in_b, t["W+"].iat[j], t["W-"].iat[j])
+        return logit
+
+    def predict_proba(self, F: np.ndarray) -> np.ndarray:
+        """Posterior probabilities, (n, 2): columns barren, ore."""
+        p = 1.0 / (1.0 + np.exp(-self.decision_function(F)))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, F: np.ndarray) -> np.ndarray:
+        """Class 1 (ore) where the posterior probability is >= 0.5, else 0; (n,) int."""
+        return (self.predict_proba(F)[:, 1] >= 0.5).astype(np.int64)
+
+    def table(self) -> pd.DataFrame:
+        """A copy of the fitted weights table, one row per feature, columns :data:`WOE_COLUMNS`."""
+        return self.table_.copy()
+
+
+# ---------------------------------------------------------------------------------------------
+# the Baseline wrapper: same train / predict / save / load shape as the networks
+# ---------------------------------------------------------------------------------------------
+
+
+class Baseline:
+    """A fitted baseline that scores crops like a network: ``predict_proba(X) -> P(ore)``.
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`BASELINES`.
+    layer_names : tuple of str
+        The ``C`` evidence layers, in channel order.
+    stats : tuple of str
+        Crop statistics used as features (see :func:`crop_features`).
+    feature_names : list of str
+        Names of the ``C * len(stats)`` features.
+    crop_shape : tuple of int
+        ``(C, H, W)`` of the training crops; prediction needs the same.
+    seed : int
+    options : dict
+        The options passed to :func:`fit_baseline`.
+    n_train, n_ore : int
+        Training samples and ore samples among them.
+    estimator : scikit-learn classifier
+        Fitted on the features (a StandardScaler + LogisticRegression pipeline, a
+        RandomForestClassifier, or a :class:`WeightsOfEvidence`).
+    """
+
+    def __init__(self, name: str, estimator: object, *, layer_names: Sequence[str],
+                 stats: Sequence[str], crop_shape: tuple[int, int, int], seed: int,
+                 options: dict[str, object], n_train: int, n_ore: int) -> None:
+        self.name = name
+        self.estimator = estimator
+        self.layer_names = tuple(layer_names)
+        self.stats = tuple(stats)
+        self.feature_names = feature_names(self.layer_names, self.stats)
+        self.crop_shape = tuple(int(s) for s in crop_shape)
+        self.seed = seed
+        self.options = dict(options)
+        self.n_train = n_train
+        self.n_ore = n_ore
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, layers={len(self.layer_names)}, "
+                f"stats={self.stats}, n_train={self.n_train}, n_ore={self.n_ore})")
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """Features (n, p) of crops ``X`` (n, C, H, W), checked against the training shape.
+
+        Raises
+        ------
+        InputDataError
+            If the layers or crop size differ from training, or ``X`` is not finite.
+        """
+        crops = _as_crops(X)
+        if tuple(crops.shape[1:]) != self.crop_shape:
+            raise InputDataError(
+                f"X has crops of shape {tuple(crops.shape[1:])} (C, H, W) but baseline "
+                f"{self.name!r} was trained on {self.crop_shape} with layers "
+                f"{list(self.layer_names)}; build crops from the same layers and crop size."
+            )
+        return crop_features(crops, stats=self.stats)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probability of ore, (n,) float64 in [0, 1], for crops ``X`` (n, C, H, W).
+
+        Raises
+        ------
+        InputDataError
+            As :meth:`features`.
+        """
+        proba = self.estimator.predict_proba(self.features(X))
+        return np.asarray(proba[:, list(self.estimator.classes_).index(1)], dtype=np.float64)
+
+    def save(self, path: str | Path) -> None:
+        """Pickle to ``path`` atomically (write ``<path>.tmp``, then rename over ``path``)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        payload = {"format": _FORMAT, "version": _FORMAT_VERSION, "baseline": self}
+        with open(tmp, "wb") as fh:
+            pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Baseline:
+        """Load a baseline written by :meth:`save`. Unpickles: load only files you trust.
+
+        Raises
+        ------
+        InputDataError
+            If ``path`` does not exist or does not hold an oremap baseline.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise InputDataError(f"baseline file {path} does not exist; fit and save it first.")
+        with open(path, "rb") as fh:
+            try:
+                payload = pickle.load(fh)
+            except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
+                raise InputDataError(
+                    f"{path} is not a readable oremap baseline ({err}); refit and save it."
+                ) from err
+        if not (isinstance(payload, dict) and payload.get("format") == _FORMAT
+                and isinstance(payload.get("baseline"), cls)):
+            raise InputDataError(
+                f"{path} does not hold an oremap baseline (format {_FORMAT!r}); "
+                "pass a file written by Baseline.save."
+            )
+        return payload["baseline"]
+
+
+class WoeBaseline(Baseline):
+    """A weights-of-evidence :class:`Baseline`; adds :meth:`woe_table`."""
+
+    def woe_table(self) -> pd.DataFrame:
+        """Weights per feature: columns :data:`WOE_COLUMNS` (see :class:`WeightsOfEvidence`).
+
+        ``layer`` holds the feature name (``"<layer>_<stat>"``), ``direction`` is "high",
+        "low" or "none" (constant feature), ``cutoff`` is in the layer's units, counts are
+        numbers of training samples before any Haldane correction, and ``haldane`` says whether
+        0.5 was added to the four counts.
+        """
+        return self.estimator.table()
+
+
+def _check_labels(y: np.ndarray, n: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise InputDataError(
+            f"y has shape {y.shape} but X has {n} samples; give one label per crop, shape ({n},)."
+        )
+    if y.dtype == bool:
+        y = y.astype(np.int64)
+    values = np.unique(y)
+    if not np.isin(values, (0, 1)).all():
+        raise InputDataError(
+            f"y holds values {values.tolist()}; expected 1 (ore) and 0 (barren). Drop unknown "
+            "(-1) cells before fitting."
+        )
+    if values.size < 2:
+        raise InputDataError(
+            f"y holds only class {int(values[0])} ({n} samples); a baseline needs both ore (1) "
+            "and barren (0) samples in the training set."
+        )
+    return y.astype(np.int64)
+
+
+def _make_estimator(name: str, seed: int, options: dict[str, object]) -> object:
+    if name == "logistic":
+        allowed, base = set(LogisticRegression().get_params()), _LOGISTIC_DEFAULTS
+    elif name == "random_forest":
+        allowed, base = set(RandomForestClassifier().get_params()), _FOREST_DEFAULTS
+    else:
+        allowed, base = set(_WOE_OPTIONS), {}
+    allowed.discard("random_state")
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {unknown} for baseline {name!r}; choose from {sorted(allowed)} "
+            "(the seed is set by seed=)."
+        )
+    params = {**base, **options}
+    if name == "logistic":
+        model = LogisticRegression(random_state=seed, **params)
+        return Pipeline([("scale", StandardScaler()), ("model", model)])
+    if name == "random_forest":
+        return RandomForestClassifier(random_state=seed, **params)
+    return WeightsOfEvidence(**params)
+
+
+def fit_baseline(name: str, X_train: np.ndarray, y_train: np.ndarray, *,
+                 layer_names: Sequence[str], stats: Sequence[str] = ("mean",), seed: int = 0,
+                 **options: object) -> Baseline:
+    """Fit a classic MPM baseline on per-crop evidence features.
+
+    Parameters
+    ----------
+    name : {"logistic", "random_forest", "woe"}
+        ``logistic``: StandardScaler + LogisticRegression (``class_weight="balanced"``).
+        ``random_forest``: RandomForestClassifier (500 trees, ``class_weight="balanced"``,
+        ``min_samples_leaf=2``, ``max_features="sqrt"``, ``n_jobs=1``).
+        ``woe``: :class:`WeightsOfEvidence` (Bonham-Carter 1994).
+    X_train : (n, C, S, S) array, or (n, C) array
+        Training crops (or per-cell values), finite, in the layers' units.
+    y_train : (n,) array of {0, 1} or bool
+        1 = ore, 0 = barren; both classes must occur.
+    layer_names : sequence of C str
+        Unique names of the evidence layers, in channel order.
+    stats : sequence of str
+        Crop statistics used as features (:func:`crop_features`); default the mean per layer.
+    seed : int
+        Seeds the estimator (``random_state``); weights of evidence is deterministic anyway.
+    **options
+        Override the estimator's constructor arguments (scikit-learn names, e.g. ``C=0.1`` or
+        ``n_estimators=200``), or for ``woe`` ``min_studentised_contrast`` (1.5) and
+        ``n_cutoffs`` (50).
+
+    Returns
+    -------
+    Baseline
+        A :class:`WoeBaseline` for ``"woe"``.
+
+    Raises
+    ------
+    UnknownNameError
+        If ``name`` is not in :data:`BASELINES`, or a statistic is unknown.
+    InputDataError
+        If shapes disagree (X, y, layer_names), names repeat, labels are not 0/1 or only one
+        class occurs, or ``X`` is not finite.
+    ConfigError
+        If an option is not one the baseline takes.
+    """
+    if name not in BASELINES:
+        raise UnknownNameError(f"unknown baseline {name!r}; choose from {list(BASELINES)}.")
+    stats = _check_stats(stats)
+    crops = _as_crops(X_train)
+    layer_names = [str(s) for s in layer_names]
+    if len(layer_names) != crops.shape[1]:
+        raise InputDataError(
+            f"{len(layer_names)} layer_names for {crops.shape[1]} layers in X_train (shape "
+            f"{crops.shape}); give one name per channel, in channel order."
+        )
+    if len(set(layer_names)) != len(layer_names):
+        raise InputDataError(f"layer_names {layer_names} repeat a name; names must be unique.")
+    y = _check_labels(y_train, crops.shape[0])
+    features = crop_features(crops, stats=stats)
+    estimator = _make_estimator(name, int(seed), dict(options))
+    if name == "woe":
+        estimator.fit(features, y, feature_names=feature_names(layer_names, stats))
+    else:
+        estimator.fit(features, y)
+    cls = WoeBaseline if name == "woe" else Baseline
+    return cls(name, estimator, layer_names=layer_names, stats=stats,
+               crop_shape=crops.shape[1:], seed=int(seed), options=dict(options),
+               n_train=int(y.size), n_ore=int(y.sum()))

@@ -1,0 +1,395 @@
+"""TOML configuration -> validated, frozen pydantic models."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from oremap.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MODEL_NAMES = ("lenet", "alexnet", "vgg16", "vgg8", "resnet50", "mobilenet_v2", "vit")
+BASELINE_NAMES = ("logistic", "random_forest", "woe")
+RULE_NAMES = ("simple_average", "weighted_average", "majority_voting", "plurality_voting",
+              "weighted_voting")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GridConfig(_Model):
+    """``[grid]``: the common raster grid and the cells cut from it (map units of ``crs``)."""
+
+    crs: str = Field(description="CRS of the grid, e.g. 'EPSG:32649'")
+    bounds: tuple[float, float, float, float] = Field(
+        description="[xmin, ymin, xmax, ymax] in map units")
+    pixel_size: float | tuple[float, float] = Field(description="pixel size in map units")
+    cell_cols: int | None = Field(None, ge=1)
+    cell_rows: int | None = Field(None, ge=1)
+    cell_size: tuple[float, float] | None = Field(
+        None, description="[width, height] of a cell in map units (instead of cols/rows)")
+    block: int = Field(2048, ge=16, description="window size in pixels for out-of-core work")
+
+    @model_validator(mode="after")
+    def _cells(self) -> GridConfig:
+        by_count = self.cell_cols is not None or self.cell_rows is not None
+        if by_count and self.cell_size is not None:
+            raise ValueError("give either cell_cols and cell_rows, or cell_size, not both")
+        if by_count and (self.cell_cols is None or self.cell_rows is None):
+            raise ValueError("cell_cols and cell_rows must be given together")
+        if not by_count and self.cell_size is None:
+            raise ValueError("give cell_cols and cell_rows, or cell_size = [width, height]")
+        return self
+
+
+class VectorSource(_Model):
+    """A vector layer: a GeoPackage/Shapefile/GeoJSON file and optional layer name."""
+
+    path: Path
+    layer: str | None = None
+    crs: str | None = Field(None, description="CRS to assume if the file has none")
+    where: dict[str, str | int | float | bool | list[str]] | None = Field(
+        None, description="keep only features whose column equals (or is in) the value")
+
+
+class GeochemConfig(_Model):
+    """``[geochem]``: soil or rock assays as a CSV of points."""
+
+    path: Path
+    x: str = "x"
+    y: str = "y"
+    crs: str | None = Field(None, description="CRS of x/y; required for CSV")
+    elements: list[str] = Field(min_length=1)
+    power: float = Field(2.0, gt=0)
+    neighbours: int | None = Field(12, ge=1)
+    radius: float | None = Field(None, gt=0)
+    log10: bool | list[str] = Field(
+        True, description="log10-transform all elements (true) or the listed ones")
+    clip_percentile: float | None = Field(None, gt=50, le=100)
+    coverage_buffer: float = Field(0.0, ge=0, description="buffer of the samples' hull")
+    extent: VectorSource | None = None
+
+    def log_for(self, element: str) -> bool:
+        return self.log10 if isinstance(self.log10, bool) else element in self.log10
+
+    @model_validator(mode="after")
+    def _logs(self) -> GeochemConfig:
+        if isinstance(self.log10, list):
+            unknown = sorted(set(self.log10) - set(self.elements))
+            if unknown:
+                raise ValueError(f"log10 names {unknown}, which are not in elements")
+        return self
+
+
+class GeologyLayerConfig(VectorSource):
+    """``[[geology]]``: one geological feature class turned into one evidence layer."""
+
+    name: str
+    measure: Literal["distance", "density", "buffer_density"] = "buffer_density"
+    radius: float | None = Field(None, gt=0, description="influence radius, map units")
+    extent: VectorSource | None = None
+
+    @model_validator(mode="after")
+    def _radius(self) -> GeologyLayerConfig:
+        if self.measure != "distance" and self.radius is None:
+            raise ValueError(f"measure {self.measure!r} needs radius (map units)")
+        return self
+
+
+class LabelsConfig(_Model):
+    """``[labels]``: known orebodies (positives) and barren ground (negatives)."""
+
+    orebodies: VectorSource
+    orebody_buffer: float = Field(0.0, ge=0)
+    negatives: Literal["verified", "distance"] = "verified"
+    barren: list[VectorSource] = Field(default_factory=list)
+    min_distance: float | None = Field(None, gt=0)
+    ratio: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _strategy(self) -> LabelsConfig:
+        if self.negatives == "verified" and not self.barren:
+            raise ValueError("negatives = 'verified' needs at least one [[labels.barren]] source")
+        if self.negatives == "distance" and (self.min_distance is None or self.ratio is None):
+            raise ValueError("negatives = 'distance' needs min_distance and ratio")
+        return self
+
+
+class CropClassConfig(_Model):
+    n: int = Field(ge=1, description="at most n windows per cell")
+    a: int = Field(ge=1, description="step along X in pixels")
+    b: int = Field(ge=1, description="step along Y in pixels")
+
+
+class SamplesConfig(_Model):
+    """``[samples]``: crops and the train/test split."""
+
+    crop_size: int = Field(32, ge=4)
+    positive: CropClassConfig = CropClassConfig(n=50, a=12, b=24)
+    negative: CropClassConfig = CropClassConfig(n=10, a=32, b=64)
+    nodata_tolerance: float = Field(0.0, ge=0, lt=1)
+    split: Literal["cell", "block", "random"] = "cell"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    block_size: int = Field(4, ge=1)
+    folds: int = Field(1, ge=1)
+    compare_random: bool = Field(
+        False, description="also evaluate the paper's random crop split, side by side")
+
+    @model_validator(mode="after")
+    def _folds(self) -> SamplesConfig:
+        if self.folds > 1 and self.split != "block":
+            raise ValueError("folds > 1 needs split = 'block'")
+        return self
+
+
+class TrainConfig(_Model):
+    """``[train]``: networks and baselines, optimiser and schedule."""
+
+    models: list[str] = Field(default_factory=lambda: list(MODEL_NAMES[:1]))
+    baselines: list[str] = Field(default_factory=list)
+    profile: Literal["paper", "fast"] = "paper"
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    lr_min: float = Field(1e-5, ge=0)
+    beta1: float = Field(0.9, gt=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    workers: int = Field(8, ge=0)
+    imbalance: Literal["weighted_loss", "balanced_sampler", "none"] = "weighted_loss"
+    device: str = "auto"
+    jobs: int = Field(1, ge=1)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str]) -> list[str]:
+        return _check_names(v, MODEL_NAMES, "model")
+
+    @field_validator("baselines")
+    @classmethod
+    def _baselines(cls, v: list[str]) -> list[str]:
+        return _check_names(v, BASELINE_NAMES, "baseline")
+
+
+class PredictConfig(_Model):
+    threshold: float = Field(0.5, gt=0, lt=1)
+    tta: bool = False
+
+
+class EnsembleConfig(_Model):
+    rules: list[str] = Field(default_factory=lambda: list(RULE_NAMES))
+    members: list[str] | None = Field(None, description="models/baselines to combine; all")
+    weight_metric: Literal["accuracy", "f1", "auc"] = "accuracy"
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, v: list[str]) -> list[str]:
+        return _check_names(v, RULE_NAMES, "ensemble rule")
+
+
+class MapsConfig(_Model):
+    stride: int = Field(8, ge=1, description="sliding-window stride in pixels")
+    continuous: bool = True
+    target_threshold: float | None = Field(None, gt=0, lt=1)
+    target_top_fraction: float | None = Field(0.1, gt=0, lt=1)
+    target_rule: str = "weighted_average"
+    permutation_repeats: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _targets(self) -> MapsConfig:
+        if self.target_threshold is not None and self.target_top_fraction is not None:
+            raise ValueError("give target_threshold or target_top_fraction, not both")
+        if self.target_threshold is None and self.target_top_fraction is None:
+            raise ValueError("give target_threshold or target_top_fraction")
+        return self
+
+
+class Config(_Model):
+    """The whole configuration of one oremap run."""
+
+    name: str = "oremap run"
+    seed: int = 0
+    grid: GridConfig
+    geochem: GeochemConfig | None = None
+    geology: list[GeologyLayerConfig] = Field(default_factory=list)
+    labels: LabelsConfig
+    samples: SamplesConfig = SamplesConfig()
+    train: TrainConfig = TrainConfig()
+    predict: PredictConfig = PredictConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
+    maps: MapsConfig = MapsConfig()
+    truth: Path | None = Field(
+        None, description="optional hidden-truth raster (demo) to score unknown-cell ranking")
+
+    @model_validator(mode="after")
+    def _layers(self) -> Config:
+        if self.geochem is None and not self.geology:
+            raise ValueError("no evidence: give [geochem] and/or at least one [[geology]] layer")
+        names = [g.name for g in self.geology] + (self.geochem.elements if self.geochem else [])
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"evidence layer names must be unique; repeated: {dup}")
+        return self
+
+    def members(self) -> list[str]:
+        """Models and baselines trained in this run, in order."""
+        return [*self.train.models, *self.train.baselines]
+
+
+def _check_names(values: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+    for v in values:
+        if v not in allowed:
+            hint = difflib.get_close_matches(v, allowed, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ValueError(f"unknown {what} {v!r}{extra}; choose from {list(allowed)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} names repeat: {values}")
+    return values
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            known = _known_keys(err["loc"][:-1])
+            hint = difflib.get_close_matches(key, known, n=1)
+            msg = "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            if known:
+                msg += f"; allowed keys: {', '.join(sorted(known))}"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            given = err.get("input")
+            if not isinstance(given, dict):
+                msg += f" (got {given!r})"
+        lines.append(f"  [{loc}] {msg}")
+    return "\n".join(lines)
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _inner_model(field.annotation)
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make every ``path`` (and ``truth``) relative to the config file's folder absolute."""
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                if k in ("path", "truth") and isinstance(v, str) and not Path(v).is_absolute():
+                    v = str((base / v).resolve())
+                out[k] = fix(v)
+            return out
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    return fix(data)
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "configuration",
+                     base_dir: Path | None = None) -> Config:
+    """Validate a configuration given as a dict (paths resolved against ``base_dir``)."""
+    if base_dir is not None:
+        data = _resolve_paths(data, base_dir)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate a TOML configuration file.
+
+    Relative paths in the file are taken relative to the file's folder. ``overrides`` maps
+    dotted keys (``"train.epochs"``) to values applied before validation.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"configuration file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for key, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return config_from_dict(data, source=str(path), base_dir=path.parent.resolve())
+
+
+def to_toml(config: Config) -> str:
+    """Serialise a configuration to TOML (the resolved config written into a run folder)."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    return _dump_toml(data)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _dump_toml(data: dict[str, Any], prefix: str = "") -> str:
+    scalars, tables, arrays = [], [], []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            arrays.append((k, v))
+        else:
+            scalars.append(f"{k} = {_toml_value(v)}")
+    out = "\n".join(scalars) + ("\n" if scalars else "")
+    for k, v in tables:
+        name = f"{prefix}{k}"
+        out += f"\n[{name}]\n" + _dump_toml(v, f"{name}.")
+    for k, items in arrays:
+        name = f"{prefix}{k}"
+        for item in items:
+            out += f"\n[[{name}]]\n" + _dump_toml(item, f"{name}.")
+    return out

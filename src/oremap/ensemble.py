@@ -1,0 +1,639 @@
+"""Ensemble rules combining several models' P(ore), and stability statistics."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from oremap.errors import DroppedDataWarning, InputDataError, UnknownNameError
+from oremap.evaluate import Label
+
+__all__ = [
+    "UNDECIDED",
+    "COUNT_COLUMNS",
+    "EnsembleResult",
+    "register",
+    "list_rules",
+    "combine",
+    "simple_average",
+    "weighted_average",
+    "majority_voting",
+    "plurality_voting",
+    "weighted_voting",
+    "metric_weights",
+    "prediction_counts",
+    "table2",
+    "dispersion",
+    "stability_table",
+    "seed_variability",
+    "seed_variability_table",
+]
+
+#: Prediction of a cell on which a voting rule refuses to decide (a tie in majority voting).
+UNDECIDED = -2
+
+#: Columns of :func:`table2` / keys of :func:`prediction_counts` (He et al. 2024, Table 2).
+COUNT_COLUMNS: tuple[str, ...] = ("total", "known_positive", "unknown", "negative")
+
+#: A rule maps (n_models, n_cells) P(ore), normalised (n_models,) weights and the threshold to
+#: (n_cells,) probability and (n_cells,) prediction.
+Rule = Callable[..., tuple[np.ndarray, np.ndarray]]
+_RULES: dict[str, Rule] = {}
+
+# Relative tolerance under which two summed vote weights count as exactly equal.
+_WEIGHT_TIE_RTOL = 1e-12
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """Output of :func:`combine`.
+
+    Attributes
+    ----------
+    rule : str
+        Name of the rule.
+    probability : (n_cells,) float array
+        Combined P(ore) for averaging rules; the (weighted, for weighted voting) share of
+        "ore" votes for voting rules. In [0, 1].
+    prediction : (n_cells,) int array
+        1 (ore), 0 (barren) or :data:`UNDECIDED` (-2).
+    weights : (n_models,) float array
+        The normalised weights used (equal when none were given; ignored by unweighted rules).
+    """
+
+    rule: str
+    probability: np.ndarray
+    prediction: np.ndarray
+    weights: np.ndarray
+
+
+def register(name: str) -> Callable[[Rule], Rule]:
+    """Decorator adding an ensemble rule under ``name``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is already registered (a programming error).
+    """
+
+    def add(rule: Rule) -> Rule:
+        if name in _RULES:
+            raise ValueError(f"ensemble rule {name!r} registered twice")
+        _RULES[name] = rule
+        return rule
+
+    return add
+
+
+def list_rules() -> list[str]:
+    """Names of the registered rules, in registration order (He et al.'s order)."""
+    return list(_RULES)
+
+
+def _check_probs(probs: np.ndarray) -> np.ndarray:
+    arr = np.asarray(probs, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] < 1:
+        raise InputDataError(
+            f"probs must be (n_models, n_cells) with n_models >= 1; got shape {arr.shape}. "
+            "Stack the models' P(ore) with np.stack(list_of_arrays)."
+        )
+    finite = np.isfinite(arr)
+    if not finite.all() or np.any((arr[finite] < 0) | (arr[finite] > 1)):
+        raise InputDataError(
+            f"probs must be finite P(ore) in [0, 1]; got {int((~finite).sum())} non-finite and "
+            f"{int(np.sum((arr[finite] < 0) | (arr[finite] > 1)))} out-of-range values. "
+            "Mask nodata cells out before combining."
+        )
+    return arr
+
+
+def _normalise_weights(weights: Sequence[float] | np.ndarray | None, n_models: int) -> np.ndarray:
+    if weights is None:
+        return np.full(n_models, 1.0 / n_models)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n_models,):
+        raise InputDataError(
+            f"weights must have shape ({n_models},), one per model; got shape {w.shape}."
+        )
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise InputDataError(
+            f"weights must be finite and non-negative; got {w.tolist()}. "
+            "Use metric_weights() to derive them from a validation score."
+        )
+    if w.sum() <= 0:
+        raise InputDataError(
+            f"weights sum to 0 ({w.tolist()}); at least one model needs a positive weight."
+        )
+    return w / w.sum()
+
+
+def combine(
+    rule: str,
+    probs: np.ndarray,
+    *,
+    weights: Sequence[float] | np.ndarray | None = None,
+    threshold: float = 0.5,
+) -> EnsembleResult:
+    """Combine several models' P(ore) per cell with a named rule.
+
+    Parameters
+    ----------
+    rule : str
+        One of :func:`list_rules`.
+    probs : (n_models, n_cells) float array
+        P(ore) of each model, in [0, 1].
+    weights : (n_models,) float array or None
+        Non-negative model weights, normalised here to sum to one; ``None`` means equal
+        weights. Used only by ``weighted_average`` and ``weighted_voting``; the other rules
+        ignore them.
+    threshold : float
+        Decision threshold on P(ore), in [0, 1]; a model votes ore where ``p >= threshold``.
+
+    Returns
+    -------
+    EnsembleResult
+
+    Raises
+    ------
+    UnknownNameError
+        If ``rule`` is not registered.
+    InputDataError
+        On a bad ``probs`` shape or values, bad weights or a threshold outside [0, 1].
+    """
+    if rule not in _RULES:
+        raise UnknownNameError(f"unknown ensemble rule {rule!r}; choose from {sorted(_RULES)}")
+    if not 0.0 <= threshold <= 1.0:
+        raise InputDataError(f"threshold must lie in [0, 1]; got {threshold}.")
+    p = _check_probs(probs)
+    w = _normalise_weights(weights, p.shape[0])
+    probability, prediction = _RULES[rule](p, weights=w, threshold=threshold)
+    return EnsembleResult(
+        rule=rule,
+        probability=np.asarray(probability, dtype=np.float64),
+        prediction=np.asarray(prediction, dtype=np.int64),
+        weights=w,
+    )
+
+
+def _threshold_classes(p: np.ndarray, threshold: float) -> np.ndarray:
+    return np.where(p >= threshold, Label.POSITIVE, Label.NEGATIVE).astype(np.int64)
+
+
+@register("simple_average")
+def simple_average(
+    probs: np.ndarray, *, weights: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simple averaging: ``p = mean_i p_i``; ore where ``p >= threshold`` (ties go to ore),
+    else barren. Never undecided. ``weights`` are ignored.
+
+    Parameters
+    ----------
+    probs : (n_models, n_cells) float array
+    weights : (n_models,) float array
+        Ignored.
+    threshold : float
+
+    Returns
+    -------
+    probability, prediction : (n_cells,) float and int arrays
+    """
+    mean = probs.mean(axis=0)
+    return mean, _threshold_classes(mean, threshold)
+
+
+@register("weighted_average")
+def weighted_average(
+    probs: np.ndarray, *, weights: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted averaging: ``p = sum_i w_i p_i`` with weights summing to one; ore where
+    ``p >= threshold`` (ties go to ore), else barren. Never undecided.
+
+    Parameters
+    ----------
+    probs : (n_models, n_cells) float array
+    weights : (n_models,) float array
+        Normalised to sum to one.
+    threshold : float
+
+    Returns
+    -------
+    probability, prediction : (n_cells,) float and int arrays
+    """
+    avg = np.clip(weights @ probs, 0.0, 1.0)
+    return avg, _threshold_classes(avg, threshold)
+
+
+@register("majority_voting")
+def majority_voting(
+    probs: np.ndarray, *, weights: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Absolute-majority voting with refusal.
+
+    Each of the ``n`` models votes ore where ``p_i >= threshold``. A cell is ore if more than
+    ``n / 2`` models vote ore, barren if more than ``n / 2`` vote barren, otherwise
+    :data:`UNDECIDED`. With two classes the refusal happens only for an even ``n`` with an
+    exact split (``n / 2`` votes each). ``weights`` are ignored.
+
+    Parameters
+    ----------
+    probs : (n_models, n_cells) float array
+    weights : (n_models,) float array
+        Ignored.
+    threshold : float
+
+    Returns
+    -------
+    probability, prediction : (n_cells,) float and int arrays
+        ``probability`` is the share of ore votes.
+    """
+    n = probs.shape[0]
+    n_ore = np.sum(probs >= threshold, axis=0)
+    n_barren = n - n_ore
+    pred = np.full(probs.shape[1], UNDECIDED, dtype=np.int64)
+    pred[2 * n_ore > n] = Label.POSITIVE
+    pred[2 * n_barren > n] = Label.NEGATIVE
+    return n_ore / n, pred
+
+
+@register("plurality_voting")
+def plurality_voting(
+    probs: np.ndarray, *, weights: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plurality voting with a probability tie-break.
+
+    Each model votes ore where ``p_i >= threshold``; the class with more votes wins. With
+    two classes this equals majority voting except on exact ties (even ``n``), which are
+    broken by the mean probability: ore if ``mean_i p_i >= threshold``, else barren. Never
+    undecided. ``weights`` are ignored.
+
+    Parameters
+    ----------
+    probs : (n_models, n_cells) float array
+    weights : (n_models,) float array
+        Ignored.
+    threshold : float
+
+    Returns
+    -------
+    probability, prediction : (n_cells,) float and int arrays
+        ``probability`` is the share of ore votes.
+    """
+    n = probs.shape[0]
+    n_ore = np.sum(probs >= threshold, axis=0)
+    n_barren = n - n_ore
+    tie_break = _threshold_classes(probs.mean(axis=0), threshold)
+    pred = np.where(
+        n_ore > n_barren,
+        Label.POSITIVE,
+        np.where(n_barren > n_ore, Label.NEGATIVE, tie_break),
+    ).astype(np.int64)
+    return n_ore / n, pred
+
+
+@register("weighted_voting")
+def weighted_voting(
+    probs: np.ndarray, *, weights: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted voting.
+
+    Each model votes ore where ``p_i >= threshold``; ``W = sum of w_i over ore votes``
+    (weights sum to one). A cell is ore where ``W > 1/2``, i.e. the ore votes carry more
+    than half the total weight, else barren: exactly half goes to **barren** (two weight
+    sums equal within a relative 1e-12 count as exactly half). Never undecided.
+
+    Parameters
+    ----------
+    probs : (n_models, n_cells) float array
+    weights : (n_models,) float array
+        Normalised to sum to one.
+    threshold : float
+
+    Returns
+    -------
+    probability, prediction : (n_cells,) float and int arrays
+        ``probability`` is ``W``, the weighted share of ore votes.
+    """
+    votes = (probs >= threshold).astype(np.float64)
+    w_ore = weights @ votes
+    w_barren = weights @ (1.0 - votes)
+    ore = (w_ore - w_barren) > _WEIGHT_TIE_RTOL * weights.sum()
+    pred = np.where(ore, Label.POSITIVE, Label.NEGATIVE).astype(np.int64)
+    return np.clip(w_ore, 0.0, 1.0), pred
+
+
+def metric_weights(metric_values: Mapping[str, float]) -> dict[str, float]:
+    """Model weights proportional to a validation metric (e.g. ROC AUC), summing to one.
+
+    A model whose metric is NaN gets weight 0 and a :class:`DroppedDataWarning`.
+
+    Parameters
+    ----------
+    metric_values : dict of str -> float
+        Model name -> validation metric, >= 0 (higher is better).
+
+    Returns
+    -------
+    dict of str -> float
+        Same keys and order, ``w_m = v_m / sum(v)``.
+
+    Raises
+    ------
+    InputDataError
+        If the dict is empty, a metric is negative or infinite, or all weights are 0.
+    """
+    if not metric_values:
+        raise InputDataError("metric_weights got no models; pass {model: validation metric}.")
+    values = {k: float(v) for k, v in metric_values.items()}
+    nan_models = [k for k, v in values.items() if np.isnan(v)]
+    bad = {k: v for k, v in values.items() if not np.isnan(v) and (v < 0 or np.isinf(v))}
+    if bad:
+        raise InputDataError(
+            f"metric values must be finite and >= 0 to serve as weights; got {bad}. "
+            "Use a score such as ROC AUC or accuracy, not a loss."
+        )
+    if nan_models:
+        warnings.warn(
+            f"metric_weights gave weight 0 to {len(nan_models)} model(s) with a NaN metric: "
+            f"{nan_models}.",
+            DroppedDataWarning,
+            stacklevel=2,
+        )
+    clean = {k: (0.0 if np.isnan(v) else v) for k, v in values.items()}
+    total = sum(clean.values())
+    if total <= 0:
+        raise InputDataError(
+            f"all metric values are 0 or NaN ({values}); no model can get a positive weight."
+        )
+    return {k: v / total for k, v in clean.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# stability statistics (He et al. 2024, Table 2)
+# ---------------------------------------------------------------------------------------------
+
+
+def prediction_counts(prediction: np.ndarray, labels: np.ndarray) -> dict[str, int]:
+    """Number of cells predicted ore, overall and by known label.
+
+    Parameters
+    ----------
+    prediction : array of int, any shape
+        1 (ore), 0 (barren) or :data:`UNDECIDED`; undecided cells are not ore.
+    labels : array of int, same shape
+        1 (known ore), 0 (known barren / negative), -1 (unknown).
+
+    Returns
+    -------
+    dict
+        ``total`` (all cells), ``known_positive``, ``unknown``, ``negative``: counts of cells
+        predicted ore among all cells and among the cells of each label.
+
+    Raises
+    ------
+    InputDataError
+        If the shapes differ or either array holds other values.
+    """
+    pred = np.asarray(prediction)
+    lab = np.asarray(labels)
+    if pred.shape != lab.shape:
+        raise InputDataError(
+            f"prediction has shape {pred.shape} but labels has {lab.shape}; "
+            "pass both for the same cells."
+        )
+    for arr, name, allowed in (
+        (pred, "prediction", (Label.POSITIVE, Label.NEGATIVE, UNDECIDED)),
+        (lab, "labels", (Label.POSITIVE, Label.NEGATIVE, Label.UNKNOWN)),
+    ):
+        if not np.all(np.isin(arr, allowed)):
+            bad = np.unique(arr[~np.isin(arr, allowed)])[:5].tolist()
+            raise InputDataError(
+                f"{name} must hold only {[int(a) for a in allowed]}; got {bad}. "
+                "Mask nodata cells out before counting."
+            )
+    ore = pred == Label.POSITIVE
+    return {
+        "total": int(ore.sum()),
+        "known_positive": int((ore & (lab == Label.POSITIVE)).sum()),
+        "unknown": int((ore & (lab == Label.UNKNOWN)).sum()),
+        "negative": int((ore & (lab == Label.NEGATIVE)).sum()),
+    }
+
+
+def table2(predictions: Mapping[str, np.ndarray], labels: np.ndarray) -> pd.DataFrame:
+    """Predicted-ore counts of several models or rules, like He et al.'s Table 2.
+
+    Parameters
+    ----------
+    predictions : dict of str -> int array
+        Name -> prediction (1, 0 or UNDECIDED) for the same cells as ``labels``.
+    labels : int array
+        1, 0 or -1 per cell.
+
+    Returns
+    -------
+    DataFrame
+        Index ``model`` (input order), int columns :data:`COUNT_COLUMNS`.
+
+    Raises
+    ------
+    InputDataError
+        If ``predictions`` is empty or an entry is invalid (see :func:`prediction_counts`).
+    """
+    if not predictions:
+        raise InputDataError("table2 got no predictions; pass {name: prediction array}.")
+    rows = {name: prediction_counts(p, labels) for name, p in predictions.items()}
+    df = pd.DataFrame.from_dict(rows, orient="index")[list(COUNT_COLUMNS)].astype(np.int64)
+    df.index.name = "model"
+    return df
+
+
+def dispersion(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Spread of a set of values (e.g. one count across models).
+
+    Parameters
+    ----------
+    values : (n,) float array
+        Finite values, n >= 1.
+
+    Returns
+    -------
+    dict
+        ``n``; ``mean``; ``std_sample`` = sqrt(sum (x - mean)^2 / (n - 1)), NaN when n = 1;
+        ``mean_abs_dev`` = mean |x - mean|; ``coef_variation`` = std_sample / mean, NaN when
+        the mean is 0.
+
+    Raises
+    ------
+    InputDataError
+        If ``values`` is empty, not 1-D or not finite.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0 or not np.all(np.isfinite(x)):
+        raise InputDataError(
+            f"dispersion needs a non-empty 1-D array of finite values; got shape {x.shape}."
+        )
+    mean = float(x.mean())
+    std = float(x.std(ddof=1)) if x.size > 1 else float("nan")
+    return {
+        "n": int(x.size),
+        "mean": mean,
+        "std_sample": std,
+        "mean_abs_dev": float(np.mean(np.abs(x - mean))),
+        "coef_variation": std / mean if mean != 0 else float("nan"),
+    }
+
+
+def stability_table(table2_models: pd.DataFrame, table2_rules: pd.DataFrame) -> pd.DataFrame:
+    """Dispersion of each Table 2 count across the single models and across the rules.
+
+    A smaller spread across rules than across models means the ensemble conclusions depend
+    less on which model was chosen.
+
+    Parameters
+    ----------
+    table2_models, table2_rules : DataFrame
+        :func:`table2` outputs for the single models and for the ensemble rules.
+
+    Returns
+    -------
+    DataFrame
+        MultiIndex (``group`` in {"models", "rules"}, ``count`` in the table's columns);
+        columns ``n``, ``mean``, ``std_sample``, ``mean_abs_dev``, ``coef_variation``.
+
+    Raises
+    ------
+    InputDataError
+        If the two tables have different columns or either is empty.
+    """
+    if list(table2_models.columns) != list(table2_rules.columns):
+        raise InputDataError(
+            f"table2_models has columns {list(table2_models.columns)} but table2_rules has "
+            f"{list(table2_rules.columns)}; build both with table2()."
+        )
+    rows = {}
+    for group, table in (("models", table2_models), ("rules", table2_rules)):
+        if table.empty:
+            raise InputDataError(f"the {group} table is empty; pass at least one row.")
+        for column in table.columns:
+            rows[(group, column)] = dispersion(table[column].to_numpy())
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index = pd.MultiIndex.from_tuples(out.index, names=["group", "count"])
+    return out
+
+
+def seed_variability(
+    preds_by_seed: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    predictions: np.ndarray | None = None,
+) -> dict[str, object]:
+    """How much a model's (or rule's) map changes when it is retrained with other seeds.
+
+    The class of a cell in one seed is ``prediction`` when ``predictions`` is given (use
+    this for voting rules, so that :data:`UNDECIDED` is its own class), else
+    ``P(ore) >= threshold``. The flip rate of a cell is the share of seed pairs that give
+    it different classes: with ``k_c`` seeds in class ``c`` out of ``m``,
+    ``(m(m-1)/2 - sum_c k_c(k_c-1)/2) / (m(m-1)/2)``.
+
+    Parameters
+    ----------
+    preds_by_seed : (n_seeds, n_cells) float array
+        P(ore) (or vote share) per seed and cell, in [0, 1]; n_seeds >= 2.
+    threshold : float
+        Decision threshold, used when ``predictions`` is None.
+    predictions : (n_seeds, n_cells) int array or None
+        Classes per seed and cell (1, 0 or UNDECIDED).
+
+    Returns
+    -------
+    dict
+        ``n_seeds``; ``cell_prob_std_sample`` (n_cells,) sample std (ddof=1) of the
+        probability across seeds; ``cell_flip_rate`` (n_cells,); ``mean_prob_std_sample``
+        and ``mean_flip_rate`` (their means over cells); ``ore_counts`` (n_seeds,) cells of
+        class ore per seed; ``ore_count_std_sample``, ``ore_count_min``, ``ore_count_max``.
+
+    Raises
+    ------
+    InputDataError
+        If fewer than two seeds, bad shapes or values outside [0, 1].
+    """
+    p = _check_probs(preds_by_seed)
+    if p.shape[0] < 2:
+        raise InputDataError(
+            f"seed_variability needs >= 2 seeds (rows); got {p.shape[0]}. "
+            "Retrain with several seeds first."
+        )
+    if predictions is None:
+        classes = _threshold_classes(p, threshold)
+    else:
+        classes = np.asarray(predictions)
+        if classes.shape != p.shape:
+            raise InputDataError(
+                f"predictions has shape {classes.shape} but preds_by_seed has {p.shape}."
+            )
+    m = p.shape[0]
+    pairs = m * (m - 1) / 2.0
+    same = sum(
+        (k * (k - 1) / 2.0)
+        for k in (np.sum(classes == c, axis=0) for c in np.unique(classes))
+    )
+    flip = (pairs - same) / pairs
+    cell_std = p.std(axis=0, ddof=1)
+    ore_counts = np.sum(classes == Label.POSITIVE, axis=1).astype(np.int64)
+    return {
+        "n_seeds": m,
+        "cell_prob_std_sample": cell_std,
+        "cell_flip_rate": flip,
+        "mean_prob_std_sample": float(cell_std.mean()),
+        "mean_flip_rate": float(flip.mean()),
+        "ore_counts": ore_counts,
+        "ore_count_std_sample": float(ore_counts.std(ddof=1)),
+        "ore_count_min": int(ore_counts.min()),
+        "ore_count_max": int(ore_counts.max()),
+    }
+
+
+def seed_variability_table(
+    preds_by_name: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]],
+    *,
+    threshold: float = 0.5,
+) -> pd.DataFrame:
+    """Scalar :func:`seed_variability` statistics of several models or rules, one row each.
+
+    Parameters
+    ----------
+    preds_by_name : dict of str -> (n_seeds, n_cells) float array, or a pair of them
+        Name -> P(ore) per seed and cell. For voting rules pass a tuple
+        ``(probability, prediction)`` of (n_seeds, n_cells) arrays (see ``predictions`` in
+        :func:`seed_variability`).
+    threshold : float
+
+    Returns
+    -------
+    DataFrame
+        Index ``model``; columns ``n_seeds``, ``mean_prob_std_sample``, ``mean_flip_rate``,
+        ``ore_count_std_sample``, ``ore_count_min``, ``ore_count_max``.
+
+    Raises
+    ------
+    InputDataError
+        If ``preds_by_name`` is empty or an entry is invalid.
+    """
+    if not preds_by_name:
+        raise InputDataError("seed_variability_table got no entries; pass {name: array}.")
+    keys = ("n_seeds", "mean_prob_std_sample", "mean_flip_rate", "ore_count_std_sample",
+            "ore_count_min", "ore_count_max")
+    rows = {}
+    for name, value in preds_by_name.items():
+        if isinstance(value, tuple):
+            stats = seed_variability(value[0], threshold=threshold, predictions=value[1])
+        else:
+            stats = seed_variability(value, threshold=threshold)
+        rows[name] = {k: stats[k] for k in keys}
+    df = pd.DataFrame.from_dict(rows, orient="index")[list(keys)]
+    df.index.name = "model"
+    return df

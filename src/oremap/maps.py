@@ -1,0 +1,656 @@
+"""Prospectivity maps: cell and sliding-window rasters, model uncertainty, map figures."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import geopandas as gpd  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import Colormap, ListedColormap  # noqa: E402
+from matplotlib.image import AxesImage  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E402
+from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: E402
+from rich.progress import TimeRemainingColumn  # noqa: E402
+
+from oremap import io  # noqa: E402
+from oremap.errors import DroppedDataWarning, InputDataError  # noqa: E402
+from oremap.grid import Grid  # noqa: E402
+from oremap.targets import label_targets_on_axes, to_grid_crs  # noqa: E402
+
+__all__ = [
+    "PROSPECTIVITY_CMAP",
+    "cell_grid",
+    "cells_to_raster",
+    "write_probability_map",
+    "sliding_window_map",
+    "uncertainty",
+    "prospectivity_cmap",
+    "srgb_to_lab",
+    "lab_to_srgb",
+    "plot_prospectivity",
+    "plot_panels",
+    "plot_uncertainty",
+]
+
+log = logging.getLogger("oremap.maps")
+
+PredictFn = Callable[[np.ndarray], np.ndarray]
+
+# ---------------------------------------------------------------------------------------------
+# cell rasters
+# ---------------------------------------------------------------------------------------------
+
+
+def cell_grid(grid: Grid, cell_cols: int, cell_rows: int, *,
+              cell_size_px: int | tuple[int, int] | None = None) -> Grid:
+    """The grid whose pixels are the cells: one pixel per cell, same CRS and nodata.
+
+    Parameters
+    ----------
+    grid : Grid
+        The evidence grid the cells were cut from.
+    cell_cols, cell_rows : int
+        Number of cell columns and rows, >= 1.
+    cell_size_px : int or (int, int) or None
+        Cell width and height in evidence pixels. ``None`` (default): the cells tile the whole
+        extent of ``grid`` evenly, so a cell is ``grid width / cell_cols`` wide. When given, the
+        cells start at the upper-left corner of ``grid`` and may leave a strip of pixels on the
+        right and bottom uncovered (incomplete edge cells dropped by the samples stage).
+
+    Returns
+    -------
+    Grid
+        ``cell_rows`` x ``cell_cols`` pixels; pixel (r, c) is cell (r, c), its centre the cell
+        centre.
+
+    Raises
+    ------
+    InputDataError
+        If a count or size is < 1, or the cells given by ``cell_size_px`` overflow the grid.
+    """
+    if cell_cols < 1 or cell_rows < 1:
+        raise InputDataError(
+            f"cell_cols and cell_rows must be >= 1; got {cell_cols} x {cell_rows}. "
+            "Pass the number of cell columns and rows of the samples stage."
+        )
+    xmin, _, xmax, ymax = grid.bounds
+    if cell_size_px is None:
+        dx = (xmax - xmin) / cell_cols
+        dy = (ymax - grid.bounds[1]) / cell_rows
+    else:
+        cw, ch = ((cell_size_px, cell_size_px) if isinstance(cell_size_px, int)
+                  else cell_size_px)
+        if cw < 1 or ch < 1 or cw * cell_cols > grid.width or ch * cell_rows > grid.height:
+            raise InputDataError(
+                f"{cell_cols} x {cell_rows} cells of {cw} x {ch} px do not fit in the "
+                f"{grid.width} x {grid.height} px grid; check cell_size_px and the cell counts."
+            )
+        dx, dy = cw * grid.pixel_size[0], ch * grid.pixel_size[1]
+    bounds = (xmin, ymax - cell_rows * dy, xmin + cell_cols * dx, ymax)
+    return Grid(grid.crs, bounds, (dx, dy), grid.nodata)
+
+
+def cells_to_raster(rows: np.ndarray, cols: np.ndarray, values: np.ndarray,
+                    cell_grid: Grid) -> np.ndarray:
+    """Scatter per-cell values into a (cell_rows, cell_cols) raster; NaN where no value.
+
+    Parameters
+    ----------
+    rows, cols : (n,) int arrays
+        Cell row and column of each value, 0-based, row 0 at the top (north).
+    values : (n,) float array
+        One value per cell (e.g. P(ore)); cells not listed (dropped cells) stay NaN.
+    cell_grid : Grid
+        The grid from :func:`cell_grid`.
+
+    Returns
+    -------
+    (cell_rows, cell_cols) float64 array
+
+    Raises
+    ------
+    InputDataError
+        If the lengths differ, indices are not integers, fall outside the grid, or repeat.
+    """
+    r, c = np.asarray(rows), np.asarray(cols)
+    v = np.asarray(values, dtype=np.float64)
+    if not (r.ndim == c.ndim == v.ndim == 1 and len(r) == len(c) == len(v)):
+        raise InputDataError(
+            f"rows, cols and values must be 1-D of one length; got shapes {r.shape}, {c.shape}, "
+            f"{v.shape}. Pass one entry per cell."
+        )
+    if len(r) and not (np.issubdtype(r.dtype, np.integer) and np.issubdtype(c.dtype, np.integer)):
+        raise InputDataError(f"rows and cols must be integer cell indices; got dtypes "
+                             f"{r.dtype} and {c.dtype}.")
+    out = np.full(cell_grid.shape, np.nan)
+    h, w = cell_grid.shape
+    outside = (r < 0) | (r >= h) | (c < 0) | (c >= w)
+    if outside.any():
+        raise InputDataError(
+            f"{int(outside.sum())} cell indices fall outside the {h} x {w} cell grid (e.g. row "
+            f"{int(r[outside][0])}, col {int(c[outside][0])}); the cells and the grid disagree."
+        )
+    flat = r.astype(np.int64) * w + c.astype(np.int64)
+    if len(np.unique(flat)) != len(flat):
+        raise InputDataError(f"{len(flat) - len(np.unique(flat))} cells are listed more than "
+                             "once; give each cell one value (average folds first).")
+    out.flat[flat] = v
+    return out
+
+
+def write_probability_map(path: str | os.PathLike, array: np.ndarray, grid: Grid, *,
+                          band_name: str = "p_ore") -> Path:
+    """Write a (rows, cols) probability raster as a GeoTIFF with ``grid``'s CRS and transform.
+
+    NaN pixels are written as ``grid.nodata``. Returns the path.
+
+    Raises
+    ------
+    InputDataError
+        If ``array`` is not 2-D of shape ``grid.shape``.
+    """
+    arr = np.asarray(array)
+    if arr.ndim != 2:
+        raise InputDataError(f"probability map must be 2-D (rows, cols); got shape {arr.shape}.")
+    return io.write_raster(path, arr, grid, band_names=[band_name])
+
+
+# ---------------------------------------------------------------------------------------------
+# sliding-window map
+# ---------------------------------------------------------------------------------------------
+
+
+def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray, grid: Grid, *,
+                       size: int = 32, stride: int = 8, batch: int = 256,
+                       progress: bool = True) -> tuple[np.ndarray, Grid]:
+    """Map P(ore) by sliding a ``size`` px window at ``stride`` px over the evidence stack.
+
+    Window (i, j) has its upper-left pixel at row ``i * stride``, column ``j * stride`` of the
+    stack, for every window that fits wholly inside it. Its prediction becomes output pixel
+    (i, j), a ``stride`` x ``stride`` px block centred on the window centre. The output grid
+    thus has pixel size ``stride * grid.pixel_size`` and its upper-left corner at
+    ``(xmin + (size - stride) / 2 * dx, ymax - (size - stride) / 2 * dy)``, so window centres
+    are output pixel centres; a margin of ``(size - stride) / 2`` px (plus the remainder of
+    ``(W - size) / stride``) along the edges has no value because no window is centred there.
+
+    Parameters
+    ----------
+    predict_fn : callable
+        Takes raw crops, a (k, C, size, size) float32 array with k <= ``batch``, and returns
+        (k,) probabilities of ore (array-like).
+    stack : (C, H, W) float32 array
+        Co-registered evidence layers on ``grid``; NaN marks nodata.
+    grid : Grid
+        Grid of the stack.
+    size, stride : int
+        Window side and step, in pixels, >= 1.
+    batch : int
+        Windows per ``predict_fn`` call, >= 1; memory use is ``batch * C * size**2`` floats.
+    progress : bool
+        Show a rich progress bar.
+
+    Returns
+    -------
+    probability : (n_rows, n_cols) float64 array
+        NaN for windows touching a nodata pixel (counted in a ``DroppedDataWarning``).
+    out_grid : Grid
+        Grid of ``probability``, same CRS and nodata as ``grid``.
+
+    Raises
+    ------
+    InputDataError
+        If the stack is not (C, H, W) on ``grid``, a size is < 1, the window does not fit, or
+        ``predict_fn`` returns the wrong number of values.
+    """
+    stack = np.asarray(stack)
+    _check_window_args(stack, grid, size, stride, batch)
+    n_rows = (grid.height - size) // stride + 1
+    n_cols = (grid.width - size) // stride + 1
+    out_grid = _window_grid(grid, size, stride, n_rows, n_cols)
+    ok = _complete_windows(np.isfinite(stack).all(axis=0), size, stride, n_rows, n_cols)
+    rr, cc = np.nonzero(ok)
+    prob = np.full((n_rows, n_cols), np.nan)
+    views = sliding_window_view(stack, (size, size), axis=(1, 2))[:, ::stride, ::stride]
+    columns = [TextColumn("sliding-window map"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task("windows", total=len(rr))
+        for start in range(0, len(rr), batch):
+            r, c = rr[start:start + batch], cc[start:start + batch]
+            crops = np.ascontiguousarray(np.moveaxis(views[:, r, c], 0, 1), dtype=np.float32)
+            p = np.asarray(predict_fn(crops), dtype=np.float64).reshape(-1)
+            if p.shape != (len(r),):
+                raise InputDataError(
+                    f"predict_fn returned {p.size} values for {len(r)} crops; it must return "
+                    "one probability per crop, shape (k,)."
+                )
+            prob[r, c] = p
+            bar.advance(task, len(r))
+    dropped = n_rows * n_cols - len(rr)
+    if dropped:
+        warnings.warn(f"sliding_window_map: {dropped} of {n_rows * n_cols} windows touch nodata "
+                      "pixels and are NaN in the map", DroppedDataWarning, stacklevel=2)
+    return prob, out_grid
+
+
+def _check_window_args(stack: np.ndarray, grid: Grid, size: int, stride: int,
+                       batch: int) -> None:
+    if stack.ndim != 3 or stack.shape[1:] != grid.shape:
+        raise InputDataError(
+            f"stack must be (C, H, W) with (H, W) = grid shape {grid.shape}; got {stack.shape}."
+        )
+    if size < 1 or stride < 1 or batch < 1:
+        raise InputDataError(f"size, stride and batch must be >= 1; got {size}, {stride}, "
+                             f"{batch}.")
+    if size > grid.height or size > grid.width:
+        raise InputDataError(f"window of {size} px does not fit in the {grid.height} x "
+                             f"{grid.width} px stack; use a smaller size.")
+
+
+def _window_grid(grid: Grid, size: int, stride: int, n_rows: int, n_cols: int) -> Grid:
+    dx, dy = grid.pixel_size
+    margin = (size - stride) / 2.0
+    xmin = grid.bounds[0] + margin * dx
+    ymax = grid.bounds[3] - margin * dy
+    return Grid(grid.crs, (xmin, ymax - n_rows * stride * dy, xmin + n_cols * stride * dx, ymax),
+                (stride * dx, stride * dy), grid.nodata)
+
+
+def _complete_windows(valid: np.ndarray, size: int, stride: int, n_rows: int,
+                      n_cols: int) -> np.ndarray:
+    """(n_rows, n_cols) bool: window has no invalid pixel (summed-area table, O(H W))."""
+    sat = np.zeros((valid.shape[0] + 1, valid.shape[1] + 1), dtype=np.int64)
+    sat[1:, 1:] = np.cumsum(np.cumsum(~valid, axis=0), axis=1)
+    r0 = np.arange(n_rows)[:, None] * stride
+    c0 = np.arange(n_cols)[None, :] * stride
+    bad = sat[r0 + size, c0 + size] - sat[r0, c0 + size] - sat[r0 + size, c0] + sat[r0, c0]
+    return bad == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# uncertainty
+# ---------------------------------------------------------------------------------------------
+
+
+def uncertainty(probs: np.ndarray, *, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Disagreement between models: std of P(ore) and entropy of the ore/barren vote.
+
+    Parameters
+    ----------
+    probs : (n_models, n_cells) array
+        P(ore) of each model for each cell (cells may be the pixels of a raster, flattened).
+    threshold : float
+        A model votes ore for a cell where its P(ore) >= ``threshold`` (as in
+        :func:`oremap.evaluate.classification_report`).
+
+    Returns
+    -------
+    std : (n_cells,) float64 array
+        Sample standard deviation (``ddof=1``) of the models' probabilities when
+        ``n_models > 1``; 0 for a single model.
+    vote_entropy : (n_cells,) float64 array
+        ``-s log2 s - (1 - s) log2 (1 - s)`` with ``s`` the share of ore votes, in [0, 1]
+        bits: 0 when all models agree, 1 when they split evenly.
+
+    Both are NaN for a cell where any model's probability is NaN (dropped cell).
+
+    Raises
+    ------
+    InputDataError
+        If ``probs`` is not 2-D with at least one model, or ``threshold`` is outside [0, 1].
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] < 1:
+        raise InputDataError(f"probs must be (n_models, n_cells) with n_models >= 1; got shape "
+                             f"{p.shape}. Stack the models' probabilities with np.stack.")
+    if not 0.0 <= threshold <= 1.0:
+        raise InputDataError(f"threshold must lie in [0, 1]; got {threshold}.")
+    bad = ~np.isfinite(p).all(axis=0)
+    std = p.std(axis=0, ddof=1) if p.shape[0] > 1 else np.zeros(p.shape[1])
+    share = (p >= threshold).mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = -(share * np.log2(share) + (1 - share) * np.log2(1 - share))
+    entropy = np.where((share == 0) | (share == 1), 0.0, terms)
+    std[bad] = np.nan
+    entropy[bad] = np.nan
+    return std, entropy
+
+
+# ---------------------------------------------------------------------------------------------
+# colour map
+# ---------------------------------------------------------------------------------------------
+
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+_XYZ_TO_RGB = np.array([[3.2404542, -1.5371385, -0.4985314],
+                        [-0.9692660, 1.8760108, 0.0415560],
+                        [0.0556434, -0.2040259, 1.0572252]])
+_RGB_TO_XYZ = np.linalg.inv(_XYZ_TO_RGB)
+_DELTA = 6.0 / 29.0
+
+#: CIELAB control points (L*, a*, b*) of the prospectivity colour map: dark blue, teal,
+#: green, ochre, orange-red. Lightness rises strictly from 30 to 61.
+_CONTROL_LAB = np.array([(30.0, 25.0, -55.0), (41.0, -22.0, -18.0), (51.0, -48.0, 32.0),
+                         (57.0, 18.0, 60.0), (61.0, 60.0, 58.0)])
+
+
+def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) to sRGB, (n, 3) -> (n, 3) in [0, 1]; out-of-gamut values are NOT clipped."""
+    lab = np.atleast_2d(np.asarray(lab, dtype=np.float64))
+    fy = (lab[:, 0] + 16.0) / 116.0
+    f = np.stack([fy + lab[:, 1] / 500.0, fy, fy - lab[:, 2] / 200.0], axis=1)
+    xyz = np.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4.0 / 29.0)) * _WHITE_D65
+    lin = xyz @ _XYZ_TO_RGB.T
+    mag = np.abs(lin)
+    enc = np.where(mag <= 0.0031308, 12.92 * mag, 1.055 * mag ** (1 / 2.4) - 0.055)
+    return np.sign(lin) * enc
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] to CIELAB (D65), (n, 3) -> (n, 3)."""
+    c = np.atleast_2d(np.asarray(rgb, dtype=np.float64))
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = lin @ _RGB_TO_XYZ.T / _WHITE_D65
+    f = np.where(xyz > _DELTA**3, np.cbrt(xyz), xyz / (3 * _DELTA**2) + 4.0 / 29.0)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])],
+                    axis=1)
+
+
+def _into_gamut(lab: np.ndarray) -> np.ndarray:
+    """Shrink each colour's chroma (keeping L* and hue) until it lies inside sRGB."""
+    lo, hi = np.zeros(len(lab)), np.ones(len(lab))
+    for _ in range(30):  # bisection on the chroma scale
+        mid = (lo + hi) / 2
+        rgb = lab_to_srgb(np.column_stack([lab[:, 0], lab[:, 1:] * mid[:, None]]))
+        inside = ((rgb >= 0) & (rgb <= 1)).all(axis=1)
+        lo, hi = np.where(inside, mid, lo), np.where(inside, hi, mid)
+    rgb = lab_to_srgb(lab)
+    scale = np.where(((rgb >= 0) & (rgb <= 1)).all(axis=1), 1.0, lo)
+    return np.column_stack([lab[:, 0], lab[:, 1:] * scale[:, None]])
+
+
+def prospectivity_cmap(n: int = 256) -> ListedColormap:
+    """Blue (low) - green (medium) - red (high) colour map with monotone lightness.
+
+    He et al. (2024, Figs. 14-16) map low potential blue, medium green and high red, like the
+    rainbow/"jet"/"turbo" maps, whose lightness rises and falls and so invents bands and hides
+    gradients. This map keeps their hue order but is built in CIELAB: the path runs through
+    dark blue, teal, green, ochre and orange-red with lightness L* rising strictly from 30 to
+    61, so the map reads correctly in greyscale and the highest values are also the lightest;
+    out-of-gamut colours have their chroma reduced at constant L* and hue; the path is then
+    resampled so that consecutive colours are equally far apart in CIELAB (constant perceptual
+    speed, no flat or jumpy stretches). Red-green colour-blind readers still see the ordering
+    through lightness. ``RdYlBu_r`` was rejected because its lightness peaks at the middle
+    (yellow), which makes medium values pop out, and it has no green.
+    """
+    s = np.linspace(0.0, 1.0, 2048)
+    t = np.linspace(0.0, 1.0, len(_CONTROL_LAB))
+    lab = _into_gamut(np.column_stack([np.interp(s, t, _CONTROL_LAB[:, k]) for k in range(3)]))
+    rgb = np.clip(lab_to_srgb(lab), 0.0, 1.0)
+    lab = srgb_to_lab(rgb)
+    arc = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(lab, axis=0), axis=1))]
+    u = np.linspace(0.0, arc[-1], n)
+    even = np.column_stack([np.interp(u, arc, lab[:, k]) for k in range(3)])
+    cmap = ListedColormap(np.clip(lab_to_srgb(even), 0.0, 1.0), name="oremap_prospectivity")
+    cmap.set_bad((0.85, 0.85, 0.85, 1.0))
+    return cmap
+
+
+PROSPECTIVITY_CMAP: ListedColormap = prospectivity_cmap()
+
+
+# ---------------------------------------------------------------------------------------------
+# map figures
+# ---------------------------------------------------------------------------------------------
+
+_UNIT_ABBREV = {"metre": "m", "meter": "m", "kilometre": "km", "degree": "°", "foot": "ft",
+                "US survey foot": "ftUS"}
+
+
+def _axis_labels(grid: Grid) -> tuple[str, str]:
+    """("Easting (m)", "Northing (m)") or the CRS's own axis names and units."""
+    x_label, y_label = "x", "y"
+    for axis in grid.crs.axis_info:
+        unit = _UNIT_ABBREV.get(axis.unit_name, axis.unit_name)
+        label = f"{axis.name} ({unit})"
+        if axis.direction.lower() in ("east", "west"):
+            x_label = label
+        elif axis.direction.lower() in ("north", "south"):
+            y_label = label
+    return x_label, y_label
+
+
+def _nice_length(span: float) -> float:
+    """A 1, 2 or 5 x 10^k length close to a fifth of ``span``."""
+    target = span / 5.0
+    k = np.floor(np.log10(target))
+    for m in (5.0, 2.0, 1.0):
+        if m * 10**k <= target:
+            return float(m * 10**k)
+    return float(10**k)
+
+
+def _add_scale_bar(ax: plt.Axes, grid: Grid) -> None:
+    """Scale bar in map units (projected CRSs only: a degree is no fixed length)."""
+    if not grid.crs.is_projected:
+        return
+    unit = grid.crs.axis_info[0].unit_name
+    length = _nice_length(grid.bounds[2] - grid.bounds[0])
+    if unit in ("metre", "meter") and length >= 1000:
+        label = f"{length / 1000:g} km"
+    else:
+        label = f"{length:g} {_UNIT_ABBREV.get(unit, unit)}"
+    bar = AnchoredSizeBar(ax.transData, length, label, loc="lower left", pad=0.4,
+                          borderpad=0.5, sep=3, frameon=True, size_vertical=0,
+                          fontproperties={"size": 8})
+    bar.patch.set_alpha(0.8)
+    ax.add_artist(bar)
+
+
+def _add_north_arrow(ax: plt.Axes) -> None:
+    """Grid-north arrow (the grid is north-up) in the upper-right corner."""
+    ax.annotate("N", xy=(0.94, 0.97), xytext=(0.94, 0.84), xycoords="axes fraction",
+                textcoords="axes fraction", ha="center", va="center", fontsize=10,
+                fontweight="bold",
+                arrowprops={"facecolor": "black", "edgecolor": "white", "width": 3,
+                            "headwidth": 9, "headlength": 8})
+
+
+def _check_map(array: np.ndarray, grid: Grid, what: str) -> np.ndarray:
+    arr = np.asarray(array, dtype=np.float64)
+    if arr.shape != grid.shape:
+        raise InputDataError(f"{what} has shape {arr.shape} but the grid is {grid.shape}; "
+                             "pass the map's own grid (e.g. from cell_grid).")
+    return arr
+
+
+def _draw_map(ax: plt.Axes, arr: np.ndarray, grid: Grid, cmap: Colormap, vmin: float,
+              vmax: float, title: str, orebodies: gpd.GeoDataFrame | None,
+              cells: gpd.GeoDataFrame | None,
+              targets: gpd.GeoDataFrame | None) -> tuple[AxesImage, list]:
+    """Draw one map panel; return the image and legend handles for what was overlaid."""
+    xmin, ymin, xmax, ymax = grid.bounds
+    image = ax.imshow(arr, cmap=cmap, vmin=vmin, vmax=vmax, extent=(xmin, xmax, ymin, ymax),
+                      origin="upper", interpolation="nearest")
+    handles: list = []
+    if np.isnan(arr).any():
+        handles.append(Patch(facecolor=cmap.get_bad(), edgecolor="0.5", label="no data"))
+    if cells is not None and len(cells):
+        to_grid_crs(cells, grid, "cells").boundary.plot(ax=ax, color="0.25", linewidth=0.3)
+        handles.append(Line2D([], [], color="0.25", linewidth=0.6, label="cells"))
+    if targets is not None and len(targets):
+        label_targets_on_axes(ax, to_grid_crs(targets, grid, "targets"))
+        handles.append(Line2D([], [], color="black", linewidth=1.2, linestyle="--",
+                              label="target area"))
+    if orebodies is not None and len(orebodies):
+        handles.extend(_draw_orebodies(ax, to_grid_crs(orebodies, grid, "orebodies")))
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ax.set_aspect("equal")
+    ax.ticklabel_format(useOffset=False, style="plain")
+    ax.tick_params(labelsize=7)
+    x_label, y_label = _axis_labels(grid)
+    ax.set_xlabel(x_label, fontsize=8)
+    ax.set_ylabel(y_label, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    _add_scale_bar(ax, grid)
+    _add_north_arrow(ax)
+    return image, handles
+
+
+def _draw_orebodies(ax: plt.Axes, orebodies: gpd.GeoDataFrame) -> list:
+    kinds = orebodies.geom_type
+    points = orebodies[kinds.isin(["Point", "MultiPoint"])]
+    others = orebodies[~kinds.isin(["Point", "MultiPoint"])]
+    if len(points):
+        points.plot(ax=ax, marker="*", color="white", edgecolor="black", markersize=90,
+                    linewidth=0.8, zorder=5)
+    if len(others):
+        others.boundary.plot(ax=ax, color="black", linewidth=1.2, zorder=5)
+        others.boundary.plot(ax=ax, color="white", linewidth=0.5, zorder=6)
+    return [Line2D([], [], marker="*", color="black", markerfacecolor="white", markersize=10,
+                   linestyle="none", label="known orebody")]
+
+
+def _map_figure(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.PathLike, *,
+                title: str, orebodies: gpd.GeoDataFrame | None, cells: gpd.GeoDataFrame | None,
+                targets: gpd.GeoDataFrame | None, vmin: float, vmax: float, legend_label: str,
+                cmap: Colormap, ncols: int) -> Path:
+    names = list(arrays)
+    ncols = max(1, min(ncols, len(names)))
+    nrows = -(-len(names) // ncols)
+    aspect = grid.height / grid.width
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(4.6 * ncols + 1.2, max(3.0, 4.6 * aspect) * nrows + 0.6))
+    for ax, name in zip(axes.flat, names, strict=False):
+        arr = _check_map(arrays[name], grid, f"map {name!r}")
+        panel_title = name if len(names) > 1 else title
+        image, handles = _draw_map(ax, arr, grid, cmap, vmin, vmax, panel_title, orebodies,
+                                   cells, targets)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    bar = fig.colorbar(image, ax=list(axes.flat), shrink=0.8, pad=0.03)
+    bar.set_label(legend_label)
+    if len(names) > 1:
+        fig.suptitle(title)
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8,
+                   frameon=False, bbox_to_anchor=(0.45, -0.02))
+    return io.save_figure(fig, path)
+
+
+def plot_prospectivity(array: np.ndarray, grid: Grid, path: str | os.PathLike, *, title: str,
+                       orebodies: gpd.GeoDataFrame | None = None,
+                       cells: gpd.GeoDataFrame | None = None,
+                       targets: gpd.GeoDataFrame | None = None, vmin: float = 0.0,
+                       vmax: float = 1.0, legend_label: str = "P(ore)",
+                       cmap: Colormap | str | None = None) -> Path:
+    """Draw a prospectivity map (low blue, medium green, high red) and save it.
+
+    Parameters
+    ----------
+    array : (rows, cols) array on ``grid``
+        P(ore) or another score; NaN pixels are drawn light grey ("no data").
+    grid : Grid
+        Grid of ``array`` (e.g. from :func:`cell_grid` or :func:`sliding_window_map`).
+    path : path
+        Output image (PNG by extension), written atomically.
+    title : str
+    orebodies : GeoDataFrame or None
+        Known orebodies: points as white stars, polygons as outlines.
+    cells : GeoDataFrame or None
+        Cell polygons drawn as a thin grey grid.
+    targets : GeoDataFrame or None
+        Target areas from :func:`oremap.targets.target_areas`: dashed outlines labelled with
+        their ``rank`` (I, II, ...).
+    vmin, vmax : float
+        Colour scale limits.
+    legend_label : str
+        Colour bar label.
+    cmap : Colormap, name or None
+        Default :data:`PROSPECTIVITY_CMAP` (see :func:`prospectivity_cmap` for why).
+
+    The figure has a colour bar, a legend of the overlays, a scale bar (projected CRSs), a
+    grid-north arrow and map coordinates with the CRS's axis names and units. Vector layers in
+    another CRS are reprojected to the grid's CRS.
+
+    Raises
+    ------
+    InputDataError
+        If ``array`` does not match ``grid``.
+    CRSMismatchError
+        If an overlay has no CRS.
+    """
+    return _map_figure({title: array}, grid, path, title=title, orebodies=orebodies,
+                       cells=cells, targets=targets, vmin=vmin, vmax=vmax,
+                       legend_label=legend_label, cmap=_cmap(cmap), ncols=1)
+
+
+def plot_panels(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.PathLike, *,
+                title: str = "Prospectivity by model", orebodies: gpd.GeoDataFrame | None = None,
+                cells: gpd.GeoDataFrame | None = None, targets: gpd.GeoDataFrame | None = None,
+                vmin: float = 0.0, vmax: float = 1.0, legend_label: str = "P(ore)",
+                cmap: Colormap | str | None = None, ncols: int = 3) -> Path:
+    """One map panel per entry of ``arrays`` (model name -> (rows, cols) map) in one figure.
+
+    Panels share the colour scale and colour bar; other arguments as for
+    :func:`plot_prospectivity`; ``ncols`` panels per row.
+
+    Raises
+    ------
+    InputDataError
+        If ``arrays`` is empty or a map does not match ``grid``.
+    """
+    if not arrays:
+        raise InputDataError("plot_panels needs at least one map; got an empty mapping.")
+    return _map_figure(dict(arrays), grid, path, title=title, orebodies=orebodies, cells=cells,
+                       targets=targets, vmin=vmin, vmax=vmax, legend_label=legend_label,
+                       cmap=_cmap(cmap), ncols=ncols)
+
+
+def plot_uncertainty(std: np.ndarray, entropy: np.ndarray, grid: Grid,
+                     path: str | os.PathLike, *, title: str = "Model disagreement",
+                     orebodies: gpd.GeoDataFrame | None = None,
+                     cells: gpd.GeoDataFrame | None = None,
+                     targets: gpd.GeoDataFrame | None = None) -> Path:
+    """Two panels: std of P(ore) across models and vote entropy (bits), both (rows, cols).
+
+    Both use matplotlib's perceptually uniform sequential "magma" (dark = agreement); the std
+    scale runs from 0 to its largest value (at least 0.05), the entropy scale from 0 to 1 bit.
+
+    Raises
+    ------
+    InputDataError
+        If either array does not match ``grid``.
+    """
+    s = _check_map(std, grid, "std")
+    e = _check_map(entropy, grid, "entropy")
+    cmap = plt.get_cmap("magma").with_extremes(bad=(0.85, 0.85, 0.85, 1.0))
+    s_max = max(float(np.nanmax(s)) if np.isfinite(s).any() else 0.0, 0.05)
+    aspect = grid.height / grid.width
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, max(3.0, 4.6 * aspect) + 0.6))
+    for ax, arr, name, top, label in ((axes[0], s, "Std of P(ore)", s_max, "std"),
+                                      (axes[1], e, "Vote entropy", 1.0, "entropy (bits)")):
+        image, _ = _draw_map(ax, arr, grid, cmap, 0.0, top, name, orebodies, cells, targets)
+        fig.colorbar(image, ax=ax, shrink=0.8, pad=0.03).set_label(label)
+    fig.suptitle(title)
+    return io.save_figure(fig, path)
+
+
+def _cmap(cmap: Colormap | str | None) -> Colormap:
+    if cmap is None:
+        return PROSPECTIVITY_CMAP
+    if isinstance(cmap, str):
+        return plt.get_cmap(cmap)
+    return cmap
+

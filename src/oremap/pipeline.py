@@ -1,0 +1,904 @@
+"""The pipeline: the only place where the configuration meets the stages.
+
+Each ``run_<stage>(config, run_dir)`` reads the previous stage's outputs from the run folder,
+calls the stage's plain functions and writes its own folder. ``run(config, run_dir)`` runs
+them all in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from shapely.geometry.base import BaseGeometry
+
+from oremap import io
+from oremap.config import Config, VectorSource
+from oremap.errors import InputDataError, StageNotReadyError
+from oremap.grid import Grid
+from oremap.runinfo import STAGES, RunDir
+
+log = logging.getLogger("oremap")
+
+PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def make_grid(config: Config) -> Grid:
+    """The evidence grid described by ``[grid]``."""
+    g = config.grid
+    return Grid.from_bounds(g.crs, g.bounds, g.pixel_size)
+
+
+def read_source(src: VectorSource, grid: Grid, *, what: str,
+                allow_empty: bool = False) -> gpd.GeoDataFrame:
+    """Read one configured vector source into the grid's CRS, applying its ``where`` filter."""
+    gdf = io.read_vector(src.path, layer=src.layer, crs=src.crs, target_crs=grid.crs, what=what,
+                         allow_empty=True)
+    for column, value in (src.where or {}).items():
+        if column not in gdf.columns:
+            raise InputDataError(
+                f"{what} ({src.path}): `where` filters on column {column!r}, which the layer "
+                f"lacks; it has {[c for c in gdf.columns if c != 'geometry']}."
+            )
+        keep = gdf[column].isin(value) if isinstance(value, list) else gdf[column] == value
+        gdf = gdf.loc[keep]
+    if len(gdf) == 0 and not allow_empty:
+        raise InputDataError(f"{what} ({src.path}{':' + src.layer if src.layer else ''}) has no "
+                             "features (after its `where` filter); check the file and filter.")
+    return gdf
+
+
+def _extent(src: VectorSource | None, grid: Grid, what: str) -> BaseGeometry | None:
+    if src is None:
+        return None
+    return read_source(src, grid, what=what).geometry.union_all()
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def run_evidence(config: Config, run_dir: Path, *, progress: bool = True,
+                 resume: bool = True) -> Path:
+    """Stage 1: IDW geochemistry and geological density layers -> ``evidence/``."""
+    from oremap.evidence import GeochemLayerSpec, GeologyLayerSpec, build_evidence
+
+    run = RunDir(run_dir)
+    grid = make_grid(config)
+    log.info("grid: %s", grid.describe())
+    specs: list[Any] = []
+    if config.geochem is not None:
+        g = config.geochem
+        pts = io.read_points_csv(g.path, x=g.x, y=g.y, crs=g.crs, columns=g.elements,
+                                 target_crs=grid.crs, what="[geochem]")
+        xy = np.column_stack([pts.geometry.x.to_numpy(), pts.geometry.y.to_numpy()])
+        extent = _extent(g.extent, grid, "[geochem.extent]")
+        for element in g.elements:
+            specs.append(GeochemLayerSpec(
+                name=element, xy=xy, values=pts[element].to_numpy(dtype=float),
+                source=f"{g.path} column {element!r} ([geochem] elements)", power=g.power,
+                neighbours=g.neighbours, radius=g.radius, log10=g.log_for(element),
+                clip_percentile=g.clip_percentile, coverage_buffer=g.coverage_buffer,
+                extent=extent))
+    for i, layer in enumerate(config.geology):
+        what = f"[[geology]] #{i + 1} {layer.name!r}"
+        gdf = read_source(layer, grid, what=what)
+        specs.append(GeologyLayerSpec(
+            name=layer.name, geometries=list(gdf.geometry), source=f"{layer.path} ({what})",
+            measure=layer.measure, radius=layer.radius,
+            extent=_extent(layer.extent, grid, f"{what} extent")))
+    with run.timed("evidence") as extra:
+        out = run.stage("evidence")
+        build_evidence(specs, grid, out, block=config.grid.block, progress=progress,
+                       resume=resume)
+        extra["layers"] = [s.name for s in specs]
+    return out
+
+
+# --------------------------------------------------------------------------- samples
+
+
+def _crop_spec(config: Config) -> Any:
+    from oremap.samples import CropSpec
+
+    s = config.samples
+    return CropSpec(size=s.crop_size, positive=(s.positive.n, s.positive.a, s.positive.b),
+                    negative=(s.negative.n, s.negative.a, s.negative.b))
+
+
+def label_study_cells(config: Config, grid: Grid, stack: np.ndarray,
+                      layer_names: Sequence[str]) -> gpd.GeoDataFrame:
+    """Cells of the study area with labels, reasons and coverage."""
+    from oremap.samples import cell_coverage, label_cells, make_cells
+
+    g, lab = config.grid, config.labels
+    cells = make_cells(grid, cols=g.cell_cols, rows=g.cell_rows, cell_size=g.cell_size)
+    orebodies = read_source(lab.orebodies, grid, what="[labels.orebodies]")
+    barren = None
+    if lab.barren:
+        parts = [read_source(src, grid, what=f"[[labels.barren]] #{i + 1}", allow_empty=True)
+                 for i, src in enumerate(lab.barren)]
+        parts = [p[["geometry"]].assign(source=Path(src.path).name + (f":{src.layer}"
+                                                                       if src.layer else ""))
+                 for p, src in zip(parts, lab.barren)]
+        barren = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=grid.crs)
+    cells = label_cells(cells, orebodies=orebodies, barren=barren, strategy=lab.negatives,
+                        orebody_buffer=lab.orebody_buffer, min_distance=lab.min_distance,
+                        ratio=lab.ratio, seed=config.seed)
+    return cell_coverage(stack, cells, list(layer_names),
+                         tolerance=config.samples.nodata_tolerance)
+
+
+def run_samples(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
+    """Stage 2: cells, labels, crops and splits -> ``samples/`` (and ``samples_random/``)."""
+    from oremap.evidence import load_stack
+    from oremap.samples import build_samples, counts_table
+
+    run = RunDir(run_dir)
+    ev = run.require("evidence", "stack.json", needed_by="samples")
+    with run.timed("samples") as extra:
+        stack, names, grid = load_stack(ev)
+        cells = label_study_cells(config, grid, stack, names)
+        s = config.samples
+        out = run.stage("samples")
+        ss = build_samples(stack, names, grid, cells, crops=_crop_spec(config), split=s.split,
+                           test_fraction=s.test_fraction, block_size=s.block_size,
+                           folds=s.folds, seed=config.seed, out_dir=out, progress=progress)
+        if s.compare_random and s.split != "random":
+            build_samples(stack, names, grid, cells, crops=_crop_spec(config), split="random",
+                          test_fraction=s.test_fraction, block_size=s.block_size, folds=1,
+                          seed=config.seed, out_dir=run.stage("samples_random"),
+                          progress=progress)
+        table = counts_table(ss)
+        io.write_csv(out / "counts.csv", table, index=True)
+        extra["crops"] = int(len(ss.y))
+    return out
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _train_settings(config: Config, *, epochs: int | None = None) -> Any:
+    from oremap.train import TrainSettings
+
+    t = config.train
+    return TrainSettings(epochs=epochs or t.epochs, batch_size=t.batch_size, lr=t.lr,
+                         lr_min=t.lr_min, beta1=t.beta1, weight_decay=t.weight_decay,
+                         workers=t.workers, imbalance=t.imbalance, device=t.device,
+                         profile=t.profile)
+
+
+def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: int,
+                  resume: bool = False, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Train every network and baseline on every fold of a sample set; returns a summary."""
+    from oremap.baselines import fit_baseline
+    from oremap.samples import load_sample_set
+    from oremap.train import plot_loss_curves, train_models
+
+    ss = load_sample_set(samples_dir)
+    settings = _train_settings(config)
+    rows, histories = [], {}
+    for fold in range(ss.n_folds):
+        fold_dir = train_dir / f"fold{fold}"
+        tr, te = ss.train_indices(fold), ss.test_indices(fold)
+        x_tr, y_tr = ss.normalised(tr, fold), ss.y[tr]
+        x_te, y_te = ss.normalised(te, fold), ss.y[te]
+        log.info("fold %d: %d training crops, %d test crops", fold, len(tr), len(te))
+        if config.train.models:
+            results = train_models(config.train.models, x_tr, y_tr, x_te, y_te,
+                                   out_dir=fold_dir, settings=settings, seed=seed,
+                                   resume=resume, jobs=jobs, progress=progress)
+            for name, res in results.items():
+                if fold == 0:
+                    histories[name] = res.history
+                rows.append(dict(member=name, kind="network", fold=fold,
+                                 epochs=len(res.history), best_epoch=res.best_epoch,
+                                 seconds=round(res.seconds, 2),
+                                 samples_per_s=round(res.samples_per_second, 1),
+                                 device=str(res.device)))
+        for name in config.train.baselines:
+            t0 = time.perf_counter()
+            model = fit_baseline(name, x_tr, y_tr, layer_names=ss.layer_names, seed=seed)
+            model.save(fold_dir / name / "model.pkl")
+            rows.append(dict(member=name, kind="baseline", fold=fold, epochs=0, best_epoch=0,
+                             seconds=round(time.perf_counter() - t0, 2), samples_per_s=np.nan,
+                             device="cpu"))
+    if histories:
+        plot_loss_curves(histories, train_dir / "loss_curves.png")
+    summary = pd.DataFrame(rows)
+    io.write_csv(train_dir / "summary.csv", summary)
+    return summary
+
+
+def run_train(config: Config, run_dir: Path, *, resume: bool = False, jobs: int | None = None,
+              progress: bool = True) -> Path:
+    """Stage 3: train networks and baselines -> ``train/`` (and ``train_random/``)."""
+    run = RunDir(run_dir)
+    samples = run.require("samples", "manifest.json", needed_by="train")
+    jobs = jobs or config.train.jobs
+    with run.timed("train") as extra:
+        out = run.stage("train")
+        summary = train_members(config, samples, out, seed=config.seed, resume=resume,
+                                jobs=jobs, progress=progress)
+        if (run.root / "samples_random" / "manifest.json").exists():
+            log.info("training again on the paper's random crop split, for comparison")
+            train_members(config, run.root / "samples_random", run.stage("train_random"),
+                          seed=config.seed, resume=resume, jobs=jobs, progress=progress)
+        extra["members"] = sorted(set(summary["member"])) if len(summary) else []
+    return out
+
+
+def load_member(name: str, fold_dir: Path, *, device: str = "cpu") -> PredictFn:
+    """A function mapping normalised crops (n, C, S, S) to P(ore) for one trained member."""
+    from oremap.baselines import Baseline, is_baseline
+
+    if is_baseline(name):
+        path = fold_dir / name / "model.pkl"
+        if not path.exists():
+            raise StageNotReadyError(f"baseline {name!r} has not been trained ({path} missing)")
+        return Baseline.load(path).predict_proba
+    from oremap.train import load_trained, predict_proba
+
+    model_dir = fold_dir / name
+    if not (model_dir / "best.pt").exists():
+        raise StageNotReadyError(f"model {name!r} has not been trained ({model_dir} missing); "
+                                 "run `oremap train CONFIG`")
+    model = load_trained(model_dir, which="best", device=device)
+    return lambda x: predict_proba(model, x, device=device)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def crop_probabilities(config: Config, samples_dir: Path, train_dir: Path) -> dict[str, Any]:
+    """P(ore) of every test crop, per fold and member: the basis of every test-split figure."""
+    from oremap.samples import load_sample_set
+
+    ss = load_sample_set(samples_dir)
+    out: dict[str, Any] = {"folds": []}
+    for fold in range(ss.n_folds):
+        te = ss.test_indices(fold)
+        x_te = ss.normalised(te, fold)
+        probs = {m: load_member(m, train_dir / f"fold{fold}")(x_te) for m in config.members()}
+        out["folds"].append({"indices": te, "y": ss.y[te], "probs": probs})
+    return out
+
+
+def _evaluation_tables(config: Config, crops: dict[str, Any],
+                       members: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    from oremap.evaluate import summarise_folds, table1
+
+    thr = config.predict.threshold
+    tables = []
+    for f in crops["folds"]:
+        tables.append(table1({m: (f["y"], f["probs"][m]) for m in members}, threshold=thr))
+    if len(tables) == 1:
+        return tables[0], None
+    per_fold = pd.concat([t.assign(fold=i) for i, t in enumerate(tables)])
+    return summarise_folds(tables), per_fold
+
+
+def _pooled(crops: dict[str, Any], member: str) -> tuple[np.ndarray, np.ndarray]:
+    y = np.concatenate([f["y"] for f in crops["folds"]])
+    p = np.concatenate([f["probs"][member] for f in crops["folds"]])
+    return y, p
+
+
+def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
+    """Stage 4: Table 1, confusion matrices, ROC/PR/calibration, importance -> ``evaluate/``."""
+    from oremap import evaluate as ev
+    from oremap.samples import load_sample_set
+
+    run = RunDir(run_dir)
+    samples = run.require("samples", "manifest.json", needed_by="evaluate")
+    train = run.require("train", "summary.csv", needed_by="evaluate")
+    members = config.members()
+    with run.timed("evaluate"):
+        out = run.stage("evaluate")
+        crops = crop_probabilities(config, samples, train)
+        np.savez_compressed(out / "test_probs.npz", **_flatten_crops(crops))
+        t1, per_fold = _evaluation_tables(config, crops, members)
+        io.write_csv(out / "table1.csv", t1, index=True)
+        io.write_text(out / "table1.md", ev.table_to_markdown(t1))
+        if per_fold is not None:
+            io.write_csv(out / "table1_folds.csv", per_fold, index=True)
+        pooled = {m: _pooled(crops, m) for m in members}
+        cms = {m: ev.confusion(y, (p >= config.predict.threshold).astype(int))
+               for m, (y, p) in pooled.items()}
+        ev.plot_confusion_matrices(cms, out / "confusion_matrices.png")
+        ev.plot_roc_curves(pooled, out / "roc.png")
+        ev.plot_pr_curves(pooled, out / "pr.png")
+        ev.plot_calibration(pooled, out / "calibration.png")
+        ss = load_sample_set(samples)
+        f0 = crops["folds"][0]
+        x0 = ss.normalised(f0["indices"], 0)
+        imp = []
+        for m in members:
+            fn = load_member(m, train / "fold0")
+            df = ev.permutation_importance(fn, x0, f0["y"], layer_names=ss.layer_names,
+                                           n_repeats=config.maps.permutation_repeats,
+                                           seed=config.seed)
+            imp.append(df.assign(member=m))
+        importance = pd.concat(imp, ignore_index=True)
+        io.write_csv(out / "importance.csv", importance)
+        ev.plot_importance(importance, out / "importance.png")
+        if (run.root / "train_random" / "summary.csv").exists():
+            rnd = crop_probabilities(config, run.root / "samples_random", run.root / "train_random")
+            t_rnd, _ = _evaluation_tables(config, rnd, members)
+            io.write_csv(out / "table1_random.csv", t_rnd, index=True)
+    return out
+
+
+def _flatten_crops(crops: dict[str, Any]) -> dict[str, np.ndarray]:
+    flat: dict[str, np.ndarray] = {}
+    for i, f in enumerate(crops["folds"]):
+        flat[f"fold{i}_indices"] = f["indices"]
+        flat[f"fold{i}_y"] = f["y"]
+        for m, p in f["probs"].items():
+            flat[f"fold{i}_p_{m}"] = p
+    return flat
+
+
+def load_crop_probabilities(evaluate_dir: Path, members: Sequence[str]) -> dict[str, Any]:
+    """Read back ``evaluate/test_probs.npz``."""
+    data = np.load(evaluate_dir / "test_probs.npz")
+    folds, i = [], 0
+    while f"fold{i}_y" in data:
+        folds.append({"indices": data[f"fold{i}_indices"], "y": data[f"fold{i}_y"],
+                      "probs": {m: data[f"fold{i}_p_{m}"] for m in members}})
+        i += 1
+    return {"folds": folds}
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def predict_cells(config: Config, samples_dir: Path, train_dir: Path) -> pd.DataFrame:
+    """P(ore) of every usable cell from every member.
+
+    ``p_<member>``: labelled cells take the mean over their crops, unknown cells their centre
+    crop (``tta``: every cell the mean over all its crops), averaged over the fold models.
+    ``oof_<member>``: for labelled cells in a test fold, the probability from the model that did
+    not see them (NaN otherwise); used for honest curves.
+    """
+    from oremap.samples import load_sample_set
+
+    ss = load_sample_set(samples_dir)
+    cells = gpd.read_file(samples_dir / "cells.gpkg")
+    usable = cells.loc[cells["usable"].astype(bool)].sort_values("id")
+    ids = usable["id"].to_numpy()
+    pos = {cid: i for i, cid in enumerate(ids)}
+    labelled = ss.y >= 0
+    use = np.ones(len(ss.y), bool) if config.predict.tta else (labelled | ss.centre)
+    use &= np.isin(ss.cell_id, ids)
+    idx = np.flatnonzero(use)
+    rows = np.array([pos[c] for c in ss.cell_id[idx]])
+    table = pd.DataFrame({"cell_id": ids, "row": usable["row"].to_numpy(),
+                          "col": usable["col"].to_numpy(), "label": usable["label"].to_numpy()})
+    fold_of = np.full(len(ids), -1)
+    test_any = ss.test_fold[idx] >= 0
+    fold_of[rows[test_any]] = ss.test_fold[idx][test_any]
+    table["test_fold"] = fold_of
+    counts = np.bincount(rows, minlength=len(ids)).astype(float)
+    for m in config.members():
+        total = np.zeros(len(ids))
+        oof = np.full(len(ids), np.nan)
+        for fold in range(ss.n_folds):
+            p = load_member(m, train_dir / f"fold{fold}")(ss.normalised(idx, fold))
+            total += np.bincount(rows, weights=p, minlength=len(ids)) / np.maximum(counts, 1)
+            in_test = ss.test_fold[idx] == fold
+            if in_test.any():
+                s = np.bincount(rows[in_test], weights=p[in_test], minlength=len(ids))
+                n = np.bincount(rows[in_test], minlength=len(ids))
+                oof = np.where(n > 0, s / np.maximum(n, 1), oof)
+        table[f"p_{m}"] = total / ss.n_folds
+        table[f"oof_{m}"] = oof
+    return table
+
+
+def run_predict(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
+    """Stage 5a: probabilities of every usable cell -> ``predict/predictions.csv``."""
+    run = RunDir(run_dir)
+    samples = run.require("samples", "manifest.json", needed_by="predict")
+    train = run.require("train", "summary.csv", needed_by="predict")
+    with run.timed("predict") as extra:
+        out = run.stage("predict")
+        table = predict_cells(config, samples, train)
+        io.write_csv(out / "predictions.csv", table)
+        extra["cells"] = int(len(table))
+    return out
+
+
+# --------------------------------------------------------------------------- ensemble
+
+
+def ensemble_weights(config: Config, table1: pd.DataFrame, members: Sequence[str]) -> np.ndarray:
+    """Weights of the members, proportional to the chosen validation metric."""
+    from oremap.ensemble import metric_weights
+
+    column = {"accuracy": "accuracy", "f1": "macro_f1", "auc": "roc_auc"}[
+        config.ensemble.weight_metric]
+    if column not in table1.columns:
+        column = f"{column}_mean"
+    w = metric_weights({m: float(table1.loc[m, column]) for m in members})
+    return np.array([w[m] for m in members])
+
+
+def ensemble_members(config: Config) -> list[str]:
+    members = config.ensemble.members or config.members()
+    unknown = sorted(set(members) - set(config.members()))
+    if unknown:
+        raise InputDataError(f"[ensemble] members {unknown} are not trained in [train]; "
+                             f"trained: {config.members()}")
+    return list(members)
+
+
+def combine_table(config: Config, table: pd.DataFrame, weights: np.ndarray,
+                  members: Sequence[str], *, prefix: str = "p_") -> dict[str, Any]:
+    """Every configured rule applied to the ``prefix<member>`` columns of a cell table."""
+    from oremap.ensemble import combine
+
+    probs = np.vstack([table[f"{prefix}{m}"].to_numpy() for m in members])
+    return {rule: combine(rule, probs, weights=weights, threshold=config.predict.threshold)
+            for rule in config.ensemble.rules}
+
+
+def run_ensemble(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
+    """Stage 5b: ensemble rules, their evaluation, Table 2 and stability -> ``ensemble/``."""
+    from oremap import ensemble as en
+    from oremap import evaluate as ev
+
+    run = RunDir(run_dir)
+    evd = run.require("evaluate", "table1.csv", needed_by="ensemble")
+    pred = run.require("predict", "predictions.csv", needed_by="ensemble")
+    members = ensemble_members(config)
+    thr = config.predict.threshold
+    with run.timed("ensemble"):
+        out = run.stage("ensemble")
+        t1 = pd.read_csv(evd / "table1.csv", index_col=0)
+        weights = ensemble_weights(config, t1, members)
+        io.write_json(out / "weights.json", {"metric": config.ensemble.weight_metric,
+                                             "weights": dict(zip(members, weights.tolist()))})
+        crops = load_crop_probabilities(evd, members)
+        rule_tables = []
+        for f in crops["folds"]:
+            probs = np.vstack([f["probs"][m] for m in members])
+            res = {r: en.combine(r, probs, weights=weights, threshold=thr)
+                   for r in config.ensemble.rules}
+            rule_tables.append(ev.table1({r: (f["y"], res[r].probability) for r in res},
+                                         threshold=thr))
+            # voting rules: the classification table uses the rule's own decision
+        t1e = rule_tables[0] if len(rule_tables) == 1 else ev.summarise_folds(rule_tables)
+        io.write_csv(out / "table1_ensemble.csv", t1e, index=True)
+        table = pd.read_csv(pred / "predictions.csv")
+        results = combine_table(config, table, weights, members)
+        for rule, res in results.items():
+            table[f"ens_{rule}"] = res.probability
+            table[f"pred_{rule}"] = res.prediction
+        io.write_csv(out / "ensemble.csv", table)
+        labels = table["label"].to_numpy()
+        model_preds = {m: (table[f"p_{m}"].to_numpy() >= thr).astype(int) for m in members}
+        rule_preds = {r: res.prediction for r, res in results.items()}
+        t2m, t2r = en.table2(model_preds, labels), en.table2(rule_preds, labels)
+        t2 = pd.concat([t2m.assign(kind="model"), t2r.assign(kind="rule")])
+        io.write_csv(out / "table2.csv", t2, index=True)
+        io.write_csv(out / "stability.csv", en.stability_table(t2m, t2r), index=True)
+    return out
+
+
+# --------------------------------------------------------------------------- maps
+
+
+def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
+    """Stage 6: probability maps, uncertainty, targets, success-rate curves -> ``maps/``."""
+    from oremap import evaluate as ev
+    from oremap import maps, targets
+    from oremap.evidence import load_stack
+    from oremap.samples import load_sample_set
+
+    run = RunDir(run_dir)
+    ens = run.require("ensemble", "ensemble.csv", needed_by="maps")
+    samples = run.require("samples", "manifest.json", needed_by="maps")
+    members = config.members()
+    thr = config.predict.threshold
+    with run.timed("maps") as extra:
+        out = run.stage("maps")
+        table = pd.read_csv(ens / "ensemble.csv")
+        cells = gpd.read_file(samples / "cells.gpkg")
+        grid = make_grid(config)
+        n_rows, n_cols = int(cells["row"].max()) + 1, int(cells["col"].max()) + 1
+        cgrid = maps.cell_grid(grid, n_cols, n_rows)
+        r, c = table["row"].to_numpy(), table["col"].to_numpy()
+        rasters: dict[str, np.ndarray] = {}
+        for name in members:
+            rasters[name] = maps.cells_to_raster(r, c, table[f"p_{name}"].to_numpy(), cgrid)
+        for rule in config.ensemble.rules:
+            rasters[rule] = maps.cells_to_raster(r, c, table[f"ens_{rule}"].to_numpy(), cgrid)
+        for name, arr in rasters.items():
+            maps.write_probability_map(out / f"prob_{name}.tif", arr, cgrid)
+        orebodies = read_source(config.labels.orebodies, grid, what="[labels.orebodies]")
+        usable_cells = cells.loc[cells["usable"].astype(bool)]
+        maps.plot_panels({m: rasters[m] for m in members}, cgrid, out / "maps_models.png",
+                         orebodies=orebodies, cells=usable_cells)
+        maps.plot_panels({r_: rasters[r_] for r_ in config.ensemble.rules}, cgrid,
+                         out / "maps_rules.png", orebodies=orebodies, cells=usable_cells)
+        probs = np.vstack([table[f"p_{m}"].to_numpy() for m in members])
+        std, entropy = maps.uncertainty(probs, threshold=thr)
+        std_r = maps.cells_to_raster(r, c, std, cgrid)
+        ent_r = maps.cells_to_raster(r, c, entropy, cgrid)
+        maps.write_probability_map(out / "uncertainty_std.tif", std_r, cgrid)
+        maps.write_probability_map(out / "uncertainty_entropy.tif", ent_r, cgrid)
+        maps.plot_uncertainty(std_r, ent_r, cgrid, out / "uncertainty.png",
+                              orebodies=orebodies, cells=usable_cells)
+        rule = config.maps.target_rule if config.maps.target_rule in rasters else \
+            config.ensemble.rules[0]
+        target_map, target_grid, target_unc = rasters[rule], cgrid, std_r
+        if config.maps.continuous and config.train.models:
+            stack, _, sgrid = load_stack(run.require("evidence", "stack.json", needed_by="maps"))
+            ss = load_sample_set(samples)
+            cont = continuous_maps(config, stack, sgrid, ss, run.root / "train", members,
+                                   progress=progress)
+            weights = ensemble_weights(config, pd.read_csv(run.root / "evaluate" / "table1.csv",
+                                                           index_col=0), members)
+            for name, (arr, g2) in cont.items():
+                maps.write_probability_map(out / f"prob_{name}_continuous.tif", arr, g2)
+            stacked = np.stack([cont[m][0] for m in members])
+            ens_cont = np.tensordot(weights, stacked, axes=1)
+            cgrid2 = cont[members[0]][1]
+            maps.write_probability_map(out / "prob_ensemble_continuous.tif", ens_cont, cgrid2)
+            target_map, target_grid = ens_cont, cgrid2
+            target_unc = np.std(stacked, axis=0, ddof=1) if len(members) > 1 else None
+        tg = targets.target_areas(target_map, target_grid,
+                                  threshold=config.maps.target_threshold,
+                                  top_fraction=config.maps.target_top_fraction,
+                                  uncertainty=target_unc, orebodies=orebodies)
+        targets.write_targets(tg, out / "targets.gpkg", out / "targets.csv")
+        maps.plot_prospectivity(target_map, target_grid, out / "map_ensemble.png",
+                                title=f"Ensemble prospectivity ({rule.replace('_', ' ')})",
+                                orebodies=orebodies, cells=usable_cells, targets=tg)
+        curves, pcurves, rows = {}, {}, []
+        labels = table["label"].to_numpy()
+        for name in [*members, *config.ensemble.rules]:
+            col = f"p_{name}" if name in members else f"ens_{name}"
+            curve = ev.success_rate_curve(table[col].to_numpy(), labels == 1)
+            curves[name] = curve
+            rows.append(dict(name=name, success_rate_auc=curve.auc))
+        held = (table["test_fold"].to_numpy() >= 0) & (labels == 1)
+        if held.any() and (labels[~held] != 1).any():
+            for i, name in enumerate(members):
+                score = table[f"p_{name}"].to_numpy().copy()
+                oof = table[f"oof_{name}"].to_numpy()
+                score = np.where(np.isfinite(oof), oof, score)
+                pcurves[name] = ev.success_rate_curve(score, held)
+                rows[i]["prediction_rate_auc"] = pcurves[name].auc
+        io.write_csv(out / "success_rate.csv", pd.DataFrame(rows))
+        ev.plot_success_rate_curves(curves, out / "success_rate.png",
+                                    title="Success-rate curves (known positive cells)")
+        if pcurves:
+            ev.plot_success_rate_curves(pcurves, out / "prediction_rate.png",
+                                        title="Prediction-rate curves (held-out positive cells)")
+        if config.truth is not None:
+            io.write_csv(out / "hidden_truth.csv",
+                         hidden_truth_scores(config, table, cells, grid, members))
+        extra["targets"] = int(len(tg))
+    return out
+
+
+def continuous_maps(config: Config, stack: np.ndarray, grid: Grid, ss: Any, train_dir: Path,
+                    members: Sequence[str], *,
+                    progress: bool = True) -> dict[str, tuple[np.ndarray, Grid]]:
+    """Sliding-window probability maps of every member (mean over fold models)."""
+    from oremap import maps
+
+    out: dict[str, tuple[np.ndarray, Grid]] = {}
+    for name in members:
+        acc, g2 = None, None
+        for fold in range(ss.n_folds):
+            fn = load_member(name, train_dir / f"fold{fold}")
+            center, scale = ss.norm_center[fold], ss.norm_scale[fold]
+
+            def predict(x: np.ndarray, fn: PredictFn = fn, center=center, scale=scale):
+                z = (x - center[None, :, None, None]) / scale[None, :, None, None]
+                return fn(z.astype(np.float32))
+
+            arr, g2 = maps.sliding_window_map(predict, stack, grid,
+                                              size=config.samples.crop_size,
+                                              stride=config.maps.stride, progress=progress)
+            acc = arr if acc is None else acc + arr
+        out[name] = (acc / ss.n_folds, g2)
+    return out
+
+
+def hidden_truth_scores(config: Config, table: pd.DataFrame, cells: gpd.GeoDataFrame,
+                        grid: Grid, members: Sequence[str]) -> pd.DataFrame:
+    """How well unknown cells are ranked against a hidden truth raster (the demo's fertility)."""
+    from rasterio.features import geometry_mask
+
+    from oremap.evaluate import ranking_auc
+
+    truth, tgrid = io.read_raster(config.truth)
+    by_id = cells.set_index("id")
+    unknown = table["label"].to_numpy() == -1
+    values = []
+    for cid in table.loc[unknown, "cell_id"]:
+        geom = by_id.loc[cid, "geometry"]
+        mask = ~geometry_mask([geom], out_shape=tgrid.shape, transform=tgrid.transform)
+        values.append(float(np.nanmean(truth[mask])) if mask.any() else np.nan)
+    truth_v = np.array(values)
+    ok = np.isfinite(truth_v)
+    rows = []
+    for name in [*members, *config.ensemble.rules]:
+        col = f"p_{name}" if name in members else f"ens_{name}"
+        score = table.loc[unknown, col].to_numpy()[ok]
+        rows.append(dict(name=name, kind="model" if name in members else "rule",
+                         unknown_cells=int(ok.sum()), auc=ranking_auc(score, truth_v[ok])))
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def run_report(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
+    """Stage 7: one self-contained HTML report -> ``report/report.html``."""
+    from oremap.report import build_report
+
+    run = RunDir(run_dir)
+    with run.timed("report"):
+        path = build_report(run.root)
+    run.finish()
+    build_report(run.root)  # again, so the report carries its own timing and end time
+    return path
+
+
+# --------------------------------------------------------------------------- stability
+
+
+def run_stability(config: Config, run_dir: Path, *, seeds: int, progress: bool = True) -> Path:
+    """Retrain every member with ``seeds`` seeds; measure how predictions and counts vary."""
+    from oremap import ensemble as en
+
+    run = RunDir(run_dir)
+    samples = run.require("samples", "manifest.json", needed_by="stability")
+    t1 = pd.read_csv(run.require("evaluate", "table1.csv", needed_by="stability") /
+                     "table1.csv", index_col=0)
+    members = ensemble_members(config)
+    weights = ensemble_weights(config, t1, members)
+    thr = config.predict.threshold
+    with run.timed("stability") as extra:
+        base = run.stage("stability")
+        per_seed: dict[str, list[np.ndarray]] = {}
+        for k in range(seeds):
+            seed = config.seed + 1000 * (k + 1)
+            tdir = base / f"seed{seed}"
+            train_members(config, samples, tdir, seed=seed, resume=True, progress=progress)
+            table = predict_cells(config, samples, tdir)
+            io.write_csv(tdir / "predictions.csv", table)
+            for m in members:
+                per_seed.setdefault(m, []).append(table[f"p_{m}"].to_numpy())
+            for rule, res in combine_table(config, table, weights, members).items():
+                per_seed.setdefault(rule, []).append(res.probability)
+        labels = table["label"].to_numpy()
+        rows = []
+        for name, preds in per_seed.items():
+            v = en.seed_variability(np.vstack(preds), threshold=thr)
+            counts = [en.prediction_counts((p >= thr).astype(int), labels)["total"]
+                      for p in preds]
+            rows.append(dict(name=name, kind="model" if name in members else "rule",
+                             seeds=len(preds), **_scalar_items(v),
+                             ore_cells_mean=float(np.mean(counts)),
+                             ore_cells_std=float(np.std(counts, ddof=1)) if len(counts) > 1
+                             else 0.0))
+        df = pd.DataFrame(rows)
+        io.write_csv(run.stage("ensemble") / "seed_stability.csv", df)
+        extra["seeds"] = seeds
+    return base
+
+
+def _scalar_items(d: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in d.items() if np.ndim(v) == 0}
+
+
+# --------------------------------------------------------------------------- all
+
+
+STAGE_FUNCTIONS: dict[str, Callable[..., Path]] = {
+    "evidence": run_evidence, "samples": run_samples, "train": run_train,
+    "evaluate": run_evaluate, "predict": run_predict, "ensemble": run_ensemble,
+    "maps": run_maps, "report": run_report,
+}
+
+
+def run(config: Config, run_dir: Path, *, stages: Sequence[str] = STAGES,
+        progress: bool = True, resume: bool = True, overwrite: bool = False) -> Path:
+    """Run ``stages`` in order on ``run_dir``; returns the report path (or the last output)."""
+    run_dir = Path(run_dir)
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    rd = RunDir(run_dir)
+    from oremap.train import choose_device
+
+    rd.start(config, device=str(choose_device(config.train.device)))
+    last = run_dir
+    for stage in stages:
+        kwargs: dict[str, Any] = {"progress": progress}
+        if stage == "train":
+            kwargs["resume"] = resume
+        last = STAGE_FUNCTIONS[stage](config, run_dir, **kwargs)
+    rd.finish()
+    return last
+
+
+STAGE_FUNCTIONS["stability"] = run_stability
+
+
+def load_run_config(run_dir: Path, config_path: Path | None = None) -> Config:
+    """The configuration of a run folder, or ``config_path`` (then stored in the run folder)."""
+    from oremap.config import load_config, to_toml
+
+    run_dir = Path(run_dir)
+    if config_path is not None:
+        config = load_config(config_path)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        io.write_text(run_dir / "config.toml", to_toml(config))
+        return config
+    path = run_dir / "config.toml"
+    if not path.exists():
+        raise StageNotReadyError(
+            f"{run_dir} holds no config.toml; start with `oremap run CONFIG --out {run_dir}` or "
+            "pass --config CONFIG.")
+    return load_config(path)
+
+
+# --------------------------------------------------------------------------- demo
+
+EXAMPLE_CONFIG = '''\
+# oremap configuration: the embedded demo study area (a synthetic analogue of the Bawangou
+# gold area of He et al. 2024). Every distance is in map units of [grid] crs (metres here).
+# Relative paths are relative to this file's folder.
+name = "oremap demo"
+seed = {seed}                        # one seed drives splits, crops, training and sampling
+
+[grid]
+crs = "EPSG:32649"                  # UTM 49N; inputs in other CRSs are reprojected to it
+bounds = [{xmin}, {ymin}, {xmax}, {ymax}]   # xmin, ymin, xmax, ymax
+pixel_size = 0.5                    # evidence raster pixel (m): a 20 m x 23 m cell = 40 x 46 px
+cell_cols = 40                      # cells across (or: cell_size = [20.0, 23.0])
+cell_rows = 16                      # cells down
+block = 2048                        # window (px) for out-of-core evidence computation
+
+[geochem]                           # point assays, one IDW layer per element
+path = "{data}/soil_samples.csv"
+x = "x"
+y = "y"
+crs = "EPSG:32649"                  # a CSV has no CRS of its own: required
+elements = ["Au", "Ag", "As", "Cu", "Pb", "Zn", "Hg", "Sb", "W", "Mo"]
+power = 2.0                         # IDW distance exponent
+neighbours = 12                     # nearest samples used (omit for all samples)
+log10 = true                        # log10 before interpolation (or a list of elements)
+clip_percentile = 99.5              # clip extreme assays at this percentile
+coverage_buffer = 15.0              # coverage = convex hull of the samples buffered by this
+
+[[geology]]                         # one evidence layer per geological feature class
+name = "shear_zones"
+path = "{data}/geology.gpkg"
+layer = "shear_zones"
+measure = "buffer_density"          # distance | density | buffer_density (cone kernel)
+radius = 40.0                       # influence radius R
+extent = {{ path = "{data}/geology.gpkg", layer = "geology_extent" }}  # mapped area
+
+[[geology]]
+name = "faults"
+path = "{data}/geology.gpkg"
+layer = "faults"
+measure = "buffer_density"
+radius = 30.0
+extent = {{ path = "{data}/geology.gpkg", layer = "geology_extent" }}
+
+[[geology]]
+name = "alteration_zones"
+path = "{data}/geology.gpkg"
+layer = "alteration_zones"
+measure = "buffer_density"
+radius = 30.0
+extent = {{ path = "{data}/geology.gpkg", layer = "geology_extent" }}
+
+[[geology]]
+name = "quartz_sandstone"
+path = "{data}/geology.gpkg"
+layer = "quartz_sandstone"
+measure = "distance"                # exact distance to the nearest zone (0 inside)
+extent = {{ path = "{data}/geology.gpkg", layer = "geology_extent" }}
+
+[labels]
+orebodies = {{ path = "{data}/orebodies.gpkg", layer = "orebodies" }}  # positives
+orebody_buffer = 0.0
+negatives = "verified"              # verified (barren holes/trenches) | distance
+
+[[labels.barren]]                   # drilling that proved ground barren
+path = "{data}/drilling.gpkg"
+layer = "drillholes"
+where = {{ result = "barren" }}
+
+[[labels.barren]]
+path = "{data}/drilling.gpkg"
+layer = "trenches"
+where = {{ result = "barren" }}
+
+[samples]
+crop_size = {crop}                  # window side in pixels
+positive = {{ n = {pn}, a = {pa}, b = {pb} }}   # <= n windows a cell, steps a (x), b (y) px
+negative = {{ n = {nn}, a = {na}, b = {nb} }}
+nodata_tolerance = 0.0              # share of nodata pixels a cell may hold (paper: 0)
+split = "cell"                      # cell | block | random (the paper's, optimistic)
+test_fraction = 0.2
+compare_random = {compare}          # also run the paper's random split, side by side
+
+[train]
+models = {models}
+baselines = ["logistic", "random_forest", "woe"]
+profile = "fast"                    # paper (published widths) | fast (for CPUs)
+epochs = {epochs}
+batch_size = 16
+lr = 1e-4                           # cosine annealing from lr ...
+lr_min = 1e-5                       # ... down to lr_min
+workers = 0                         # data-loading workers (capped at the cores available)
+imbalance = "weighted_loss"         # weighted_loss | balanced_sampler | none
+device = "auto"                     # auto: CUDA, then Apple MPS, then CPU
+
+[predict]
+threshold = 0.5
+
+[ensemble]
+rules = ["simple_average", "weighted_average", "majority_voting", "plurality_voting",
+         "weighted_voting"]
+weight_metric = "accuracy"          # accuracy | f1 | auc
+
+[maps]
+stride = {stride}                   # sliding-window stride (px) of the continuous maps
+target_top_fraction = 0.1           # targets: top 10 % of the area (or target_threshold)
+target_rule = "weighted_average"
+
+truth = "{data}/fertility.tif"      # demo only: hidden fertility, to score unknown cells
+'''
+
+DEMO_MODELS = ["lenet", "alexnet", "vgg16", "vgg8", "resnet50", "mobilenet_v2", "vit"]
+
+
+def example_config_text(data_dir: str = "demo_data", *, quick: bool = False,
+                        seed: int = 0) -> str:
+    """The commented demo configuration; ``oremap config example`` prints it."""
+    from oremap.demo import DEMO_BOUNDS
+
+    xmin, ymin, xmax, ymax = DEMO_BOUNDS
+    crops = dict(crop=32, pn=6, pa=4, pb=7, nn=1, na=8, nb=7) if quick else \
+        dict(crop=32, pn=40, pa=2, pb=2, nn=6, na=8, nb=7)
+    return EXAMPLE_CONFIG.format(
+        seed=seed, xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax, data=data_dir,
+        models="[" + ", ".join(f'"{m}"' for m in DEMO_MODELS) + "]",
+        epochs=2 if quick else 30, stride=16 if quick else 8,
+        compare="false" if quick else "true", **crops)
+
+
+def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overwrite: bool = False,
+             progress: bool = True) -> Path:
+    """Write the demo study area into ``out/data`` and run every stage into ``out/run``."""
+    from oremap.config import load_config
+    from oremap.demo import write_demo
+
+    out = Path(out)
+    files = write_demo(out / "data", seed=seed)
+    cfg_path = out / ("demo_quick.toml" if quick else "demo.toml")
+    io.write_text(cfg_path, example_config_text("data", quick=quick, seed=seed))
+    config = load_config(cfg_path)
+    log.info("demo data in %s, configuration %s", files.root, cfg_path)
+    return run(config, out / ("run_quick" if quick else "run"), progress=progress,
+               overwrite=overwrite)

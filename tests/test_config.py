@@ -1,0 +1,95 @@
+"""Configuration: the example validates, every kind of bad file gets a clear error."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from oremap.config import config_from_dict, load_config, to_toml
+from oremap.errors import ConfigError
+from oremap.pipeline import example_config_text
+
+
+def _example(tmp_path: Path, text: str | None = None) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text if text is not None else example_config_text("data"))
+    return path
+
+
+def test_example_config_validates_and_resolves_paths(tmp_path: Path) -> None:
+    cfg = load_config(_example(tmp_path))
+    assert cfg.grid.cell_cols == 40 and cfg.grid.cell_rows == 16
+    assert cfg.geochem is not None and cfg.geochem.elements[0] == "Au"
+    assert cfg.geochem.path == (tmp_path / "data" / "soil_samples.csv").resolve()
+    assert [g.name for g in cfg.geology] == ["shear_zones", "faults", "alteration_zones",
+                                             "quartz_sandstone"]
+    assert cfg.labels.barren[0].where == {"result": "barren"}
+    assert len(cfg.members()) == 10
+
+
+def test_resolved_config_round_trips(tmp_path: Path) -> None:
+    cfg = load_config(_example(tmp_path))
+    again = config_from_dict(tomllib.loads(to_toml(cfg)))
+    assert again == cfg
+
+
+def test_unknown_key_names_path_and_suggests(tmp_path: Path) -> None:
+    text = example_config_text("data").replace("epochs = 30", "epoch = 30")
+    with pytest.raises(ConfigError, match=r"\[train.epoch\] unknown key \(did you mean 'epochs'"):
+        load_config(_example(tmp_path, text))
+
+
+def test_wrong_type_says_expected_and_given(tmp_path: Path) -> None:
+    text = example_config_text("data").replace("batch_size = 16", 'batch_size = "big"')
+    with pytest.raises(ConfigError, match=r"\[train.batch_size\].*integer.*got 'big'"):
+        load_config(_example(tmp_path, text))
+
+
+def test_unknown_model_suggests_name(tmp_path: Path) -> None:
+    text = example_config_text("data").replace('"lenet", ', '"lenett", ')
+    with pytest.raises(ConfigError, match="did you mean 'lenet'"):
+        load_config(_example(tmp_path, text))
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    text = example_config_text("data").replace('crs = "EPSG:32649"                  # UTM', "# ")
+    with pytest.raises(ConfigError, match=r"\[grid.crs\] required key is missing"):
+        load_config(_example(tmp_path, text))
+
+
+def test_all_problems_listed_at_once(tmp_path: Path) -> None:
+    text = (example_config_text("data").replace("epochs = 30", "epochs = 0")
+            .replace("threshold = 0.5", "threshold = 2.0"))
+    with pytest.raises(ConfigError, match="2 problem") as info:
+        load_config(_example(tmp_path, text))
+    assert "[train.epochs]" in str(info.value) and "[predict.threshold]" in str(info.value)
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_example(tmp_path, "a = [1,"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_cross_field_rules(tmp_path: Path) -> None:
+    base = tomllib.loads(example_config_text("data"))
+    bad = dict(base, samples=dict(base["samples"], folds=3))
+    with pytest.raises(ConfigError, match="folds > 1 needs split = 'block'"):
+        config_from_dict(bad)
+    bad = dict(base, labels=dict(base["labels"], negatives="distance"))
+    with pytest.raises(ConfigError, match="needs min_distance and ratio"):
+        config_from_dict(bad)
+    geology = [dict(base["geology"][0], measure="density")]
+    geology[0].pop("radius")
+    with pytest.raises(ConfigError, match="needs radius"):
+        config_from_dict(dict(base, geology=geology))
+    with pytest.raises(ConfigError, match="either cell_cols and cell_rows, or cell_size"):
+        config_from_dict(dict(base, grid=dict(base["grid"], cell_size=[20.0, 23.0])))
+
+
+def test_overrides(tmp_path: Path) -> None:
+    cfg = load_config(_example(tmp_path), overrides={"train.epochs": 3, "seed": 7})
+    assert cfg.train.epochs == 3 and cfg.seed == 7
