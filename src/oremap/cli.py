@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 from oremap.errors import OremapError
 
@@ -35,7 +36,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logg
 
 
 def _fail(exc: OremapError) -> None:
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
     raise typer.Exit(code=2)
 
 

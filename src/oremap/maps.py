@@ -14,14 +14,20 @@ matplotlib.use("Agg")
 import geopandas as gpd  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 from matplotlib.colors import Colormap, ListedColormap  # noqa: E402
 from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: E402
-from rich.progress import TimeRemainingColumn  # noqa: E402
+from rich.progress import (  # noqa: E402
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,  # noqa: E402
+)
 
 from oremap import io  # noqa: E402
 from oremap.errors import DroppedDataWarning, InputDataError  # noqa: E402
@@ -402,8 +408,7 @@ def prospectivity_cmap(n: int = 256) -> ListedColormap:
     u = np.linspace(0.0, arc[-1], n)
     even = np.column_stack([np.interp(u, arc, lab[:, k]) for k in range(3)])
     cmap = ListedColormap(np.clip(lab_to_srgb(even), 0.0, 1.0), name="oremap_prospectivity")
-    cmap.set_bad((0.85, 0.85, 0.85, 1.0))
-    return cmap
+    return cmap.with_extremes(bad=(0.85, 0.85, 0.85, 1.0))
 
 
 PROSPECTIVITY_CMAP: ListedColormap = prospectivity_cmap()
@@ -459,11 +464,12 @@ def _add_scale_bar(ax: plt.Axes, grid: Grid) -> None:
 
 def _add_north_arrow(ax: plt.Axes) -> None:
     """Grid-north arrow (the grid is north-up) in the upper-right corner."""
-    ax.annotate("N", xy=(0.94, 0.97), xytext=(0.94, 0.84), xycoords="axes fraction",
-                textcoords="axes fraction", ha="center", va="center", fontsize=10,
-                fontweight="bold",
-                arrowprops={"facecolor": "black", "edgecolor": "white", "width": 3,
-                            "headwidth": 9, "headlength": 8})
+    text = ax.annotate("N", xy=(0.94, 0.97), xytext=(0.94, 0.84), xycoords="axes fraction",
+                       textcoords="axes fraction", ha="center", va="center", fontsize=10,
+                       fontweight="bold",
+                       arrowprops={"facecolor": "black", "edgecolor": "white", "width": 3,
+                                   "headwidth": 9, "headlength": 8})
+    text.set_path_effects([patheffects.withStroke(linewidth=2.5, foreground="white")])
 
 
 def _check_map(array: np.ndarray, grid: Grid, what: str) -> np.ndarray:
@@ -530,8 +536,8 @@ def _map_figure(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.Pat
     ncols = max(1, min(ncols, len(names)))
     nrows = -(-len(names) // ncols)
     aspect = grid.height / grid.width
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
-                             figsize=(4.6 * ncols + 1.2, max(3.0, 4.6 * aspect) * nrows + 0.6))
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
+                             figsize=(4.6 * ncols + 1.2, max(3.0, 4.6 * aspect) * nrows + 0.8))
     for ax, name in zip(axes.flat, names, strict=False):
         arr = _check_map(arrays[name], grid, f"map {name!r}")
         panel_title = name if len(names) > 1 else title
@@ -539,14 +545,18 @@ def _map_figure(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.Pat
                                    cells, targets)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    bar = fig.colorbar(image, ax=list(axes.flat), shrink=0.8, pad=0.03)
+    bar = fig.colorbar(image, ax=list(axes.flat), shrink=0.8)
     bar.set_label(legend_label)
     if len(names) > 1:
         fig.suptitle(title)
-    if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8,
-                   frameon=False, bbox_to_anchor=(0.45, -0.02))
+    _add_legend(fig, handles)
     return io.save_figure(fig, path)
+
+
+def _add_legend(fig: plt.Figure, handles: list) -> None:
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8,
+                   frameon=False)
 
 
 def plot_prospectivity(array: np.ndarray, grid: Grid, path: str | os.PathLike, *, title: str,
@@ -638,12 +648,15 @@ def plot_uncertainty(std: np.ndarray, entropy: np.ndarray, grid: Grid,
     cmap = plt.get_cmap("magma").with_extremes(bad=(0.85, 0.85, 0.85, 1.0))
     s_max = max(float(np.nanmax(s)) if np.isfinite(s).any() else 0.0, 0.05)
     aspect = grid.height / grid.width
-    fig, axes = plt.subplots(1, 2, figsize=(11.0, max(3.0, 4.6 * aspect) + 0.6))
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, max(3.0, 4.6 * aspect) + 0.8),
+                             layout="constrained")
     for ax, arr, name, top, label in ((axes[0], s, "Std of P(ore)", s_max, "std"),
                                       (axes[1], e, "Vote entropy", 1.0, "entropy (bits)")):
-        image, _ = _draw_map(ax, arr, grid, cmap, 0.0, top, name, orebodies, cells, targets)
-        fig.colorbar(image, ax=ax, shrink=0.8, pad=0.03).set_label(label)
+        image, handles = _draw_map(ax, arr, grid, cmap, 0.0, top, name, orebodies, cells,
+                                   targets)
+        fig.colorbar(image, ax=ax, shrink=0.8).set_label(label)
     fig.suptitle(title)
+    _add_legend(fig, handles)
     return io.save_figure(fig, path)
 
 

@@ -321,16 +321,16 @@ def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
         ss = load_sample_set(samples)
         f0 = crops["folds"][0]
         x0 = ss.normalised(f0["indices"], 0)
-        imp = []
+        imp = {}
         for m in members:
             fn = load_member(m, train / "fold0")
-            df = ev.permutation_importance(fn, x0, f0["y"], layer_names=ss.layer_names,
-                                           n_repeats=config.maps.permutation_repeats,
-                                           seed=config.seed)
-            imp.append(df.assign(member=m))
-        importance = pd.concat(imp, ignore_index=True)
+            imp[m] = ev.permutation_importance(fn, x0, f0["y"], layer_names=ss.layer_names,
+                                               n_repeats=config.maps.permutation_repeats,
+                                               seed=config.seed)
+        importance = pd.concat([df.reset_index().assign(member=m) for m, df in imp.items()],
+                               ignore_index=True)
         io.write_csv(out / "importance.csv", importance)
-        ev.plot_importance(importance, out / "importance.png")
+        ev.plot_importance(imp, out / "importance.png")
         if (run.root / "train_random" / "summary.csv").exists():
             rnd = crop_probabilities(config, run.root / "samples_random", run.root / "train_random")
             t_rnd, _ = _evaluation_tables(config, rnd, members)
@@ -452,6 +452,30 @@ def combine_table(config: Config, table: pd.DataFrame, weights: np.ndarray,
             for rule in config.ensemble.rules}
 
 
+def rule_table1(y: np.ndarray, results: dict[str, Any]) -> pd.DataFrame:
+    """Table 1 of ensemble rules, classifying by each rule's own decision.
+
+    Precision, recall, F1 and accuracy are computed on the crops the rule decided; the share of
+    undecided crops (majority-voting refusals) is the column ``undecided``. The AUCs rank all
+    crops by the rule's probability (the vote share for voting rules).
+    """
+    from oremap.ensemble import UNDECIDED
+    from oremap.evaluate import classification_report, roc_auc
+
+    rows = {}
+    for rule, res in results.items():
+        decided = res.prediction != UNDECIDED
+        row = classification_report(y[decided], res.prediction[decided].astype(float),
+                                    threshold=0.5)
+        full = classification_report(y, res.probability, threshold=0.5)
+        row["roc_auc"], row["pr_auc"] = roc_auc(y, res.probability), full["pr_auc"]
+        row["undecided"] = float(1.0 - decided.mean())
+        rows[rule] = row
+    df = pd.DataFrame.from_dict(rows, orient="index").drop(columns=["threshold"])
+    df.index.name = "model"
+    return df
+
+
 def run_ensemble(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 5b: ensemble rules, their evaluation, Table 2 and stability -> ``ensemble/``."""
     from oremap import ensemble as en
@@ -474,9 +498,7 @@ def run_ensemble(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
             probs = np.vstack([f["probs"][m] for m in members])
             res = {r: en.combine(r, probs, weights=weights, threshold=thr)
                    for r in config.ensemble.rules}
-            rule_tables.append(ev.table1({r: (f["y"], res[r].probability) for r in res},
-                                         threshold=thr))
-            # voting rules: the classification table uses the rule's own decision
+            rule_tables.append(rule_table1(f["y"], res))
         t1e = rule_tables[0] if len(rule_tables) == 1 else ev.summarise_folds(rule_tables)
         io.write_csv(out / "table1_ensemble.csv", t1e, index=True)
         table = pd.read_csv(pred / "predictions.csv")
@@ -766,6 +788,7 @@ EXAMPLE_CONFIG = '''\
 # Relative paths are relative to this file's folder.
 name = "oremap demo"
 seed = {seed}                        # one seed drives splits, crops, training and sampling
+truth = "{data}/fertility.tif"      # demo only: hidden fertility, to score unknown cells
 
 [grid]
 crs = "EPSG:32649"                  # UTM 49N; inputs in other CRSs are reprojected to it
@@ -866,8 +889,6 @@ weight_metric = "accuracy"          # accuracy | f1 | auc
 stride = {stride}                   # sliding-window stride (px) of the continuous maps
 target_top_fraction = 0.1           # targets: top 10 % of the area (or target_threshold)
 target_rule = "weighted_average"
-
-truth = "{data}/fertility.tif"      # demo only: hidden fertility, to score unknown cells
 '''
 
 DEMO_MODELS = ["lenet", "alexnet", "vgg16", "vgg8", "resnet50", "mobilenet_v2", "vit"]

@@ -1,0 +1,681 @@
+"""Co-registered evidence layers: specs, coverage masks, windowed GeoTIFFs and the stack."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+from rasterio.windows import Window
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+
+from oremap import io
+from oremap.errors import InputDataError, StageNotReadyError
+from oremap.evidence.features import (
+    MEASURES,
+    FeatureSet,
+    centres_inside,
+    check_radius,
+    measure_map,
+    measure_units,
+    prepare_features,
+)
+from oremap.evidence.idw import (
+    IdwInterpolator,
+    PreparedSamples,
+    check_idw_parameters,
+    interpolate_window,
+    prepare_samples,
+)
+from oremap.grid import Grid
+
+log = logging.getLogger("oremap.evidence")
+
+MANIFEST = "stack.json"
+#: Bump when a change of the algorithms changes layer values, so resumed runs recompute.
+ALGORITHM_VERSION = 1
+#: Previews are decimated to at most this many pixels along the longer side.
+PREVIEW_MAX_PX = 1500
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+@dataclass(frozen=True, eq=False)
+class GeochemLayerSpec:
+    """One geochemical element interpolated by IDW.
+
+    Attributes
+    ----------
+    name : str
+        Layer name, e.g. "Au"; also the file name of the GeoTIFF.
+    xy : (n, 2) array
+        Sample locations in the grid's CRS (reprojected by the caller), map units.
+    values : (n,) array
+        Assays; NaN and non-numeric entries are dropped and counted.
+    source : str
+        Names the file, column and config key, e.g.
+        "soil_samples.csv column 'Au' ([[geochem]] elements)".
+    power, neighbours, radius
+        IDW parameters (see :func:`oremap.evidence.idw`).
+    log10 : bool
+        Interpolate log10 of the assays (all must be > 0).
+    clip_percentile : float or None
+        Clip assays above this percentile, e.g. 99.5.
+    coverage_buffer : float
+        Buffer of the samples' convex hull, in map units, that makes the coverage.
+    extent : shapely geometry or None
+        Explicit coverage polygon; overrides the hull.
+    """
+
+    name: str
+    xy: np.ndarray
+    values: np.ndarray
+    source: str
+    power: float = 2.0
+    neighbours: int | None = 12
+    radius: float | None = None
+    log10: bool = False
+    clip_percentile: float | None = None
+    coverage_buffer: float = 0.0
+    extent: BaseGeometry | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class GeologyLayerSpec:
+    """One geological layer: a distance or density measure of mapped features.
+
+    Attributes
+    ----------
+    name : str
+        Layer name, e.g. "faults"; also the file name of the GeoTIFF.
+    geometries : sequence of shapely geometries
+        Lines and/or polygons in the grid's CRS.
+    source : str
+        Names the file and config key.
+    measure : {"distance", "density", "buffer_density"}
+        See :mod:`oremap.evidence.features`.
+    radius : float or None
+        Kernel radius in map units; required for "density" and "buffer_density".
+    extent : shapely geometry or None
+        Mapped extent (coverage); None means the whole grid.
+    """
+
+    name: str
+    geometries: Sequence[BaseGeometry]
+    source: str
+    measure: Literal["distance", "density", "buffer_density"] = "buffer_density"
+    radius: float | None = None
+    extent: BaseGeometry | None = None
+
+
+Spec = GeochemLayerSpec | GeologyLayerSpec
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """What ``stack.json`` records about one layer (paths relative to the evidence folder)."""
+
+    name: str
+    kind: str
+    measure: str
+    units: str
+    path: str
+    preview: str | None
+    source: str
+    parameters: dict[str, Any]
+    spec_hash: str
+    min: float | None
+    max: float | None
+    mean: float | None
+    coverage_fraction: float
+    valid_fraction: float
+    n_used: int
+    n_dropped: int
+    n_duplicates: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerRecord:
+        """Inverse of ``dataclasses.asdict``."""
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class EvidenceManifest:
+    """The evidence stack on disk: grid, layers in order, and whether all were written."""
+
+    out_dir: Path
+    grid: Grid
+    layers: tuple[LayerRecord, ...]
+    complete: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        """Layer names in stack order."""
+        return [r.name for r in self.layers]
+
+    def layer(self, name: str) -> LayerRecord:
+        """The record of layer ``name``."""
+        for r in self.layers:
+            if r.name == name:
+                return r
+        raise InputDataError(f"no evidence layer {name!r}; the stack has {self.names}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form written to ``stack.json``."""
+        return {"format": "oremap-evidence", "algorithm_version": ALGORITHM_VERSION,
+                "complete": self.complete, "grid": grid_to_dict(self.grid),
+                "names": self.names, "layers": [asdict(r) for r in self.layers], **self.extra}
+
+    @classmethod
+    def read(cls, evidence_dir: Path) -> EvidenceManifest:
+        """Read ``evidence_dir/stack.json``; StageNotReadyError if it is absent."""
+        evidence_dir = Path(evidence_dir)
+        path = evidence_dir / MANIFEST
+        if not path.exists():
+            raise StageNotReadyError(
+                f"{path} does not exist; run the evidence stage (build_evidence) first.")
+        d = io.read_json(path)
+        try:
+            return cls(evidence_dir, grid_from_dict(d["grid"]),
+                       tuple(LayerRecord.from_dict(r) for r in d["layers"]),
+                       bool(d.get("complete", False)))
+        except (KeyError, TypeError) as exc:
+            raise InputDataError(f"{path} is not an oremap evidence manifest ({exc}); "
+                                 "delete it and rebuild the evidence.") from None
+
+
+def grid_to_dict(grid: Grid) -> dict[str, Any]:
+    """A Grid as JSON-ready values (CRS as WKT)."""
+    return {"crs": grid.crs.to_wkt(), "bounds": list(grid.bounds),
+            "pixel_size": list(grid.pixel_size), "nodata": grid.nodata,
+            "width": grid.width, "height": grid.height}
+
+
+def grid_from_dict(d: dict[str, Any]) -> Grid:
+    """Inverse of :func:`grid_to_dict`."""
+    return Grid(CRS.from_wkt(d["crs"]), tuple(d["bounds"]), tuple(d["pixel_size"]),
+                d["nodata"])
+
+
+# --------------------------------------------------------------------------- specs from tables
+
+
+def geochem_specs(table: pd.DataFrame, elements: Sequence[str], *, file: str,
+                  key: str = "[[geochem]] elements", x: str = "x", y: str = "y",
+                  **options: Any) -> list[GeochemLayerSpec]:
+    """One :class:`GeochemLayerSpec` per element column of a sample table.
+
+    Parameters
+    ----------
+    table : DataFrame or GeoDataFrame
+        Samples in the grid's CRS; coordinates from columns ``x``, ``y`` or, for a
+        GeoDataFrame of points, its geometry.
+    elements : sequence of str
+        Column names, one layer each.
+    file, key : str
+        The file and config key, named in every message.
+    **options
+        Further GeochemLayerSpec fields (power, neighbours, log10, ...), shared by all.
+
+    Raises
+    ------
+    InputDataError
+        If an element or coordinate column is missing.
+    """
+    import geopandas as gpd
+
+    missing = [c for c in elements if c not in table.columns]
+    xy = None
+    if isinstance(table, gpd.GeoDataFrame):
+        xy = shapely.get_coordinates(table.geometry.values)
+        if len(xy) != len(table):
+            raise InputDataError(f"{file} ({key}): the samples must be single points, one "
+                                 "per row.")
+    else:
+        missing += [c for c in (x, y) if c not in table.columns]
+        if not missing:
+            xy = table[[x, y]].to_numpy(dtype=np.float64)
+    if missing:
+        raise InputDataError(
+            f"{file} ({key}): missing column(s) {missing}; the table has "
+            f"{list(map(str, table.columns))}. Fix the names in the config.")
+    return [GeochemLayerSpec(name=str(e), xy=xy, values=table[e].to_numpy(),
+                             source=f"{file} column {e!r} ({key})", **options)
+            for e in elements]
+
+
+# --------------------------------------------------------------------------- masks
+
+
+def coverage_mask(geometry: BaseGeometry | None, grid: Grid, window: Window | None = None
+                  ) -> np.ndarray:
+    """Pixels of ``window`` (default the whole grid) whose centres lie inside ``geometry``.
+
+    Centres on the boundary count as inside; ``geometry`` None covers every pixel.
+
+    Returns
+    -------
+    (h, w) bool array
+    """
+    if geometry is None:
+        h, w = (grid.height, grid.width) if window is None else (int(window.height),
+                                                                  int(window.width))
+        return np.ones((h, w), dtype=bool)
+    return centres_inside(geometry, grid, window)
+
+
+def _extent(geometry: BaseGeometry | None, source: str, grid: Grid) -> BaseGeometry | None:
+    if geometry is None:
+        return None
+    if not isinstance(geometry, BaseGeometry) or geometry.is_empty:
+        raise InputDataError(f"{source}: the extent is empty or not a shapely geometry; give a "
+                             "polygon in the grid's CRS or leave it unset.")
+    if not geometry.is_valid:
+        log.warning("%s: extent polygon is invalid; repaired with make_valid", source)
+        geometry = shapely.make_valid(geometry)
+    if geometry.area <= 0:
+        raise InputDataError(f"{source}: the extent has no area ({geometry.geom_type}); give a "
+                             "polygon.")
+    _check_overlap(geometry, grid, source, "extent")
+    return geometry
+
+
+def _check_overlap(geometry: BaseGeometry, grid: Grid, source: str, what: str) -> None:
+    if not geometry.intersects(box(*grid.bounds)):
+        gb = [round(b, 6) for b in geometry.bounds]
+        raise InputDataError(
+            f"{source}: the {what} (bounds {gb}) does not overlap the grid (bounds "
+            f"{list(grid.bounds)}); check the CRS of the file and of the grid.")
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+@dataclass(eq=False)
+class _Prepared:
+    spec: Spec
+    kind: str
+    measure: str
+    coverage: BaseGeometry | None
+    samples: PreparedSamples | None = None
+    features: FeatureSet | None = None
+    radius: float | None = None
+
+
+def _prepare(spec: Spec, grid: Grid) -> _Prepared:
+    if isinstance(spec, GeochemLayerSpec):
+        s = prepare_samples(spec.xy, spec.values, source=spec.source, log10=spec.log10,
+                            clip_percentile=spec.clip_percentile)
+        check_idw_parameters(spec.power, spec.neighbours, spec.radius, what=spec.source)
+        if spec.extent is not None:
+            cov = _extent(spec.extent, spec.source, grid)
+        else:
+            if not (np.isfinite(spec.coverage_buffer) and spec.coverage_buffer >= 0):
+                raise InputDataError(f"{spec.source}: coverage_buffer must be >= 0 map units, "
+                                     f"got {spec.coverage_buffer}")
+            cov = shapely.MultiPoint(s.xy).convex_hull.buffer(spec.coverage_buffer)
+            _check_overlap(cov, grid, spec.source, "area covered by the samples")
+        return _Prepared(spec, "geochem", "idw", cov, samples=s)
+    if isinstance(spec, GeologyLayerSpec):
+        if spec.measure not in MEASURES:
+            raise InputDataError(f"{spec.source}: unknown measure {spec.measure!r}; choose "
+                                 f"from {list(MEASURES)}")
+        fs = prepare_features(spec.geometries, source=spec.source)
+        radius = None
+        reach = box(*grid.bounds)
+        if spec.measure != "distance":
+            radius = check_radius(spec.radius, grid, spec.source)
+            reach = reach.buffer(radius)
+            if fs.kind not in ("lines", "polygons"):
+                raise InputDataError(
+                    f"{spec.source}: measure {spec.measure!r} needs only lines or only "
+                    f"polygons, got {fs.kind} features; split the layer or use 'distance'.")
+        if len(fs.tree.query(reach)) == 0:
+            raise InputDataError(
+                f"{spec.source}: no feature lies within the grid (feature bounds "
+                f"{[round(b, 6) for b in fs.bounds]}, grid bounds {list(grid.bounds)}); check "
+                "the CRS of the file and of the grid.")
+        cov = _extent(spec.extent, spec.source, grid)
+        return _Prepared(spec, "geology", spec.measure, cov, features=fs, radius=radius)
+    raise InputDataError(f"evidence spec of type {type(spec).__name__} is neither a "
+                         "GeochemLayerSpec nor a GeologyLayerSpec")
+
+
+def _check_names(specs: Sequence[Spec]) -> None:
+    problems, seen = [], set()
+    for s in specs:
+        name = getattr(s, "name", None)
+        if not isinstance(name, str) or not _NAME.match(name):
+            problems.append(f"layer name {name!r} ({getattr(s, 'source', '?')}) must start with "
+                            "a letter or digit and use only letters, digits, '_', '-', '.'")
+        elif name in seen:
+            problems.append(f"layer name {name!r} is used twice ({s.source}); names must be "
+                            "unique")
+        seen.add(name)
+    if not specs:
+        problems.append("no evidence layers were given")
+    if problems:
+        raise InputDataError("evidence layers: " + "; ".join(problems))
+
+
+def spec_hash(spec: Spec, grid: Grid) -> str:
+    """SHA-256 of everything that determines a layer's values (not its ``source`` label)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(grid_to_dict(grid), sort_keys=True).encode())
+    h.update(f"v{ALGORITHM_VERSION}|{type(spec).__name__}|{spec.name}".encode())
+    h.update(json.dumps(_parameters(spec), sort_keys=True, default=str).encode())
+    if isinstance(spec, GeochemLayerSpec):
+        h.update(np.ascontiguousarray(spec.xy, dtype=np.float64).tobytes())
+        vals = pd.to_numeric(pd.Series(np.asarray(spec.values)), errors="coerce")
+        h.update(vals.to_numpy(dtype=np.float64).tobytes())
+    else:
+        for g in spec.geometries:
+            h.update(b"-" if g is None else shapely.to_wkb(g))
+    if spec.extent is not None:
+        h.update(shapely.to_wkb(spec.extent))
+    return h.hexdigest()
+
+
+def _parameters(spec: Spec) -> dict[str, Any]:
+    if isinstance(spec, GeochemLayerSpec):
+        return {"power": spec.power, "neighbours": spec.neighbours, "radius": spec.radius,
+                "log10": spec.log10, "clip_percentile": spec.clip_percentile,
+                "coverage_buffer": spec.coverage_buffer, "extent": spec.extent is not None}
+    return {"measure": spec.measure, "radius": spec.radius, "extent": spec.extent is not None}
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: int = 2048,
+                   previews: bool = True, progress: bool = True, resume: bool = True,
+                   workers: int = 1) -> EvidenceManifest:
+    """Compute every evidence layer on ``grid`` window by window and write the stack.
+
+    Writes ``out_dir/layers/<name>.tif`` (float32, nodata = ``grid.nodata`` outside coverage,
+    tiled, DEFLATE), ``out_dir/previews/<name>.png`` and ``out_dir/stack.json`` (layer order,
+    kinds, measures, parameters, per-layer min/max/mean, coverage fraction, sample counts and
+    spec hashes). ``stack.json`` is rewritten after each layer with ``complete: false`` until
+    the last one is done.
+
+    Parameters
+    ----------
+    specs : sequence of GeochemLayerSpec / GeologyLayerSpec
+        Layers in stack order; names must be unique.
+    grid : Grid
+        The common grid; all coordinates are in its CRS.
+    out_dir : Path
+        Evidence folder.
+    block : int
+        Window size in pixels; memory grows with ``block**2`` (plus the density halo).
+    previews : bool
+        Write PNG previews (decimated to about 1,500 px on the long side).
+    progress : bool
+        Show a rich progress bar over layers and windows.
+    resume : bool
+        Keep layers whose GeoTIFF exists and whose spec hash matches ``stack.json``.
+    workers : int
+        Threads for the IDW k-d tree queries (-1: all cores).
+
+    Returns
+    -------
+    EvidenceManifest
+
+    Raises
+    ------
+    InputDataError
+        Duplicate or unsafe names, unusable samples or geometries, layers that do not
+        overlap the grid, radii below a pixel (all problems of all specs in one message).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    out_dir = Path(out_dir)
+    _check_names(specs)
+    prepared, problems = [], []
+    for spec in specs:
+        try:
+            prepared.append(_prepare(spec, grid))
+        except InputDataError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InputDataError("evidence layers: " + " | ".join(problems))
+    hashes = [spec_hash(s, grid) for s in specs]
+    previous = _previous_records(out_dir, grid) if resume else {}
+    done: dict[str, LayerRecord] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        layers_task = bar.add_task("evidence layers", total=len(specs))
+        windows_task = bar.add_task("windows", total=grid.n_windows(block))
+        for p, digest in zip(prepared, hashes, strict=True):
+            name = p.spec.name
+            old = previous.get(name)
+            if old is not None and old.spec_hash == digest and (out_dir / old.path).exists():
+                log.info("evidence layer %s: unchanged, kept %s", name, old.path)
+                done[name] = old
+            else:
+                bar.reset(windows_task, total=grid.n_windows(block), description=name)
+                done[name] = _build_layer(p, digest, grid, out_dir, block, previews, workers,
+                                          lambda: bar.advance(windows_task))
+            bar.advance(layers_task)
+            _write_manifest(out_dir, grid, specs, done, previous, hashes)
+    manifest = _write_manifest(out_dir, grid, specs, done, previous, hashes)
+    log.info("evidence stack: %d layers written to %s", len(specs), out_dir)
+    return manifest
+
+
+def _previous_records(out_dir: Path, grid: Grid) -> dict[str, LayerRecord]:
+    if not (out_dir / MANIFEST).exists():
+        return {}
+    try:
+        old = EvidenceManifest.read(out_dir)
+    except InputDataError as exc:
+        log.warning("ignoring previous manifest: %s", exc)
+        return {}
+    return {r.name: r for r in old.layers}
+
+
+def _write_manifest(out_dir: Path, grid: Grid, specs: Sequence[Spec],
+                    done: dict[str, LayerRecord], previous: dict[str, LayerRecord],
+                    hashes: list[str]) -> EvidenceManifest:
+    """Records in spec order: new ones, else still-valid previous ones (for a later resume)."""
+    records = []
+    for spec, digest in zip(specs, hashes, strict=True):
+        rec = done.get(spec.name) or previous.get(spec.name)
+        if rec is not None and rec.spec_hash == digest:
+            records.append(rec)
+    complete = len(done) == len(specs)
+    manifest = EvidenceManifest(out_dir, grid, tuple(records), complete)
+    io.write_json(out_dir / MANIFEST, manifest.to_dict())
+    return manifest
+
+
+def _build_layer(p: _Prepared, digest: str, grid: Grid, out_dir: Path, block: int,
+                 previews: bool, workers: int, tick: Any) -> LayerRecord:
+    t0 = time.perf_counter()
+    spec = p.spec
+    rel = f"layers/{spec.name}.tif"
+    stats = _Stats(grid, PREVIEW_MAX_PX)
+    interp = None
+    if p.samples is not None:
+        interp = IdwInterpolator(p.samples.xy, p.samples.values, power=spec.power,
+                                 neighbours=spec.neighbours, radius=spec.radius,
+                                 workers=workers)
+    with io.raster_writer(out_dir / rel, grid, band_names=[spec.name]) as dst:
+        for window in grid.windows(block):
+            mask = coverage_mask(p.coverage, grid, window)
+            if interp is not None:
+                values = interpolate_window(interp, grid, window, mask)
+            elif mask.any():
+                values = measure_map(p.features, grid, p.measure, radius=p.radius,
+                                     window=window)
+                values[~mask] = np.nan
+            else:
+                values = np.full(mask.shape, np.nan)
+            stats.add(values, mask, window)
+            out = np.where(np.isfinite(values), values, grid.nodata).astype(np.float32)
+            dst.write(out, 1, window=window)
+            tick()
+        if stats.covered == 0:
+            raise InputDataError(
+                f"{spec.source}: layer {spec.name!r} covers no pixel centre of the grid; check "
+                "the extent / coverage_buffer and the CRS.")
+        dst.update_tags(layer=spec.name, kind=p.kind, measure=p.measure, source=spec.source,
+                        units=_units(p, grid))
+    preview = None
+    if previews:
+        preview = f"previews/{spec.name}.png"
+        _save_preview(out_dir / preview, stats.preview, grid, spec.name, p, stats.step)
+    rec = LayerRecord(
+        name=spec.name, kind=p.kind, measure=p.measure, units=_units(p, grid), path=rel,
+        preview=preview, source=spec.source, parameters=_parameters(spec), spec_hash=digest,
+        min=stats.min, max=stats.max, mean=stats.mean,
+        coverage_fraction=stats.covered / (grid.width * grid.height),
+        valid_fraction=stats.valid / (grid.width * grid.height),
+        n_used=len(p.samples.xy) if p.samples else len(p.features.segments),
+        n_dropped=p.samples.n_dropped if p.samples else 0,
+        n_duplicates=p.samples.n_duplicates if p.samples else 0,
+        seconds=round(time.perf_counter() - t0, 3))
+    log.info("evidence layer %s (%s %s): %.1f s, coverage %.1f%%, range %s .. %s", spec.name,
+             p.kind, p.measure, rec.seconds, 100 * rec.coverage_fraction, rec.min, rec.max)
+    return rec
+
+
+def _units(p: _Prepared, grid: Grid) -> str:
+    if p.samples is not None:
+        return "log10(assay units)" if p.spec.log10 else "assay units"
+    return measure_units(p.features, p.measure, _axis_unit(grid))
+
+
+def _axis_unit(grid: Grid) -> str:
+    info = grid.crs.axis_info
+    return info[0].unit_name if info and info[0].unit_name else "map unit"
+
+
+class _Stats:
+    """Running min/max/mean/coverage and a decimated preview, filled window by window."""
+
+    def __init__(self, grid: Grid, max_px: int) -> None:
+        self.step = max(1, math.ceil(max(grid.height, grid.width) / max_px))
+        self.preview = np.full((-(-grid.height // self.step), -(-grid.width // self.step)),
+                               np.nan, dtype=np.float32)
+        self.covered = self.valid = 0
+        self.total = 0.0
+        self.lo, self.hi = math.inf, -math.inf
+
+    def add(self, values: np.ndarray, mask: np.ndarray, window: Window) -> None:
+        self.covered += int(mask.sum())
+        finite = np.isfinite(values)
+        n = int(finite.sum())
+        if n:
+            v = values[finite]
+            self.valid += n
+            self.total += float(v.sum())
+            self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
+        s, r0, c0 = self.step, int(window.row_off), int(window.col_off)
+        sub = values[(-r0) % s::s, (-c0) % s::s]
+        pr, pc = -(-r0 // s), -(-c0 // s)
+        self.preview[pr:pr + sub.shape[0], pc:pc + sub.shape[1]] = sub
+
+    @property
+    def min(self) -> float | None:
+        return self.lo if self.valid else None
+
+    @property
+    def max(self) -> float | None:
+        return self.hi if self.valid else None
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.valid if self.valid else None
+
+
+def _save_preview(path: Path, array: np.ndarray, grid: Grid, name: str, p: _Prepared,
+                  step: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit = _axis_unit(grid)
+    what = {"idw": "IDW concentration", "distance": "distance to features",
+            "density": "feature density", "buffer_density": "buffer density"}[p.measure]
+    fig, ax = plt.subplots(figsize=(7, 7 * min(2.0, max(0.3, grid.height / grid.width))))
+    xmin, ymin, xmax, ymax = grid.bounds
+    cmap = plt.get_cmap("Spectral_r" if p.kind == "geochem" else "magma_r").copy()
+    cmap.set_bad("white")
+    im = ax.imshow(np.ma.masked_invalid(array), extent=(xmin, xmax, ymin, ymax), cmap=cmap,
+                   origin="upper", interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8, label=_units(p, grid))
+    ax.set_title(f"{name}: {what}" + (f" (1:{step} preview)" if step > 1 else ""))
+    ax.set_xlabel(f"easting ({unit})")
+    ax.set_ylabel(f"northing ({unit})")
+    ax.ticklabel_format(useOffset=False, style="plain")
+    io.save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_stack(evidence_dir: Path, *, window: Window | None = None
+               ) -> tuple[np.ndarray, list[str], Grid]:
+    """Read the evidence layers as one array.
+
+    Parameters
+    ----------
+    evidence_dir : Path
+        Folder written by :func:`build_evidence`.
+    window : rasterio Window or None
+        Part of the grid to read; default the whole grid (mind the memory: 4 bytes per
+        pixel and layer).
+
+    Returns
+    -------
+    stack : (C, H, W) float32 array
+        NaN where a layer has no data.
+    names : list of str
+        Layer names, in channel order.
+    grid : Grid
+        The grid of the returned pixels.
+
+    Raises
+    ------
+    StageNotReadyError
+        If ``stack.json`` or a layer file is missing or the stack is incomplete.
+    InputDataError
+        If a layer's grid differs from the manifest's.
+    """
+    manifest = EvidenceManifest.read(Path(evidence_dir))
+    if not manifest.complete:
+        raise StageNotReadyError(
+            f"{Path(evidence_dir) / MANIFEST} is incomplete (an earlier build stopped); run "
+            "the evidence stage again (it resumes).")
+    grid = manifest.grid if window is None else manifest.grid.subgrid(window)
+    out = np.empty((len(manifest.layers), grid.height, grid.width), dtype=np.float32)
+    for i, rec in enumerate(manifest.layers):
+        path = Path(evidence_dir) / rec.path
+        if not path.exists():
+            raise StageNotReadyError(f"evidence layer {rec.name!r}: {path} is missing; run "
+                                     "the evidence stage again.")
+        arr, g = io.read_raster(path, window=window)
+        if arr.shape != grid.shape or not np.allclose(g.bounds, grid.bounds, rtol=0,
+                                                      atol=1e-6 * max(grid.pixel_size)):
+            raise InputDataError(
+                f"evidence layer {rec.name!r}: {path} has shape {arr.shape} and bounds "
+                f"{list(g.bounds)}, the stack's grid {grid.shape} and {list(grid.bounds)}; "
+                "rebuild the evidence.")
+        out[i] = arr
+    return out, manifest.names, grid

@@ -1,0 +1,607 @@
+"""The run report: one self-contained HTML file (inline CSS, images as data URIs, offline)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import numbers
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from oremap import io
+from oremap.errors import InputDataError
+
+__all__ = [
+    "Paragraph",
+    "Preformatted",
+    "Note",
+    "Missing",
+    "Table",
+    "Image",
+    "Row",
+    "Block",
+    "Section",
+    "render_html",
+    "collect_sections",
+    "build_report",
+    "SECTION_TITLES",
+]
+
+# ---------------------------------------------------------------------------------------------
+# blocks and sections
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A paragraph of text, HTML-escaped unless ``trusted_html`` (then inserted verbatim)."""
+
+    text: str
+    trusted_html: bool = False
+
+
+@dataclass(frozen=True)
+class Preformatted:
+    """Verbatim text in a ``<pre>`` block (escaped), e.g. the configuration file."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """A highlighted plain-text note."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Note that a stage, or one of its outputs, is absent from the run directory.
+
+    ``ran=False``: "Stage "X" has not been run (PATH not found)."; ``ran=True``: the stage
+    ran but did not write ``path``.
+    """
+
+    stage: str
+    path: str = ""
+    ran: bool = False
+
+    @property
+    def text(self) -> str:
+        """The note shown in the report."""
+        if self.ran:
+            return f"Stage \u201c{self.stage}\u201d ran but did not write {self.path}."
+        where = f" ({self.path} not found)" if self.path else ""
+        return f"Stage \u201c{self.stage}\u201d has not been run{where}."
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: floats shown with 3 decimals, NaN as a dash, at most ``max_rows`` rows."""
+
+    df: pd.DataFrame
+    caption: str = ""
+    max_rows: int = 200
+
+
+@dataclass(frozen=True)
+class Image:
+    """A PNG file embedded as a base64 data URI, with a caption."""
+
+    path: Path
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    """Blocks shown side by side (wrapping on narrow screens)."""
+
+    blocks: Sequence[Block]
+
+
+Block = Paragraph | Preformatted | Note | Missing | Table | Image | Row
+
+
+@dataclass
+class Section:
+    """A report section: ``anchor`` is its id for the table of contents (letters, digits, -)."""
+
+    title: str
+    anchor: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering
+# ---------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+margin:0 auto;max-width:1200px;padding:0 1.5em 3em;color:#1d1d1f;line-height:1.45}
+header{border-bottom:2px solid #2c4f8f;margin-bottom:1em}
+h1{margin-bottom:.1em}.subtitle{color:#555;margin-top:0}
+h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+h3{margin-bottom:.3em}
+nav ol{columns:2;padding-left:1.5em}nav a{text-decoration:none;color:#2c4f8f}
+pre{background:#f5f5f7;padding:.8em;overflow-x:auto;font-size:.85em;border-radius:4px}
+.note{background:#fff6e0;border-left:4px solid #e0a000;padding:.5em .8em;margin:.6em 0}
+.missing{background:#f1f1f1;border-left:4px solid #999;padding:.5em .8em;margin:.6em 0;
+color:#444}
+.tablewrap{overflow-x:auto;margin:.6em 0}
+table{border-collapse:collapse;font-size:.85em}
+caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#eef1f7}td.text,th.text{text-align:left}
+tbody tr:nth-child(even){background:#fafafa}
+figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#444;font-size:.9em}
+.row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
+.truncated{color:#777;font-size:.85em}
+"""
+
+_ANCHOR = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _cell(value: Any) -> tuple[str, bool]:
+    """(escaped text, is_text) of one table cell; floats with 3 decimals, NaN as a dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "\u2013", False
+    if isinstance(value, bool):
+        return str(value), True
+    if isinstance(value, numbers.Integral):
+        return str(int(value)), False
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        return ("\u2013" if math.isnan(v) else f"{v:.3f}"), False
+    return html.escape(str(value)), True
+
+
+def _render_table(block: Table) -> str:
+    df = block.df
+    if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None:
+        df = df.reset_index()
+    shown = df.head(block.max_rows)
+    head = "".join(f'<th class="text">{html.escape(str(c))}</th>' for c in shown.columns)
+    rows = []
+    for record in shown.itertuples(index=False, name=None):
+        cells = [_cell(v) for v in record]
+        rows.append("<tr>" + "".join(
+            f'<td class="text">{t}</td>' if is_text else f"<td>{t}</td>" for t, is_text in cells
+        ) + "</tr>")
+    caption = f"<caption>{html.escape(block.caption)}</caption>" if block.caption else ""
+    more = ""
+    if len(df) > block.max_rows:
+        more = (f'<p class="truncated">First {block.max_rows} of {len(df)} rows shown; the '
+                "full table is in the run directory.</p>")
+    return (f'<div class="tablewrap"><table>{caption}<thead><tr>{head}</tr></thead><tbody>'
+            f"{''.join(rows)}</tbody></table>{more}</div>")
+
+
+def _render_image(block: Image) -> str:
+    path = Path(block.path)
+    caption = html.escape(block.caption or path.stem)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f'<p class="note">Image {html.escape(str(path))} could not be read ({exc}).</p>'
+    if not data.startswith(_PNG_MAGIC):
+        return f'<p class="note">{html.escape(str(path))} is not a PNG image; not embedded.</p>'
+    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return (f'<figure><img src="{uri}" alt="{caption}">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _render_block(block: Block) -> str:
+    match block:
+        case Paragraph(text=text, trusted_html=True):
+            return text
+        case Paragraph(text=text):
+            return f"<p>{html.escape(text)}</p>"
+        case Preformatted(text=text):
+            return f"<pre>{html.escape(text)}</pre>"
+        case Note(text=text):
+            return f'<p class="note">{html.escape(text)}</p>'
+        case Missing():
+            return f'<p class="missing">{html.escape(block.text)}</p>'
+        case Table():
+            return _render_table(block)
+        case Image():
+            return _render_image(block)
+        case Row(blocks=blocks):
+            inner = "".join(f"<div>{_render_block(b)}</div>" for b in blocks)
+            return f'<div class="row">{inner}</div>'
+        case _:
+            raise InputDataError(f"cannot render report block of type {type(block).__name__}; "
+                                 "use Paragraph, Preformatted, Note, Missing, Table, Image or Row.")
+
+
+def render_html(title: str, sections: Sequence[Section], *, subtitle: str = "") -> str:
+    """Render sections as one self-contained HTML page with a table of contents.
+
+    Parameters
+    ----------
+    title, subtitle : str
+        Page heading (escaped).
+    sections : sequence of Section
+        In display order; their anchors must be unique identifiers.
+
+    Returns
+    -------
+    str
+        HTML5 text with inline CSS, images as data URIs and no external links or scripts.
+
+    Raises
+    ------
+    InputDataError
+        If an anchor is not an identifier (letter first, then letters, digits, "_" or "-") or
+        repeats, or a block is of an unknown type.
+    """
+    seen: set[str] = set()
+    for s in sections:
+        if not _ANCHOR.match(s.anchor) or s.anchor in seen:
+            raise InputDataError(f"section {s.title!r}: anchor {s.anchor!r} must be unique and "
+                                 "start with a letter followed by letters, digits, '_' or '-'.")
+        seen.add(s.anchor)
+    toc = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections)
+    body = "".join(
+        f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>'
+        + "".join(_render_block(b) for b in s.blocks) + "</section>"
+        for s in sections
+    )
+    sub = f'<p class="subtitle">{html.escape(subtitle)}</p>' if subtitle else ""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            f"<header><h1>{html.escape(title)}</h1>{sub}</header>"
+            f"<nav><h2>Contents</h2><ol>{toc}</ol></nav><main>{body}</main></body></html>\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# collecting a run directory
+# ---------------------------------------------------------------------------------------------
+
+#: Report sections, in order: (anchor, title).
+SECTION_TITLES: tuple[tuple[str, str], ...] = (
+    ("configuration", "Configuration"),
+    ("data-summary", "Data summary"),
+    ("evidence", "Evidence layers"),
+    ("training", "Training"),
+    ("evaluation", "Evaluation"),
+    ("ensembles", "Ensembles and stability"),
+    ("maps", "Maps"),
+    ("targets", "Target areas"),
+    ("success-rate", "Success-rate curves"),
+    ("hidden-truth", "Hidden truth (demo only)"),
+    ("timings", "Timings and versions"),
+)
+
+#: Images that have a fixed place in the report; any other PNG in a stage folder is shown
+#: at the end of that stage's section.
+_PLACED_IMAGES = frozenset({
+    "samples/cells.png", "train/loss_curves.png", "evaluate/roc.png", "evaluate/pr.png",
+    "evaluate/calibration.png", "evaluate/importance.png", "maps/maps_models.png",
+    "maps/map_ensemble.png", "maps/uncertainty.png", "maps/success_rate.png",
+    "maps/prediction_rate.png",
+})
+
+
+class _Run:
+    """Reads whatever exists in a run directory and turns it into report blocks."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = run_dir
+
+    def ran(self, stage: str) -> bool:
+        return (self.dir / stage).is_dir()
+
+    def image(self, rel: str, caption: str, *, optional: bool = False) -> list[Block]:
+        path = self.dir / rel
+        if path.is_file():
+            return [Image(path, caption)]
+        return [] if optional else [Missing(rel.split("/")[0], rel, ran=True)]
+
+    def table(self, rel: str, caption: str, *, optional: bool = False) -> list[Block]:
+        path = self.dir / rel
+        if not path.is_file():
+            return [] if optional else [Missing(rel.split("/")[0], rel, ran=True)]
+        try:
+            return [Table(pd.read_csv(path), caption)]
+        except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+            return [Note(f"{rel} could not be read as a CSV table ({exc}).")]
+
+    def json(self, rel: str) -> tuple[Any, list[Block]]:
+        """(parsed JSON or None, blocks with a note when absent or unreadable)."""
+        path = self.dir / rel
+        if not path.is_file():
+            return None, [Missing(rel.split("/")[0], rel, ran=self.ran(rel.split("/")[0]))]
+        try:
+            return json.loads(path.read_text()), []
+        except (OSError, ValueError) as exc:
+            return None, [Note(f"{rel} could not be read as JSON ({exc}).")]
+
+    def text(self, rel: str) -> str | None:
+        path = self.dir / rel
+        try:
+            return path.read_text() if path.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def extra_images(self, stage: str, *, skip: Iterable[str] = ()) -> list[Block]:
+        """Every PNG under ``stage/`` without a fixed place in the report, sorted by path."""
+        if not self.ran(stage):
+            return []
+        skipped = set(skip) | _PLACED_IMAGES
+        out: list[Block] = []
+        for path in sorted((self.dir / stage).rglob("*.png")):
+            rel = path.relative_to(self.dir).as_posix()
+            if rel not in skipped:
+                out.append(Image(path, rel))
+        return out
+
+
+def _heading(text: str) -> Paragraph:
+    return Paragraph(f"<h3>{html.escape(text)}</h3>", trusted_html=True)
+
+
+def _is_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, bool, numbers.Number))
+
+
+def _json_blocks(obj: Any, name: str = "", depth: int = 0) -> list[Block]:
+    """Generic JSON -> blocks: flat dicts and lists of records become tables."""
+    if _is_scalar(obj):
+        return [Paragraph(f"{name}: {obj}" if name else str(obj))]
+    if isinstance(obj, list):
+        if obj and all(isinstance(x, dict) and all(_is_scalar(v) for v in x.values())
+                       for x in obj):
+            return [Table(pd.DataFrame(obj), name)]
+        if all(_is_scalar(x) for x in obj):
+            return [Paragraph(f"{name}: " + ", ".join(str(x) for x in obj))]
+        return [Preformatted(json.dumps(obj, indent=2))]
+    scalars = {k: v for k, v in obj.items() if _is_scalar(v)}
+    nested = {k: v for k, v in obj.items() if not _is_scalar(v)}
+    blocks: list[Block] = []
+    if scalars:
+        blocks.append(Table(pd.DataFrame({"item": list(scalars),
+                                          "value": [_scalar_text(v) for v in scalars.values()]}),
+                            name))
+    records = {k: v for k, v in nested.items()
+               if isinstance(v, dict) and v and all(_is_scalar(x) for x in v.values())}
+    if len(records) > 1 and len({tuple(v) for v in records.values()}) == 1:  # same keys
+        df = pd.DataFrame.from_dict(records, orient="index")
+        df.index.name = name or "key"
+        blocks.append(Table(df))
+        nested = {k: v for k, v in nested.items() if k not in records}
+    for k, v in nested.items():
+        if depth >= 3:
+            blocks.append(Preformatted(f"{k}: {json.dumps(v, indent=2)}"))
+            continue
+        blocks.append(_heading(str(k)))
+        blocks.extend(_json_blocks(v, "", depth + 1))
+    return blocks
+
+
+def _scalar_text(v: Any) -> Any:
+    """Keep numbers numeric (for 3-decimal formatting) but stringify the rest."""
+    return v if isinstance(v, numbers.Number) and not isinstance(v, bool) else str(v)
+
+
+# ------------------------------------------------------------------------------ the sections
+
+
+def _configuration(run: _Run) -> list[Block]:
+    text = run.text("config.toml")
+    if text is None:
+        return [Note("No config.toml in the run directory: the resolved configuration was not "
+                     "saved (the pipeline writes it when a run starts).")]
+    return [Paragraph("Resolved configuration of this run (config.toml, verbatim):"),
+            Preformatted(text)]
+
+
+def _data_summary(run: _Run) -> list[Block]:
+    blocks: list[Block] = []
+    if run.ran("samples"):
+        manifest, notes = run.json("samples/manifest.json")
+        blocks += [_heading("Samples: labels, splits, dropped cells, crops"), *notes]
+        if manifest is not None:
+            blocks += _json_blocks(manifest)
+        blocks += run.image("samples/cells.png", "Cells and their labels")
+        blocks += run.extra_images("samples")
+    else:
+        blocks.append(Missing("samples", "samples/"))
+    stack, notes = run.json("evidence/stack.json")
+    if stack is not None and isinstance(stack, dict):
+        layers = [{k: v for k, v in layer.items() if k not in ("path", "preview")}
+                  for layer in stack.get("layers", []) if isinstance(layer, dict)]
+        blocks.append(_heading("Evidence stack"))
+        if layers:
+            blocks.append(Table(pd.DataFrame(layers), f"Evidence layers ({len(layers)})"))
+        if isinstance(stack.get("grid"), dict):
+            blocks += _json_blocks(stack["grid"], "Grid")
+    elif run.ran("evidence"):
+        blocks += notes
+    return blocks
+
+
+def _evidence(run: _Run) -> list[Block]:
+    if not run.ran("evidence"):
+        return [Missing("evidence", "evidence/")]
+    stack, blocks = run.json("evidence/stack.json")
+    captions: dict[str, str] = {}
+    for layer in (stack or {}).get("layers", []) if isinstance(stack, dict) else []:
+        if isinstance(layer, dict) and layer.get("preview"):
+            detail = ", ".join(str(layer[k]) for k in ("kind", "measure") if layer.get(k))
+            captions[Path(str(layer["preview"])).name] = (
+                f"{layer.get('name', '')}" + (f" ({detail})" if detail else ""))
+    previews = sorted((run.dir / "evidence" / "previews").glob("*.png"))
+    if not previews:
+        blocks.append(Missing("evidence", "evidence/previews/*.png", ran=True))
+    blocks += [Image(p, captions.get(p.name, p.stem)) for p in previews]
+    return blocks + run.extra_images("evidence", skip=[
+        p.relative_to(run.dir).as_posix() for p in previews])
+
+
+def _training(run: _Run) -> list[Block]:
+    if not run.ran("train"):
+        return [Missing("train", "train/")]
+    return [*run.image("train/loss_curves.png", "Training and validation loss per epoch"),
+            *run.table("train/summary.csv", "Training summary per model and fold"),
+            *run.extra_images("train")]
+
+
+def _evaluation(run: _Run) -> list[Block]:
+    if not run.ran("evaluate"):
+        return [Missing("evaluate", "evaluate/")]
+    main = run.table("evaluate/table1.csv", "Table 1: cell/block split protocol")
+    random = run.table("evaluate/table1_random.csv",
+                       "Table 1: random split protocol (He et al.; optimistic)", optional=True)
+    blocks: list[Block] = [Row([*main, *random])] if random else list(main)
+    blocks += run.table("evaluate/table1_folds.csv", "Table 1 per fold", optional=True)
+    matrices = sorted((run.dir / "evaluate").glob("confusion_matrices*.png"))
+    if not matrices:
+        blocks.append(Missing("evaluate", "evaluate/confusion_matrices.png", ran=True))
+    blocks += [Image(p, "Confusion matrices" + (
+        " (random split)" if "random" in p.stem else "")) for p in matrices]
+    for name, caption in (("roc", "ROC curves"), ("pr", "Precision-recall curves"),
+                          ("calibration", "Calibration (reliability) diagram")):
+        blocks += run.image(f"evaluate/{name}.png", caption)
+    blocks += run.table("evaluate/importance.csv", "Permutation importance of evidence layers")
+    blocks += run.image("evaluate/importance.png", "Permutation importance")
+    return blocks + run.extra_images("evaluate", skip=[
+        p.relative_to(run.dir).as_posix() for p in matrices])
+
+
+def _ensembles(run: _Run) -> list[Block]:
+    if not run.ran("ensemble"):
+        return [Missing("ensemble", "ensemble/")]
+    blocks = run.table("ensemble/table1_ensemble.csv", "Table 1 for the ensembles")
+    weights, notes = run.json("ensemble/weights.json")
+    blocks += [_heading("Ensemble weights"), *notes]
+    if weights is not None:
+        blocks += _json_blocks(weights)
+    blocks += run.table("ensemble/table2.csv", "Table 2: ensembles")
+    blocks += run.table("ensemble/stability.csv", "Stability across folds")
+    blocks += run.table("ensemble/seed_stability.csv", "Stability across seeds", optional=True)
+    blocks += run.table("ensemble/comparison.csv",
+                        "Models and rules: ROC AUC and success-rate AUC over folds",
+                        optional=True)
+    winner = run.text("ensemble/comparison.md")
+    if winner:
+        blocks.append(Preformatted(winner.strip()))
+    return blocks + run.extra_images("ensemble")
+
+
+def _maps(run: _Run) -> list[Block]:
+    if not run.ran("maps"):
+        return [Missing("maps", "maps/")]
+    skip = {"maps/success_rate.png", "maps/prediction_rate.png"}
+    return [*run.image("maps/maps_models.png", "Prospectivity map of each model"),
+            *run.image("maps/map_ensemble.png", "Ensemble prospectivity map with target areas"),
+            *run.image("maps/uncertainty.png", "Model disagreement: std and vote entropy"),
+            *run.extra_images("maps", skip=skip)]
+
+
+def _targets(run: _Run) -> list[Block]:
+    if not run.ran("maps"):
+        return [Missing("maps", "maps/targets.csv")]
+    return run.table("maps/targets.csv", "Ranked target areas (area in squared map units)")
+
+
+def _success_rate(run: _Run) -> list[Block]:
+    if not run.ran("maps"):
+        return [Missing("maps", "maps/success_rate.png")]
+    return [*run.image("maps/success_rate.png", "Success-rate curves"),
+            *run.table("maps/success_rate.csv", "Success-rate curve summary"),
+            *run.image("maps/prediction_rate.png", "Prediction-rate curves", optional=True)]
+
+
+def _hidden_truth(run: _Run) -> list[Block]:
+    if (run.dir / "maps" / "hidden_truth.csv").is_file():
+        return [Paragraph("Demo only: how well each model and rule ranks the unknown cells "
+                          "against the synthetic area's hidden fertility (ROC AUC)."),
+                *run.table("maps/hidden_truth.csv", "Ranking of unknown cells vs hidden truth")]
+    return [Note("No hidden truth: only the synthetic demo knows the fertility of unlabelled "
+                 "cells (maps/hidden_truth.csv not found).")]
+
+
+def _timings(run: _Run) -> list[Block]:
+    info, blocks = run.json("run.json")
+    if info is None:
+        return blocks
+    if not isinstance(info, dict):
+        return [Note("run.json is not a JSON object; cannot show timings.")]
+    stages = info.get("stages")
+    if isinstance(stages, dict) and stages:
+        rows = [{"stage": k, **(v if isinstance(v, dict) else {"seconds": v})}
+                for k, v in stages.items()]
+        df = pd.DataFrame(rows)
+        if "seconds" in df:
+            total = pd.to_numeric(df["seconds"], errors="coerce").sum()
+            df = pd.concat([df, pd.DataFrame([{"stage": "total", "seconds": total}])],
+                           ignore_index=True)
+        blocks.append(Table(df, "Wall time per stage (seconds)"))
+    else:
+        blocks.append(Note("run.json has no per-stage timings."))
+    other = {k: v for k, v in info.items() if k not in ("stages", "versions")}
+    if other:
+        blocks += _json_blocks(other, "Run")
+    if isinstance(info.get("versions"), dict):
+        versions = info["versions"]
+        blocks.append(Table(pd.DataFrame({"package": list(versions),
+                                          "version": [str(v) for v in versions.values()]}),
+                            "Versions"))
+    return blocks
+
+
+_COLLECTORS = (_configuration, _data_summary, _evidence, _training, _evaluation, _ensembles,
+               _maps, _targets, _success_rate, _hidden_truth, _timings)
+
+
+def collect_sections(run_dir: str | os.PathLike) -> list[Section]:
+    """The report sections for a run directory, in :data:`SECTION_TITLES` order.
+
+    Every absent stage or output becomes a plain note; nothing is invented.
+    """
+    run = _Run(Path(run_dir))
+    return [Section(title, anchor, collect(run))
+            for (anchor, title), collect in zip(SECTION_TITLES, _COLLECTORS, strict=True)]
+
+
+def build_report(run_dir: str | os.PathLike, *,
+                 out_path: str | os.PathLike | None = None) -> Path:
+    """Write the run's report as one self-contained HTML file and return its path.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run directory (``config.toml``, ``run.json``, ``evidence/``, ``samples/``,
+        ``train/``, ``evaluate/``, ``ensemble/``, ``maps/``); any of them may be absent.
+    out_path : path or None
+        Default ``run_dir/report/report.html``; written atomically.
+
+    Raises
+    ------
+    InputDataError
+        If ``run_dir`` is not a directory.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputDataError(f"run directory {run_dir} does not exist; run the pipeline first "
+                             "or pass the folder it wrote (the one holding run.json).")
+    out = Path(out_path) if out_path is not None else run_dir / "report" / "report.html"
+    subtitle = f"Run directory: {run_dir.resolve()}"
+    info = _Run(run_dir).json("run.json")[0]
+    if isinstance(info, dict) and info.get("finished"):
+        subtitle += f" \u2014 finished {info['finished']}"
+    page = render_html(f"oremap report: {run_dir.resolve().name}", collect_sections(run_dir),
+                       subtitle=subtitle)
+    return io.write_text(out, page)

@@ -1,0 +1,45 @@
+"""The command line: help, config example/check, clean errors with exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from oremap.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_every_stage() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo", "run", "config", "evidence", "samples", "train", "evaluate",
+                    "predict", "ensemble", "maps", "report", "stability"):
+        assert command in result.output
+
+
+def test_config_example_is_valid(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["config", "example"])
+    assert result.exit_code == 0
+    assert "[grid]" in result.output and "# " in result.output
+    path = tmp_path / "example.toml"
+    path.write_text(result.output)
+    checked = runner.invoke(app, ["config", "check", str(path)])
+    assert checked.exit_code == 0, checked.output
+    assert "valid (10 models/baselines, 14 evidence layers)" in checked.output
+
+
+def test_config_check_bad_file_exits_2_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('seed = "zero"\n')
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2
+    assert "[seed]" in result.output and "[grid] required key is missing" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_stage_without_run_folder_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["samples", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2
+    assert "holds no config.toml" in result.output

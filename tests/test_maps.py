@@ -1,0 +1,277 @@
+"""Tests of oremap.maps: cell rasters, sliding-window maps, uncertainty, colour map, figures."""
+
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from affine import Affine
+from shapely.geometry import Point, box
+
+from oremap import io, maps
+from oremap.errors import DroppedDataWarning, InputDataError
+from oremap.grid import Grid
+from oremap.targets import target_areas
+
+X0, Y_TOP = 1000.0, 2000.0
+
+
+@pytest.fixture
+def grid() -> Grid:
+    """24 x 20 px of 10 m; upper-left corner (1000, 2000)."""
+    return Grid.from_bounds("EPSG:32633", (X0, Y_TOP - 200.0, X0 + 240.0, Y_TOP), 10.0)
+
+
+@pytest.fixture
+def stack(grid: Grid) -> np.ndarray:
+    """Channel 0 = 100 * row + col, channel 1 = 1."""
+    rows, cols = np.mgrid[0:grid.height, 0:grid.width]
+    return np.stack([100.0 * rows + cols, np.ones(grid.shape)]).astype(np.float32)
+
+
+def channel0_mean(crops: np.ndarray) -> np.ndarray:
+    return crops[:, 0].mean(axis=(1, 2))
+
+
+# ------------------------------------------------------------------------------- cell rasters
+
+
+def test_cell_grid_tiles_the_extent(grid: Grid) -> None:
+    cg = maps.cell_grid(grid, 6, 4)
+    assert cg.shape == (4, 6)
+    assert cg.pixel_size == pytest.approx((40.0, 50.0))
+    assert cg.bounds == pytest.approx(grid.bounds)
+    assert cg.transform == Affine(40.0, 0.0, X0, 0.0, -50.0, Y_TOP)
+    assert cg.crs == grid.crs
+
+
+def test_cell_grid_with_cell_size_leaves_edge_strip(grid: Grid) -> None:
+    cg = maps.cell_grid(grid, 3, 2, cell_size_px=7)  # 21 x 14 of 24 x 20 px covered
+    assert cg.shape == (2, 3)
+    assert cg.bounds == pytest.approx((X0, Y_TOP - 140.0, X0 + 210.0, Y_TOP))
+    assert maps.cell_grid(grid, 2, 2, cell_size_px=(12, 10)).pixel_size == (120.0, 100.0)
+
+
+def test_cell_grid_rejects_bad_counts(grid: Grid) -> None:
+    with pytest.raises(InputDataError, match="must be >= 1"):
+        maps.cell_grid(grid, 0, 3)
+    with pytest.raises(InputDataError, match="do not fit"):
+        maps.cell_grid(grid, 4, 2, cell_size_px=7)
+
+
+def test_cells_to_raster_scatters_values_and_leaves_nan(grid: Grid) -> None:
+    cg = maps.cell_grid(grid, 3, 2)
+    out = maps.cells_to_raster(np.array([0, 1, 1]), np.array([2, 0, 1]),
+                               np.array([0.25, 0.5, 0.75]), cg)
+    expected = np.array([[np.nan, np.nan, 0.25], [0.5, 0.75, np.nan]])
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_cells_to_raster_errors(grid: Grid) -> None:
+    cg = maps.cell_grid(grid, 3, 2)
+    with pytest.raises(InputDataError, match="one length"):
+        maps.cells_to_raster(np.array([0, 1]), np.array([0]), np.array([0.1, 0.2]), cg)
+    with pytest.raises(InputDataError, match="integer"):
+        maps.cells_to_raster(np.array([0.0]), np.array([1.0]), np.array([0.1]), cg)
+    with pytest.raises(InputDataError, match="outside the 2 x 3"):
+        maps.cells_to_raster(np.array([2]), np.array([0]), np.array([0.1]), cg)
+    with pytest.raises(InputDataError, match="more than once"):
+        maps.cells_to_raster(np.array([1, 1]), np.array([0, 0]), np.array([0.1, 0.2]), cg)
+
+
+def test_write_probability_map_round_trip(tmp_path, grid: Grid) -> None:
+    cg = maps.cell_grid(grid, 3, 2)
+    arr = np.array([[0.1, np.nan, 0.3], [0.4, 0.5, 0.6]])
+    path = maps.write_probability_map(tmp_path / "p.tif", arr, cg)
+    back, back_grid = io.read_raster(path)
+    np.testing.assert_allclose(back, arr, atol=1e-6)
+    assert back_grid.transform == cg.transform
+    assert back_grid.crs.equals(cg.crs)
+    with pytest.raises(InputDataError, match="2-D"):
+        maps.write_probability_map(tmp_path / "q.tif", arr.ravel(), cg)
+
+
+# ------------------------------------------------------------------------ sliding-window map
+
+
+def test_sliding_window_values_and_geotransform(grid: Grid, stack: np.ndarray) -> None:
+    calls = []
+
+    def predict(crops: np.ndarray) -> np.ndarray:
+        calls.append(crops.shape)
+        assert crops.dtype == np.float32
+        return channel0_mean(crops)
+
+    prob, out = maps.sliding_window_map(predict, stack, grid, size=4, stride=2, batch=7,
+                                        progress=False)
+    assert prob.shape == out.shape == (9, 11)  # (20 - 4) // 2 + 1, (24 - 4) // 2 + 1
+    i, j = np.mgrid[0:9, 0:11]
+    np.testing.assert_allclose(prob, 100.0 * (2 * i + 1.5) + 2 * j + 1.5, rtol=1e-6)
+    # pixel size 2 px = 20 m; margin (4 - 2) / 2 = 1 px = 10 m
+    assert out.transform == Affine(20.0, 0.0, X0 + 10.0, 0.0, -20.0, Y_TOP - 10.0)
+    # output pixel (i, j) centre == centre of window (i, j)
+    assert out.column_centres()[3] == X0 + (2 * 3 + 2) * 10.0
+    assert out.row_centres()[5] == Y_TOP - (2 * 5 + 2) * 10.0
+    assert all(s[0] <= 7 and s[1:] == (2, 4, 4) for s in calls)
+    assert sum(c[0] for c in calls) == 99 and len(calls) == math.ceil(99 / 7)
+
+
+def test_sliding_window_odd_margin(grid: Grid, stack: np.ndarray) -> None:
+    prob, out = maps.sliding_window_map(channel0_mean, stack, grid, size=5, stride=2,
+                                        progress=False)
+    assert out.bounds[0] == X0 + 15.0 and out.bounds[3] == Y_TOP - 15.0
+    assert prob[0, 0] == pytest.approx(100.0 * 2 + 2)  # centre pixel (2, 2) of a 5 x 5 window
+
+
+def test_sliding_window_nodata_windows_are_nan(grid: Grid, stack: np.ndarray) -> None:
+    stack = stack.copy()
+    stack[1, 5, 7] = np.nan  # inside windows i in {1, 2}, j in {2, 3}
+    with pytest.warns(DroppedDataWarning, match="4 of 99 windows"):
+        prob, _ = maps.sliding_window_map(channel0_mean, stack, grid, size=4, stride=2,
+                                          batch=5, progress=True)
+    nan = np.argwhere(np.isnan(prob))
+    assert sorted(map(tuple, nan)) == [(1, 2), (1, 3), (2, 2), (2, 3)]
+
+
+def test_sliding_window_errors(grid: Grid, stack: np.ndarray) -> None:
+    with pytest.raises(InputDataError, match=r"\(C, H, W\)"):
+        maps.sliding_window_map(channel0_mean, stack[0], grid, progress=False)
+    with pytest.raises(InputDataError, match="does not fit"):
+        maps.sliding_window_map(channel0_mean, stack, grid, size=21, progress=False)
+    with pytest.raises(InputDataError, match=">= 1"):
+        maps.sliding_window_map(channel0_mean, stack, grid, size=4, stride=0, progress=False)
+    with pytest.raises(InputDataError, match="one probability per crop"):
+        maps.sliding_window_map(lambda c: np.zeros(1), stack, grid, size=4, stride=4,
+                                progress=False)
+
+
+# ------------------------------------------------------------------------------- uncertainty
+
+
+def test_uncertainty_by_hand() -> None:
+    probs = np.array([[0.2, 0.9, 0.6, np.nan],
+                      [0.4, 0.9, 0.4, 0.5],
+                      [0.6, 0.9, 0.2, 0.5]])
+    std, ent = maps.uncertainty(probs)
+    h13 = -(1 / 3 * math.log2(1 / 3) + 2 / 3 * math.log2(2 / 3))
+    np.testing.assert_allclose(std[:3], [0.2, 0.0, 0.2], atol=1e-12)  # ddof = 1
+    np.testing.assert_allclose(ent[:3], [h13, 0.0, h13], atol=1e-12)
+    assert np.isnan(std[3]) and np.isnan(ent[3])
+    _, even = maps.uncertainty(np.array([[0.7], [0.3]]))
+    assert even[0] == pytest.approx(1.0)
+    _, strict = maps.uncertainty(np.array([[0.7], [0.3]]), threshold=0.8)
+    assert strict[0] == 0.0
+
+
+def test_uncertainty_single_model_is_zero() -> None:
+    std, ent = maps.uncertainty(np.array([[0.1, 0.9]]))
+    np.testing.assert_array_equal(std, [0.0, 0.0])
+    np.testing.assert_array_equal(ent, [0.0, 0.0])
+
+
+def test_uncertainty_errors() -> None:
+    with pytest.raises(InputDataError, match="n_models, n_cells"):
+        maps.uncertainty(np.array([0.1, 0.2]))
+    with pytest.raises(InputDataError, match=r"\[0, 1\]"):
+        maps.uncertainty(np.array([[0.1]]), threshold=1.5)
+
+
+# ------------------------------------------------------------------------------- colour map
+
+
+def test_lab_conversions_known_values() -> None:
+    np.testing.assert_allclose(maps.srgb_to_lab([1.0, 1.0, 1.0])[0], [100.0, 0.0, 0.0],
+                               atol=0.01)
+    np.testing.assert_allclose(maps.srgb_to_lab([1.0, 0.0, 0.0])[0], [53.24, 80.09, 67.20],
+                               atol=0.05)
+    rgb = np.array([[0.2, 0.5, 0.7], [0.9, 0.1, 0.3]])
+    np.testing.assert_allclose(maps.lab_to_srgb(maps.srgb_to_lab(rgb)), rgb, atol=1e-9)
+
+
+def test_prospectivity_cmap_is_ordered_and_even() -> None:
+    colours = np.asarray(maps.PROSPECTIVITY_CMAP.colors)
+    lab = maps.srgb_to_lab(colours)
+    assert np.all(np.diff(lab[:, 0]) > 0)  # lightness strictly increasing
+    steps = np.linalg.norm(np.diff(lab, axis=0), axis=1)
+    assert steps.std() / steps.mean() < 0.05  # constant perceptual speed
+    low, mid, high = colours[0], colours[len(colours) // 2], colours[-1]
+    assert low.argmax() == 2 and mid.argmax() == 1 and high.argmax() == 0  # blue, green, red
+
+
+# ------------------------------------------------------------------------------- figures
+
+
+def _overlays(grid: Grid, prob: np.ndarray):
+    ore = gpd.GeoDataFrame({"name": ["A", "B"]},
+                           geometry=[Point(X0 + 55.0, Y_TOP - 55.0),
+                                     box(X0 + 150.0, Y_TOP - 160, X0 + 170.0, Y_TOP - 140)],
+                           crs=grid.crs)
+    cg = maps.cell_grid(grid, 4, 2)
+    cells = gpd.GeoDataFrame(geometry=[
+        box(X0 + c * 60.0, Y_TOP - (r + 1) * 100.0, X0 + (c + 1) * 60.0, Y_TOP - r * 100.0)
+        for r in range(cg.height) for c in range(cg.width)], crs=grid.crs)
+    targets = target_areas(prob, grid, threshold=0.5)
+    return ore, cells, targets
+
+
+@pytest.fixture
+def prob(grid: Grid) -> np.ndarray:
+    p = np.full(grid.shape, 0.1)
+    p[3:8, 3:8] = 0.9
+    p[12:18, 12:20] = 0.6
+    p[0, 0] = np.nan
+    return p
+
+
+def test_plot_prospectivity_draws_everything(tmp_path, grid, prob, monkeypatch) -> None:
+    ore, cells, targets = _overlays(grid, prob)
+    captured = {}
+    real_save = io.save_figure
+
+    def capture(fig, path, **kw):
+        captured["fig"] = fig
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        captured["texts"] = texts
+        captured["labels"] = (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel())
+        captured["legend"] = [t.get_text() for t in fig.legends[0].get_texts()]
+        captured["artists"] = [type(a).__name__ for a in fig.axes[0].artists]
+        return real_save(fig, path, **kw)
+
+    monkeypatch.setattr(io, "save_figure", capture)
+    path = maps.plot_prospectivity(prob, grid, tmp_path / "map.png", title="Ensemble",
+                                   orebodies=ore, cells=cells, targets=targets)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    assert {"I", "II", "N"} <= set(captured["texts"])
+    assert captured["labels"] == ("Easting (m)", "Northing (m)")
+    assert captured["legend"] == ["no data", "cells", "target area", "known orebody"]
+    assert "AnchoredSizeBar" in captured["artists"]
+    assert captured["fig"].axes[1].get_ylabel() == "P(ore)"  # the colour bar
+
+
+def test_plot_panels_and_uncertainty(tmp_path, grid, prob) -> None:
+    ore, cells, targets = _overlays(grid, prob)
+    panels = maps.plot_panels({"cnn": prob, "vit": 1 - prob, "rf": prob / 2}, grid,
+                              tmp_path / "panels.png", orebodies=ore, targets=targets, ncols=2)
+    assert panels.stat().st_size > 1000
+    std, ent = maps.uncertainty(np.stack([prob, 1 - prob]).reshape(2, -1))
+    unc = maps.plot_uncertainty(std.reshape(grid.shape), ent.reshape(grid.shape), grid,
+                                tmp_path / "unc.png", orebodies=ore, cells=cells)
+    assert unc.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_errors(tmp_path, grid, prob) -> None:
+    with pytest.raises(InputDataError, match="at least one map"):
+        maps.plot_panels({}, grid, tmp_path / "x.png")
+    with pytest.raises(InputDataError, match="grid is"):
+        maps.plot_prospectivity(prob[:5], grid, tmp_path / "x.png", title="t")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_axis_labels_and_scale_length() -> None:
+    geo = Grid.from_bounds("EPSG:4326", (10.0, 40.0, 11.0, 41.0), 0.5)
+    assert maps._axis_labels(geo) == ("Geodetic longitude (°)", "Geodetic latitude (°)")
+    assert maps._nice_length(10_000.0) == 2000.0
+    assert maps._nice_length(240.0) == 20.0
+    assert maps._nice_length(3.0) == 0.5
