@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from oremap.config import config_from_dict, load_config, to_toml
+from oremap.config import config_from_dict, load_config, to_toml, tomllib
 from oremap.errors import ConfigError
 from oremap.pipeline import example_config_text
 

@@ -26,6 +26,7 @@ PNGS = [
     "evaluate/importance.png", "evaluate/folds/fold0_roc.png",
     "maps/maps_models.png", "maps/map_ensemble.png", "maps/uncertainty.png",
     "maps/success_rate.png", "maps/prediction_rate.png", "ensemble/weights.png",
+    "maps/maps_rules.png", "samples_random/cells.png", "train_random/loss_curves.png",
 ]
 CONFIG = '[grid]\ncell_size_m = 100.0\ncrs = "EPSG:32649"\nname = "<b>&</b>"\n'
 
@@ -61,7 +62,8 @@ def make_run(root: Path, png_bytes: dict[str, bytes]) -> Path:
         (root / name).write_bytes(data)
     (root / "config.toml").write_text(CONFIG)
     _json(root / "run.json", {
-        "versions": {"oremap": "0.1.0", "torch": "2.13.0"}, "seed": 7, "device": "cpu",
+        "name": "demo-study", "versions": {"oremap": "0.1.0", "torch": "2.13.0"}, "seed": 7,
+        "device": "cpu",
         "started": "2025-01-01T10:00:00", "finished": "2025-01-01T10:05:00",
         "stages": {"evidence": {"seconds": 1.5}, "train": {"seconds": 100.25}}})
     _json(root / "evidence/stack.json", {
@@ -77,6 +79,8 @@ def make_run(root: Path, png_bytes: dict[str, bytes]) -> Path:
         "labels": {"ore": 12, "barren": 40, "unknown": 300},
         "splits": {"train": {"ore": 8, "barren": 30}, "test": {"ore": 4, "barren": 10}},
         "dropped_cells": {"nodata": 3, "edge": 2}, "crops": 4160})
+    pd.DataFrame({"ore": [12, 3], "barren": [40, 9]}, index=["train", "test"]).to_csv(
+        root / "samples/counts.csv")
     _csv(root / "train/summary.csv", pd.DataFrame({
         "model": ["cnn", "vit"], "fold": [0, 0], "epochs": [30, 30], "best_epoch": [21, 17],
         "seconds": [12.5, 30.25], "samples_per_s": [800.0, 350.0], "params": [1200, 90000]}))
@@ -139,6 +143,9 @@ def test_full_run_report(tmp_path, png_bytes) -> None:
     data = _section(page, "data-summary")
     assert "unknown" in data and "812.500" in data and "nodata" in data
     assert "previews/" not in data  # layer paths are not shown in the layer table
+    assert "Unnamed" not in data and "<td class=\"text\">test</td><td>3</td>" in data
+    assert "<title>oremap report: demo-study</title>" in page
+    assert "Random split protocol" in _section(page, "training")
 
 
 def test_empty_run_gives_notes(tmp_path) -> None:

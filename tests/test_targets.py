@@ -147,6 +147,8 @@ def test_label_targets_on_axes(grid, prob) -> None:
     targets.label_targets_on_axes(ax, gdf)
     assert [t.get_text() for t in ax.texts] == ["I", "II"]
     assert ax.texts[0].xy == pytest.approx((X0 + 1250, Y_TOP - 750))
+    targets.label_targets_on_axes(ax, gdf.iloc[::-1], outline=False, max_labels=1)
+    assert ax.texts[-1].get_text() == "I" and len(ax.texts) == 3
     plt.close(fig)
 
 

@@ -194,7 +194,8 @@ def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray, grid: Grid, *,
     ----------
     predict_fn : callable
         Takes raw crops, a (k, C, size, size) float32 array with k <= ``batch``, and returns
-        (k,) probabilities of ore (array-like).
+        (k,) probabilities of ore (NumPy array or anything ``np.asarray`` accepts, e.g. a CPU
+        tensor).
     stack : (C, H, W) float32 array
         Co-registered evidence layers on ``grid``; NaN marks nodata.
     grid : Grid
@@ -535,7 +536,7 @@ def _map_figure(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.Pat
     names = list(arrays)
     ncols = max(1, min(ncols, len(names)))
     nrows = -(-len(names) // ncols)
-    aspect = grid.height / grid.width
+    aspect = min(max(grid.height / grid.width, 0.3), 2.0)  # keep figures printable
     fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
                              figsize=(4.6 * ncols + 1.2, max(3.0, 4.6 * aspect) * nrows + 0.8))
     for ax, name in zip(axes.flat, names, strict=False):
@@ -647,7 +648,7 @@ def plot_uncertainty(std: np.ndarray, entropy: np.ndarray, grid: Grid,
     e = _check_map(entropy, grid, "entropy")
     cmap = plt.get_cmap("magma").with_extremes(bad=(0.85, 0.85, 0.85, 1.0))
     s_max = max(float(np.nanmax(s)) if np.isfinite(s).any() else 0.0, 0.05)
-    aspect = grid.height / grid.width
+    aspect = min(max(grid.height / grid.width, 0.3), 2.0)  # keep figures printable
     fig, axes = plt.subplots(1, 2, figsize=(11.0, max(3.0, 4.6 * aspect) + 0.8),
                              layout="constrained")
     for ax, arr, name, top, label in ((axes[0], s, "Std of P(ore)", s_max, "std"),

@@ -131,11 +131,13 @@ def label_study_cells(config: Config, grid: Grid, stack: np.ndarray,
                                                                        if src.layer else ""))
                  for p, src in zip(parts, lab.barren)]
         barren = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=grid.crs)
-    cells = label_cells(cells, orebodies=orebodies, barren=barren, strategy=lab.negatives,
-                        orebody_buffer=lab.orebody_buffer, min_distance=lab.min_distance,
-                        ratio=lab.ratio, seed=config.seed)
-    return cell_coverage(stack, cells, list(layer_names),
-                         tolerance=config.samples.nodata_tolerance)
+    cells = cell_coverage(stack, cells, list(layer_names),
+                          tolerance=config.samples.nodata_tolerance)
+    return label_cells(cells, orebodies=orebodies, barren=barren, strategy=lab.negatives,
+                       orebody_buffer=lab.orebody_buffer, min_distance=lab.min_distance,
+                       ratio=lab.ratio, seed=config.seed,
+                       orebody_source=f"{lab.orebodies.path} ([labels.orebodies])",
+                       barren_source="[[labels.barren]] sources")
 
 
 def run_samples(config: Config, run_dir: Path, *, progress: bool = True) -> Path:

@@ -289,8 +289,8 @@ SECTION_TITLES: tuple[tuple[str, str], ...] = (
 _PLACED_IMAGES = frozenset({
     "samples/cells.png", "train/loss_curves.png", "evaluate/roc.png", "evaluate/pr.png",
     "evaluate/calibration.png", "evaluate/importance.png", "maps/maps_models.png",
-    "maps/map_ensemble.png", "maps/uncertainty.png", "maps/success_rate.png",
-    "maps/prediction_rate.png",
+    "maps/maps_rules.png", "maps/map_ensemble.png", "maps/uncertainty.png",
+    "maps/success_rate.png", "maps/prediction_rate.png",
 })
 
 
@@ -314,9 +314,11 @@ class _Run:
         if not path.is_file():
             return [] if optional else [Missing(rel.split("/")[0], rel, ran=True)]
         try:
-            return [Table(pd.read_csv(path), caption)]
+            df = pd.read_csv(path)
         except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
             return [Note(f"{rel} could not be read as a CSV table ({exc}).")]
+        # a table written with its index has an unnamed first column
+        return [Table(df.rename(columns={"Unnamed: 0": ""}), caption)]
 
     def json(self, rel: str) -> tuple[Any, list[Block]]:
         """(parsed JSON or None, blocks with a note when absent or unreadable)."""
@@ -414,8 +416,13 @@ def _data_summary(run: _Run) -> list[Block]:
         blocks += [_heading("Samples: labels, splits, dropped cells, crops"), *notes]
         if manifest is not None:
             blocks += _json_blocks(manifest)
+        blocks += run.table("samples/counts.csv", "Label and crop counts per class and split",
+                            optional=True)
         blocks += run.image("samples/cells.png", "Cells and their labels")
         blocks += run.extra_images("samples")
+        if run.ran("samples_random"):
+            blocks.append(_heading("Samples for the random split protocol (comparison)"))
+            blocks += run.extra_images("samples_random")
     else:
         blocks.append(Missing("samples", "samples/"))
     stack, notes = run.json("evidence/stack.json")
@@ -453,9 +460,15 @@ def _evidence(run: _Run) -> list[Block]:
 def _training(run: _Run) -> list[Block]:
     if not run.ran("train"):
         return [Missing("train", "train/")]
-    return [*run.image("train/loss_curves.png", "Training and validation loss per epoch"),
-            *run.table("train/summary.csv", "Training summary per model and fold"),
-            *run.extra_images("train")]
+    blocks = [*run.image("train/loss_curves.png", "Training and validation loss per epoch"),
+              *run.table("train/summary.csv", "Training summary per model and fold"),
+              *run.extra_images("train")]
+    if run.ran("train_random"):
+        blocks += [_heading("Random split protocol (comparison)"),
+                   *run.table("train_random/summary.csv", "Training summary, random split",
+                              optional=True),
+                   *run.extra_images("train_random")]
+    return blocks
 
 
 def _evaluation(run: _Run) -> list[Block]:
@@ -505,6 +518,8 @@ def _maps(run: _Run) -> list[Block]:
         return [Missing("maps", "maps/")]
     skip = {"maps/success_rate.png", "maps/prediction_rate.png"}
     return [*run.image("maps/maps_models.png", "Prospectivity map of each model"),
+            *run.image("maps/maps_rules.png", "Prospectivity map of each ensemble rule",
+                       optional=True),
             *run.image("maps/map_ensemble.png", "Ensemble prospectivity map with target areas"),
             *run.image("maps/uncertainty.png", "Model disagreement: std and vote entropy"),
             *run.extra_images("maps", skip=skip)]
@@ -600,8 +615,9 @@ def build_report(run_dir: str | os.PathLike, *,
     out = Path(out_path) if out_path is not None else run_dir / "report" / "report.html"
     subtitle = f"Run directory: {run_dir.resolve()}"
     info = _Run(run_dir).json("run.json")[0]
-    if isinstance(info, dict) and info.get("finished"):
+    info = info if isinstance(info, dict) else {}
+    if info.get("finished"):
         subtitle += f" \u2014 finished {info['finished']}"
-    page = render_html(f"oremap report: {run_dir.resolve().name}", collect_sections(run_dir),
-                       subtitle=subtitle)
+    name = info.get("name") or run_dir.resolve().name
+    page = render_html(f"oremap report: {name}", collect_sections(run_dir), subtitle=subtitle)
     return io.write_text(out, page)

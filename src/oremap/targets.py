@@ -305,16 +305,22 @@ def write_targets(gdf: gpd.GeoDataFrame, path_gpkg: str | os.PathLike,
 
 
 def label_targets_on_axes(ax: Any, gdf: gpd.GeoDataFrame, *, outline: bool = True,
-                          fontsize: float = 9.0) -> None:
+                          fontsize: float = 9.0, max_labels: int | None = 20) -> None:
     """Draw target areas on matplotlib axes: dashed outlines and their ``rank`` labels.
 
     Labels sit at each polygon's representative point (always inside it), bold, on a white
-    rounded box. ``gdf`` must be in the axes' map coordinates.
+    rounded box; only the best ``max_labels`` areas (by ``rank_number`` when present) are
+    labelled, to keep the map legible (``None``: all). ``gdf`` must be in the axes' map
+    coordinates.
     """
     if len(gdf) == 0:
         return
     if outline:
         gdf.boundary.plot(ax=ax, color="black", linewidth=1.2, linestyle="--", zorder=4)
+    if "rank_number" in gdf.columns:
+        gdf = gdf.sort_values("rank_number")
+    if max_labels is not None:
+        gdf = gdf.head(max_labels)
     for rank, point in zip(gdf["rank"], gdf.geometry.representative_point(), strict=True):
         ax.annotate(str(rank), xy=(point.x, point.y), ha="center", va="center",
                     fontsize=fontsize, fontweight="bold", zorder=7,

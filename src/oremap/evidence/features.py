@@ -164,8 +164,6 @@ def _index(parts: np.ndarray, source: str) -> FeatureSet:
         xy = shapely.get_coordinates(points)
         segs.append(np.column_stack([xy, xy]))
     segments = np.concatenate(segs)
-    if len(segments) == 0:
-        raise InputDataError(f"{source}: the geometries have no coordinates")
     tree = shapely.STRtree(_segment_geoms(segments))
     log.debug("%s: %d segments (%s)", source, len(segments), kind)
     return FeatureSet(source, kind, segments, dissolved, ring_segs, tree)

@@ -246,7 +246,17 @@ class IdwInterpolator:
                 exact = ((t[:, None, :] - self.xy[np.where(found, idx, 0)]) ** 2).sum(axis=2)
                 d2 = np.where(found & (exact <= self.radius**2), exact, np.inf)
             return self._combine(d2, idx)
-        return self._within_radius(t)
+        counts = self.tree.query_ball_point(t, _inclusive(self.radius), return_length=True,
+                                            workers=self.workers)
+        ends = np.cumsum(counts)
+        out = np.empty(len(t))
+        start = 0
+        while start < len(t):  # sub-blocks of about _KNN_PAIRS pairs: bounded memory
+            base = ends[start - 1] if start else 0
+            stop = max(start + 1, int(np.searchsorted(ends, base + _KNN_PAIRS, side="right")))
+            out[start:stop] = self._within_radius(t[start:stop])
+            start = stop
+        return out
 
     def _within_radius(self, t: np.ndarray) -> np.ndarray:
         """All samples within ``radius``: pairs from a sparse distance matrix, then sums."""

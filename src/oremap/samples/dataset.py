@@ -332,6 +332,12 @@ def _check_inputs(stack: np.ndarray, layer_names: Sequence[str], grid: Grid,
             "the cells have no `label` column; expected cells labelled by label_cells(). "
             "Run label_cells() before build_samples()."
         )
+    bad = ~np.isin(cells["label"].to_numpy(), [int(v) for v in Label])
+    if bad.any():
+        raise InputDataError(
+            f"{int(bad.sum())} cells have labels outside {{1, 0, -1}} (e.g. "
+            f"{cells.loc[bad, 'label'].iloc[0]!r}); expected values of Label from label_cells()."
+        )
     check_cells_on_stack(cells, grid.shape)
     return names
 

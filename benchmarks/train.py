@@ -1,0 +1,140 @@
+"""Training speed of the oremap networks on this machine, against its matmul peak.
+
+For every model and profile at ``C x 32 x 32`` inputs (C = 14 by default, as in He et al.
+2024) it prints: parameters, forward FLOPs per patch (``torch.utils.flop_counter``), training
+patches per second at batch 16 (Adam, cross-entropy; warm-up steps, then timed steps),
+achieved GFLOP/s (training ~ 3 x forward FLOPs) and that as a fraction of the peak of a large
+float32 matmul measured in the same run. ``--epoch-crops N`` also times real
+:func:`oremap.train.train_model` epochs over N random patches (fast profile by default).
+
+    python benchmarks/train.py --quick
+    python benchmarks/train.py --models lenet vit --profiles fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from oremap.models import create, list_models
+from oremap.train import TrainSettings, train_model
+
+
+def matmul_peak_gflops(n: int = 2048, seconds: float = 1.0) -> float:
+    """GFLOP/s of repeated ``(n, n) @ (n, n)`` float32 products (2 n^3 FLOPs each)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def forward_flops(model: torch.nn.Module, channels: int, size: int) -> int:
+    """Forward FLOPs for one patch, counted in eval mode."""
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, channels, size, size))
+    return int(counter.get_total_flops())
+
+
+def train_rate(model: torch.nn.Module, channels: int, size: int, batch: int, warmup: int,
+               steps: int, budget_s: float) -> float:
+    """Training patches per second (forward, backward, Adam step), at most ``budget_s``."""
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, channels, size, size)
+    y = torch.arange(batch) % 2
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    done, t0 = 0, time.perf_counter()
+    while done < steps and (done == 0 or time.perf_counter() - t0 < budget_s):
+        step()
+        done += 1
+    return batch * done / (time.perf_counter() - t0)
+
+
+def epoch_seconds(name: str, crops: int, channels: int, size: int, epochs: int) -> float:
+    """Mean seconds per epoch of :func:`train_model` (fast profile, batch 16, with a test
+    set of a fifth of the crops) after the first epoch."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(crops, channels, size, size)).astype(np.float32)
+    y = (rng.random(crops) < 0.2).astype(np.int64)
+    n_test = crops // 5
+    settings = TrainSettings(epochs=epochs, profile="fast", device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_model(name, X[n_test:], y[n_test:], X[:n_test], y[:n_test],
+                             out_dir=Path(tmp), settings=settings, seed=0, progress=False)
+    h = result.history
+    return float(h["seconds"].iloc[1:].mean() if len(h) > 1 else h["seconds"].iloc[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few steps: a smoke test")
+    parser.add_argument("--models", nargs="+", default=list_models(), choices=list_models())
+    parser.add_argument("--profiles", nargs="+", default=["fast", "paper"],
+                        choices=["fast", "paper"])
+    parser.add_argument("--channels", type=int, default=14)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--epoch-crops", type=int, default=0,
+                        help="also time train_model epochs over this many crops (fast)")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warmup, steps, budget = (1, 3, 3.0) if args.quick else (3, 20, 15.0)
+
+    peak = matmul_peak_gflops(seconds=0.5 if args.quick else 2.0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"float32 matmul 2048^3 peak: {peak:.1f} GFLOP/s")
+    print(f"inputs {args.channels} x {args.size} x {args.size}, batch {args.batch}, "
+          f"{steps} timed steps (<= {budget:.0f} s) after {warmup} warm-up")
+    header = (f"{'model':<13}{'profile':<8}{'params':>12}{'fwd MFLOP':>11}"
+              f"{'train/s':>9}{'s/2500':>8}{'GFLOP/s':>9}{'of peak':>9}")
+    print(header)
+    print("-" * len(header))
+    for profile in args.profiles:
+        for name in args.models:
+            torch.manual_seed(0)
+            model = create(name, in_channels=args.channels, input_size=args.size,
+                           profile=profile)
+            params = sum(p.numel() for p in model.parameters())
+            flops = forward_flops(model, args.channels, args.size)
+            rate = train_rate(model, args.channels, args.size, args.batch, warmup, steps,
+                              budget)
+            achieved = 3 * flops * rate / 1e9
+            print(f"{name:<13}{profile:<8}{params:>12,}{flops / 1e6:>11.1f}{rate:>9.0f}"
+                  f"{2500 / rate:>8.1f}{achieved:>9.2f}{achieved / peak:>9.1%}")
+    if args.epoch_crops:
+        print(f"\ntrain_model, fast profile, {args.epoch_crops} crops "
+              f"({args.epoch_crops - args.epoch_crops // 5} train + "
+              f"{args.epoch_crops // 5} test), seconds per epoch:")
+        total = 0.0
+        for name in args.models:
+            s = epoch_seconds(name, args.epoch_crops, args.channels, args.size,
+                              epochs=2 if args.quick else 3)
+            total += s
+            print(f"  {name:<13}{s:6.1f} s")
+        print(f"  {'all':<13}{total:6.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The whole demo pipeline, end to end, and the run directory contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from oremap.cli import app
+from oremap.demo import DEMO_BOUNDS
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    result = runner.invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"report: {out / 'run_quick' / 'report' / 'report.html'}" in result.output
+    return out / "run_quick"
+
+
+def test_run_directory_contract(demo_run: Path) -> None:
+    assert (demo_run / "config.toml").read_text().startswith('name = "oremap demo"')
+    info = json.loads((demo_run / "run.json").read_text())
+    assert set(info["versions"]) >= {"oremap", "torch", "numpy", "rasterio"}
+    assert info["seed"] == 0 and info["device"] == "cpu"
+    assert info["started"] <= info["finished"]
+    for stage in ("evidence", "samples", "train", "evaluate", "predict", "ensemble", "maps",
+                  "report"):
+        assert info["stages"][stage]["seconds"] > 0
+        assert (demo_run / stage).is_dir()
+    leftovers = [p for p in demo_run.rglob("*") if ".tmp" in p.name]
+    assert leftovers == []
+
+
+def test_demo_outputs_carry_crs_and_cover_every_member(demo_run: Path) -> None:
+    with rasterio.open(demo_run / "evidence" / "layers" / "Au.tif") as src:
+        assert src.crs.to_epsg() == 32649
+        assert src.bounds == pytest.approx(DEMO_BOUNDS)
+        assert (src.width, src.height) == (1600, 736)
+    with rasterio.open(demo_run / "maps" / "prob_weighted_average.tif") as src:
+        assert src.crs.to_epsg() == 32649 and (src.width, src.height) == (40, 16)
+        assert src.transform.a == pytest.approx(20.0) and src.transform.e == pytest.approx(-23.0)
+    table = pd.read_csv(demo_run / "predict" / "predictions.csv")
+    members = ["lenet", "alexnet", "vgg16", "vgg8", "resnet50", "mobilenet_v2", "vit",
+               "logistic", "random_forest", "woe"]
+    for m in members:
+        p = table[f"p_{m}"].to_numpy()
+        assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
+    counts = table["label"].value_counts()
+    assert 20 <= counts[1] <= 40 and 280 <= counts[0] <= 380 and 150 <= counts[-1] <= 260
+    t1 = pd.read_csv(demo_run / "evaluate" / "table1.csv", index_col=0)
+    assert list(t1.index) == members
+    assert ((t1["accuracy"] >= 0) & (t1["accuracy"] <= 1)).all()
+    t2 = pd.read_csv(demo_run / "ensemble" / "table2.csv", index_col=0)
+    assert len(t2) == len(members) + 5
+
+
+def test_report_has_every_section(demo_run: Path) -> None:
+    html = (demo_run / "report" / "report.html").read_text()
+    for title in ("Configuration", "Data summary", "Evidence layers", "Training", "Evaluation",
+                  "Ensembles", "Maps", "Target areas", "Success-rate", "Hidden truth",
+                  "Timings"):
+        assert title in html
+    assert html.count("data:image/png;base64,") >= 10
+    assert "http://" not in html.replace("http://www.w3.org", "")
+
+
+def test_rerun_one_stage_from_the_run_folder(demo_run: Path) -> None:
+    before = (demo_run / "ensemble" / "table2.csv").read_text()
+    result = runner.invoke(app, ["ensemble", str(demo_run)])
+    assert result.exit_code == 0, result.output
+    assert (demo_run / "ensemble" / "table2.csv").read_text() == before
