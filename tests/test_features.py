@@ -229,6 +229,7 @@ def test_prepare_features_repairs_and_reports(grid):
     assert "dropped 2 missing or empty" in messages and "repaired 1 invalid" in messages
     assert "geo.gpkg" in messages
     assert fs.kind == "polygons"
+    assert (fs.n_used, fs.n_dropped, fs.n_repaired) == (2, 2, 1)
     assert fs.polygons.area == pytest.approx(2 * 2500 + 6.25, rel=1e-9)  # dissolved
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from oremap.errors import ConfigError, InputDataError, UnknownNameError
+from oremap.io import atomic_path
 
 __all__ = [
     "BASELINES",
@@ -460,12 +460,9 @@ class Baseline:
 
     def save(self, path: str | Path) -> None:
         """Pickle to ``path`` atomically (write ``<path>.tmp``, then rename over ``path``)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
         payload = {"format": _FORMAT, "version": _FORMAT_VERSION, "baseline": self}
-        with open(tmp, "wb") as fh:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Baseline:

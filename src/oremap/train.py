@@ -275,41 +275,23 @@ def train_model(
     UnknownNameError
         Unknown model name, profile or option.
     """
-    options = dict(model_kwargs or {})
     model_options(name)  # raises UnknownNameError early
     _check_settings(settings)
     _check_seed(seed)
-    shape = _check_xy(X_train, y_train, "X_train", "y_train")
-    y_train = np.asarray(y_train).astype(np.int64)
-    if len(np.unique(y_train)) < 2:
-        raise InputDataError(
-            f"y_train holds only class {int(y_train[0])} ({len(y_train)} samples); training "
-            "needs both classes. Add negatives/positives or change the split."
-        )
-    if (X_test is None) != (y_test is None):
-        raise InputDataError("give both X_test and y_test, or neither.")
-    if X_test is not None:
-        test_shape = _check_xy(X_test, y_test, "X_test", "y_test")
-        if test_shape[1:] != shape[1:]:
-            raise InputDataError(
-                f"X_test patches are {test_shape[1:]} but X_train patches are {shape[1:]}; "
-                "both must have the same (C, S, S)."
-            )
-        y_test = np.asarray(y_test).astype(np.int64)
+    y_train, y_test = _check_data(X_train, y_train, X_test, y_test)
     device = choose_device(settings.device)
     model_dir = Path(out_dir) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
     meta = {
         "name": name,
         "profile": settings.profile,
-        "options": options,
-        "in_channels": int(shape[1]),
-        "input_size": int(shape[2]),
+        "options": dict(model_kwargs or {}),
+        "in_channels": int(X_train.shape[1]),
+        "input_size": int(X_train.shape[2]),
         "num_classes": 2,
         "settings": dataclasses.asdict(settings),
         "seed": int(seed),
-        "n_train": int(shape[0]),
-        "n_test": 0 if X_test is None else len(X_test),
+        "n_train": len(y_train),
+        "n_test": 0 if y_test is None else len(y_test),
         "class_counts": np.bincount(y_train, minlength=2).tolist(),
         "torch_version": str(torch.__version__),
         "oremap_version": __version__,
@@ -318,9 +300,11 @@ def train_model(
         # Building the model first checks the profile, options and patch size.
         run = _Run(name, X_train, y_train, X_test, y_test, settings, seed, device, meta,
                    model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
         checkpoint = _prepare_run_dir(model_dir, meta, resume)
         if checkpoint is not None and checkpoint["finished"]:
             logger.info("%s: finished run found in %s; not retraining", name, model_dir)
+            _write_history(checkpoint["history"], model_dir / _HISTORY)  # if cut before
             return _result(model_dir, checkpoint, str(device))
         final = run.fit(checkpoint, progress)
     return _result(model_dir, final, str(device))
@@ -434,7 +418,7 @@ def predict_proba(
     Parameters
     ----------
     model : torch.nn.Module
-        A network returning two logits; it is put in eval mode.
+        A network returning two logits; it is moved to ``device`` and put in eval mode.
     X : (n, C, S, S) float array or numpy.memmap
         Patches, read ``batch_size`` at a time.
 
@@ -874,6 +858,29 @@ def _check_xy(X: Any, y: Any, x_name: str, y_name: str) -> tuple[int, ...]:
             f"{y_name} must hold integer labels 0 or 1; got values {np.unique(y)[:10].tolist()}."
         )
     return shape
+
+
+def _check_data(X: Any, y: Any, X_test: Any, y_test: Any) -> tuple[np.ndarray,
+                                                                   np.ndarray | None]:
+    """Check the training and test arrays; return the labels as int64 arrays."""
+    shape = _check_xy(X, y, "X_train", "y_train")
+    y = np.asarray(y).astype(np.int64)
+    if len(np.unique(y)) < 2:
+        raise InputDataError(
+            f"y_train holds only class {int(y[0])} ({len(y)} samples); training needs both "
+            "classes. Add negatives/positives or change the split."
+        )
+    if (X_test is None) != (y_test is None):
+        raise InputDataError("give both X_test and y_test, or neither.")
+    if X_test is None:
+        return y, None
+    test_shape = _check_xy(X_test, y_test, "X_test", "y_test")
+    if test_shape[1:] != shape[1:]:
+        raise InputDataError(
+            f"X_test patches are {test_shape[1:]} but X_train patches are {shape[1:]}; "
+            "both must have the same (C, S, S)."
+        )
+    return y, np.asarray(y_test).astype(np.int64)
 
 
 def _check_seed(seed: Any) -> None:

@@ -16,6 +16,7 @@ Exact pixel quantities used here:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import warnings
@@ -59,6 +60,8 @@ class FeatureSet:
         Edges of the rings of ``polygons``, oriented, for exact area rasterising.
     tree : shapely.STRtree
         Index of ``segments`` for the nearest-feature search.
+    n_used, n_dropped, n_repaired : int
+        Input geometries kept, dropped (missing or empty) and repaired with ``make_valid``.
     """
 
     source: str
@@ -67,6 +70,9 @@ class FeatureSet:
     polygons: BaseGeometry | None
     ring_segments: np.ndarray
     tree: shapely.STRtree
+    n_used: int = 0
+    n_dropped: int = 0
+    n_repaired: int = 0
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -133,7 +139,9 @@ def prepare_features(geometries: Sequence[BaseGeometry] | FeatureSet, *,
         warnings.warn(f"{source}: repaired {int(invalid.sum())} invalid geometries with "
                       "make_valid", DroppedDataWarning, stacklevel=2)
         arr[invalid] = shapely.make_valid(arr[invalid])
-    return _index(_explode(arr), source)
+    fs = _index(_explode(arr), source)
+    return dataclasses.replace(fs, n_used=len(arr), n_dropped=len(geoms) - len(arr),
+                               n_repaired=int(invalid.sum()))
 
 
 def _explode(arr: np.ndarray) -> np.ndarray:
@@ -281,7 +289,9 @@ def distance_map(features: Sequence[BaseGeometry] | FeatureSet, grid: Grid, *,
     yc = grid.bounds[3] - (r0 + ty.ravel() * _TILE + _TILE / 2) * dy
     centres = shapely.points(xc, yc)
     half = 0.5 * math.hypot(_TILE * dx, _TILE * dy)
-    _, dmin = fs.tree.query_nearest(centres, return_distance=True, all_matches=False)
+    (which, _), dist = fs.tree.query_nearest(centres, return_distance=True, all_matches=False)
+    dmin = np.empty(len(centres))
+    dmin[which] = dist
     reach = (dmin + 2 * half) * (1 + 1e-9) + 1e-9 * half
     tile_of, seg = fs.tree.query(centres, predicate="dwithin", distance=reach)
     order = np.lexsort((seg, tile_of))
@@ -426,8 +436,12 @@ def polygon_area_raster(ring_segments: np.ndarray, grid: Grid, r0: int, c0: int,
     np.add.at(flat, base[left], dv[left])
     np.add.at(flat, base[inner] + col[inner] - c0, dv[inner] * (col[inner] + 1 - um[inner]))
     np.add.at(flat, base[inner] + col[inner] - c0 + 1, dv[inner] * (um[inner] - col[inner]))
-    cover = np.abs(np.cumsum(acc, axis=1)[:, :w])
-    return np.clip(cover, 0.0, 1.0) * grid.pixel_area
+    cover = np.clip(np.abs(np.cumsum(acc, axis=1)[:, :w]), 0.0, 1.0)
+    # the running sums leave round-off (~1e-16) in empty or full pixels: snap it, so that the
+    # result does not depend on where a window starts
+    cover[cover < 1e-12] = 0.0
+    cover[cover > 1.0 - 1e-12] = 1.0
+    return cover * grid.pixel_area
 
 
 def rasterise_features(features: Sequence[BaseGeometry] | FeatureSet, grid: Grid, *,

@@ -47,7 +47,7 @@ MANIFEST = "stack.json"
 #: Bump when a change of the algorithms changes layer values, so resumed runs recompute.
 ALGORITHM_VERSION = 1
 #: Previews are decimated to at most this many pixels along the longer side.
-PREVIEW_MAX_PX = 1500
+PREVIEW_MAX_PX = 2000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -124,7 +124,13 @@ Spec = GeochemLayerSpec | GeologyLayerSpec
 
 @dataclass(frozen=True)
 class LayerRecord:
-    """What ``stack.json`` records about one layer (paths relative to the evidence folder)."""
+    """What ``stack.json`` records about one layer (paths relative to the evidence folder).
+
+    ``n_used`` / ``n_dropped`` count samples (geochemistry; ``n_duplicates`` merged into
+    others) or input geometries (geology). ``min``, ``max``, ``mean`` are over the pixels with
+    data; ``coverage_fraction`` is the share of pixels inside coverage, ``valid_fraction``
+    the share with a value (less where an IDW radius leaves covered pixels without samples).
+    """
 
     name: str
     kind: str
@@ -422,7 +428,7 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
     block : int
         Window size in pixels; memory grows with ``block**2`` (plus the density halo).
     previews : bool
-        Write PNG previews (decimated to about 1,500 px on the long side).
+        Write PNG previews (decimated to at most 2,000 px on the long side).
     progress : bool
         Show a rich progress bar over layers and windows.
     resume : bool
@@ -545,8 +551,8 @@ def _build_layer(p: _Prepared, digest: str, grid: Grid, out_dir: Path, block: in
         min=stats.min, max=stats.max, mean=stats.mean,
         coverage_fraction=stats.covered / (grid.width * grid.height),
         valid_fraction=stats.valid / (grid.width * grid.height),
-        n_used=len(p.samples.xy) if p.samples else len(p.features.segments),
-        n_dropped=p.samples.n_dropped if p.samples else 0,
+        n_used=len(p.samples.xy) if p.samples else p.features.n_used,
+        n_dropped=p.samples.n_dropped if p.samples else p.features.n_dropped,
         n_duplicates=p.samples.n_duplicates if p.samples else 0,
         seconds=round(time.perf_counter() - t0, 3))
     log.info("evidence layer %s (%s %s): %.1f s, coverage %.1f%%, range %s .. %s", spec.name,
@@ -609,14 +615,15 @@ def _save_preview(path: Path, array: np.ndarray, grid: Grid, name: str, p: _Prep
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     unit = _axis_unit(grid)
     what = {"idw": "IDW concentration", "distance": "distance to features",
             "density": "feature density", "buffer_density": "buffer density"}[p.measure]
     fig, ax = plt.subplots(figsize=(7, 7 * min(2.0, max(0.3, grid.height / grid.width))))
     xmin, ymin, xmax, ymax = grid.bounds
-    cmap = plt.get_cmap("Spectral_r" if p.kind == "geochem" else "magma_r").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("Spectral_r" if p.kind == "geochem" else "magma_r").with_extremes(
+        bad="white")
     im = ax.imshow(np.ma.masked_invalid(array), extent=(xmin, xmax, ymin, ymax), cmap=cmap,
                    origin="upper", interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.8, label=_units(p, grid))
@@ -624,6 +631,8 @@ def _save_preview(path: Path, array: np.ndarray, grid: Grid, name: str, p: _Prep
     ax.set_xlabel(f"easting ({unit})")
     ax.set_ylabel(f"northing ({unit})")
     ax.ticklabel_format(useOffset=False, style="plain")
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.tick_params(axis="x", labelrotation=30)
     io.save_figure(fig, path)
 
 
