@@ -364,11 +364,14 @@ def load_crop_probabilities(evaluate_dir: Path, members: Sequence[str]) -> dict[
 # --------------------------------------------------------------------------- predict
 
 
-def predict_cells(config: Config, samples_dir: Path, train_dir: Path) -> pd.DataFrame:
+def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
+                  stack: np.ndarray | None = None) -> pd.DataFrame:
     """P(ore) of every usable cell from every member.
 
-    ``p_<member>``: labelled cells take the mean over their crops, unknown cells their centre
-    crop (``tta``: every cell the mean over all its crops), averaged over the fold models.
+    ``p_<member>``: labelled cells take the mean over their training/test crops, unknown cells
+    their centre crop, averaged over the fold models. With ``[predict] tta = true`` every cell
+    (whatever its label) takes the mean over the positive-class lattice of crops cut afresh
+    from the evidence ``stack`` (test-time augmentation), so all cells are scored alike.
     ``oof_<member>``: for labelled cells in a test fold, the probability from the model that did
     not see them (NaN otherwise); used for honest curves.
     """
@@ -379,9 +382,7 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path) -> pd.Data
     usable = cells.loc[cells["usable"].astype(bool)].sort_values("id")
     ids = usable["id"].to_numpy()
     pos = {cid: i for i, cid in enumerate(ids)}
-    labelled = ss.y >= 0
-    use = np.ones(len(ss.y), bool) if config.predict.tta else (labelled | ss.centre)
-    use &= np.isin(ss.cell_id, ids)
+    use = ((ss.y >= 0) | ss.centre) & np.isin(ss.cell_id, ids)
     idx = np.flatnonzero(use)
     rows = np.array([pos[c] for c in ss.cell_id[idx]])
     table = pd.DataFrame({"cell_id": ids, "row": usable["row"].to_numpy(),
@@ -395,8 +396,12 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path) -> pd.Data
         total = np.zeros(len(ids))
         oof = np.full(len(ids), np.nan)
         for fold in range(ss.n_folds):
-            p = load_member(m, train_dir / f"fold{fold}")(ss.normalised(idx, fold))
-            total += np.bincount(rows, weights=p, minlength=len(ids)) / np.maximum(counts, 1)
+            fn = load_member(m, train_dir / f"fold{fold}")
+            p = fn(ss.normalised(idx, fold))
+            if stack is None:
+                total += np.bincount(rows, weights=p, minlength=len(ids)) / np.maximum(counts, 1)
+            else:
+                total += _tta_probabilities(fn, stack, usable, ss, fold, _crop_spec(config))
             in_test = ss.test_fold[idx] == fold
             if in_test.any():
                 s = np.bincount(rows[in_test], weights=p[in_test], minlength=len(ids))
@@ -407,6 +412,35 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path) -> pd.Data
     return table
 
 
+def _tta_probabilities(fn: PredictFn, stack: np.ndarray, cells: gpd.GeoDataFrame, ss: Any,
+                       fold: int, spec: Any, *, chunk: int = 64) -> np.ndarray:
+    """Mean P(ore) over the positive-class crop lattice of each cell (one per cell, in order)."""
+    from oremap.samples.crops import cell_block, centre_offset, cut_crops, lattice_offsets
+
+    center = ss.norm_center[fold][None, :, None, None]
+    scale = ss.norm_scale[fold][None, :, None, None]
+    out = np.empty(len(cells))
+    geometry = cells[["px_row0", "px_col0", "px_rows", "px_cols"]].to_numpy(dtype=int)
+    for start in range(0, len(cells), chunk):
+        crops, owner = [], []
+        for i, (r0, c0, h, w) in enumerate(geometry[start:start + chunk], start=start):
+            offsets = lattice_offsets(h, w, spec.size, spec.positive)
+            if len(offsets) == 0:  # cell smaller than the window: the centred window
+                dr, dc = centre_offset(h, w, spec.size)
+                block = cell_block(stack, r0 + dr, c0 + dc, spec.size, spec.size)
+                offsets = np.zeros((1, 2), dtype=np.int64)
+            else:
+                block = cell_block(stack, r0, c0, h, w)
+            crops.append(cut_crops(block, offsets, spec.size))
+            owner.extend([i - start] * len(offsets))
+        x = (np.concatenate(crops) - center) / scale
+        p = fn(x.astype(np.float32))
+        n = min(chunk, len(cells) - start)
+        out[start:start + n] = np.bincount(owner, weights=p, minlength=n) / np.bincount(
+            owner, minlength=n)
+    return out
+
+
 def run_predict(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 5a: probabilities of every usable cell -> ``predict/predictions.csv``."""
     run = RunDir(run_dir)
@@ -414,7 +448,12 @@ def run_predict(config: Config, run_dir: Path, *, progress: bool = True) -> Path
     train = run.require("train", "summary.csv", needed_by="predict")
     with run.timed("predict") as extra:
         out = run.stage("predict")
-        table = predict_cells(config, samples, train)
+        stack = None
+        if config.predict.tta:
+            from oremap.evidence import load_stack
+
+            stack = load_stack(run.require("evidence", "stack.json", needed_by="predict"))[0]
+        table = predict_cells(config, samples, train, stack=stack)
         io.write_csv(out / "predictions.csv", table)
         extra["cells"] = int(len(table))
     return out
