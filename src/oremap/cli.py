@@ -30,6 +30,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logg
     """Set up logging once for every command."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
+    logging.captureWarnings(True)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     logging.getLogger("rasterio").setLevel(logging.WARNING)
     logging.getLogger("pyogrio").setLevel(logging.WARNING)
