@@ -399,9 +399,12 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
             fn = load_member(m, train_dir / f"fold{fold}")
             p = fn(ss.normalised(idx, fold))
             if stack is None:
-                total += np.bincount(rows, weights=p, minlength=len(ids)) / np.maximum(counts, 1)
+                p_fold = np.bincount(rows, weights=p, minlength=len(ids)) / np.maximum(counts, 1)
             else:
-                total += _tta_probabilities(fn, stack, usable, ss, fold, _crop_spec(config))
+                p_fold = _tta_probabilities(fn, stack, usable, ss, fold, _crop_spec(config))
+            total += p_fold
+            if ss.n_folds > 1:
+                table[f"p_{m}_f{fold}"] = p_fold
             in_test = ss.test_fold[idx] == fold
             if in_test.any():
                 s = np.bincount(rows[in_test], weights=p[in_test], minlength=len(ids))
@@ -555,7 +558,88 @@ def run_ensemble(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
         t2 = pd.concat([t2m.assign(kind="model"), t2r.assign(kind="rule")])
         io.write_csv(out / "table2.csv", t2, index=True)
         io.write_csv(out / "stability.csv", en.stability_table(t2m, t2r), index=True)
+        comparison = compare_members(config, table, crops, weights, members)
+        io.write_csv(out / "comparison.csv", comparison, index=True)
+        io.write_text(out / "comparison.md", comparison_markdown(comparison, len(crops["folds"])))
     return out
+
+
+def compare_members(config: Config, table: pd.DataFrame, crops: dict[str, Any],
+                    weights: np.ndarray, members: Sequence[str]) -> pd.DataFrame:
+    """Every member and rule by ROC AUC and prediction-rate AUC, per fold, mean and spread.
+
+    ROC AUC: held-out crops of each fold. Prediction-rate AUC: all usable cells ranked by the
+    fold's model (or rule), counting only the fold's held-out positive cells. Success-rate AUC:
+    the final map (mean over folds) against every known positive cell (optimistic: those cells
+    were trained on).
+    """
+    from oremap.ensemble import combine
+    from oremap.evaluate import roc_auc, success_rate_curve
+
+    thr, n_folds = config.predict.threshold, len(crops["folds"])
+    labels, test_fold = table["label"].to_numpy(), table["test_fold"].to_numpy()
+    rules = list(config.ensemble.rules)
+    roc = {n: [] for n in [*members, *rules]}
+    pra = {n: [] for n in [*members, *rules]}
+    for k, f in enumerate(crops["folds"]):
+        probs = np.vstack([f["probs"][m] for m in members])
+        for m, p in zip(members, probs):
+            roc[m].append(roc_auc(f["y"], p))
+        for r in rules:
+            roc[r].append(roc_auc(f["y"], combine(r, probs, weights=weights,
+                                                  threshold=thr).probability))
+        suffix = f"_f{k}" if n_folds > 1 else ""
+        cell_probs = np.vstack([table[f"p_{m}{suffix}"].to_numpy() for m in members])
+        held = (labels == 1) & (test_fold == k)
+        scores = dict(zip(members, cell_probs))
+        scores.update({r: combine(r, cell_probs, weights=weights, threshold=thr).probability
+                       for r in rules})
+        for name, sc in scores.items():
+            pra[name].append(success_rate_curve(sc, held).auc if held.any() else np.nan)
+    rows = {}
+    for name in [*members, *rules]:
+        from oremap.baselines import is_baseline
+
+        kind = "rule" if name in rules else ("baseline" if is_baseline(name) else "network")
+        col = f"p_{name}" if name in members else f"ens_{name}"
+        row = {"kind": kind}
+        for label, values in (("roc_auc", roc[name]), ("prediction_rate_auc", pra[name])):
+            v = np.asarray(values, dtype=float)
+            row[f"{label}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+            row[f"{label}_std"] = float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 \
+                else np.nan
+            row[f"{label}_folds"] = " ".join(f"{x:.3f}" for x in v)
+        row["success_rate_auc"] = success_rate_curve(table[col].to_numpy(), labels == 1).auc
+        rows[name] = row
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "name"
+    return df
+
+
+def comparison_markdown(df: pd.DataFrame, n_folds: int) -> str:
+    """The comparison table as Markdown, with a plain statement of which method wins."""
+    lines = ["| name | kind | ROC AUC mean | ROC AUC std | prediction-rate AUC mean | "
+             "prediction-rate AUC std | success-rate AUC |", "|:---|:---|---:|---:|---:|---:|---:|"]
+    for name, r in df.iterrows():
+        lines.append(f"| {name} | {r['kind']} | {r['roc_auc_mean']:.3f} | {r['roc_auc_std']:.3f} "
+                     f"| {r['prediction_rate_auc_mean']:.3f} | "
+                     f"{r['prediction_rate_auc_std']:.3f} | {r['success_rate_auc']:.3f} |")
+    text = "\n".join(lines) + "\n\n"
+    scope = f"mean over {n_folds} folds" if n_folds > 1 else "single split"
+    for metric, what in (("roc_auc_mean", "ROC AUC on held-out crops"),
+                         ("prediction_rate_auc_mean", "prediction-rate AUC (held-out positive "
+                                                      "cells)")):
+        if not df[metric].notna().any():
+            continue
+        best = df[metric].idxmax()
+        per_kind = ", ".join(
+            f"best {kind}: {df.loc[df['kind'] == kind, metric].idxmax()} "
+            f"({df.loc[df['kind'] == kind, metric].max():.3f})"
+            for kind in ("network", "baseline", "rule") if (df["kind"] == kind).any()
+            and df.loc[df["kind"] == kind, metric].notna().any())
+        text += (f"- By {what}, {scope}: **{best}** ({df.loc[best, 'kind']}) wins with "
+                 f"{df.loc[best, metric]:.3f}; {per_kind}.\n")
+    return text
 
 
 # --------------------------------------------------------------------------- maps
