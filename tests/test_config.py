@@ -35,7 +35,7 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
 
 
 def test_unknown_key_names_path_and_suggests(tmp_path: Path) -> None:
-    text = example_config_text("data").replace("epochs = 30", "epoch = 30")
+    text = example_config_text("data").replace("epochs = 15", "epoch = 15")
     with pytest.raises(ConfigError, match=r"\[train.epoch\] unknown key \(did you mean 'epochs'"):
         load_config(_example(tmp_path, text))
 
@@ -59,7 +59,7 @@ def test_missing_required_key(tmp_path: Path) -> None:
 
 
 def test_all_problems_listed_at_once(tmp_path: Path) -> None:
-    text = (example_config_text("data").replace("epochs = 30", "epochs = 0")
+    text = (example_config_text("data").replace("epochs = 15", "epochs = 0")
             .replace("threshold = 0.5", "threshold = 2.0"))
     with pytest.raises(ConfigError, match="2 problem") as info:
         load_config(_example(tmp_path, text))

@@ -78,3 +78,28 @@ def test_rerun_one_stage_from_the_run_folder(demo_run: Path) -> None:
     result = runner.invoke(app, ["ensemble", str(demo_run)])
     assert result.exit_code == 0, result.output
     assert (demo_run / "ensemble" / "table2.csv").read_text() == before
+
+
+def test_comparison_names_a_winner(demo_run: Path) -> None:
+    comparison = pd.read_csv(demo_run / "ensemble" / "comparison.csv", index_col=0)
+    assert set(comparison["kind"]) == {"network", "baseline", "rule"}
+    assert comparison["roc_auc_mean"].between(0, 1).all()
+    assert comparison["success_rate_auc"].between(0.5, 1).all()
+    text = (demo_run / "ensemble" / "comparison.md").read_text()
+    best = comparison["roc_auc_mean"].idxmax()
+    assert f"**{best}**" in text
+
+
+def test_stability_across_seeds(demo_run: Path) -> None:
+    result = runner.invoke(app, ["stability", str(demo_run), "--seeds", "2"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(demo_run / "ensemble" / "seed_stability.csv", index_col="name")
+    assert len(table) == 10 + 5
+    assert table["mean_flip_rate"].between(0, 1).all()
+    assert (table["mean_prob_std_sample"] >= 0).all() and (table["total_std_sample"] >= 0).all()
+    # retraining changed the networks' weights, so at least one network's map moved
+    assert table.loc[["lenet", "alexnet", "vgg8"], "mean_prob_std_sample"].max() > 0
+    report = runner.invoke(app, ["report", str(demo_run)])
+    assert report.exit_code == 0, report.output
+    html = (demo_run / "report" / "report.html").read_text()
+    assert "mean_flip_rate" in html

@@ -188,6 +188,17 @@ class EnsembleConfig(_Model):
     rules: list[str] = Field(default_factory=lambda: list(RULE_NAMES))
     members: list[str] | None = Field(None, description="models/baselines to combine; all")
     weight_metric: Literal["accuracy", "f1", "auc"] = "accuracy"
+    stability_seeds: int = Field(
+        0, ge=0, description="retrain every member with this many extra seeds (0: skip; "
+        ">= 2 to measure seed stability in `oremap run`)")
+
+    @field_validator("stability_seeds")
+    @classmethod
+    def _seeds(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("stability_seeds must be 0 (skip) or >= 2 (one seed shows no "
+                             "variation)")
+        return v
 
     @field_validator("rules")
     @classmethod

@@ -810,9 +810,18 @@ def run_report(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
 
 
 def run_stability(config: Config, run_dir: Path, *, seeds: int, progress: bool = True) -> Path:
-    """Retrain every member with ``seeds`` seeds; measure how predictions and counts vary."""
+    """Retrain every member with ``seeds`` seeds; measure how predictions and counts vary.
+
+    Seeds are ``config.seed + 1000 * k`` for k = 1..K (the split stays that of the run, only
+    initialisation, batch order and dropout change). Per model and rule: the mean over cells of
+    the sample std of P(ore) across seeds, the mean flip rate (share of seed pairs giving a cell
+    different classes; voting rules count refusals as their own class), and the sample std of
+    each Table 2 count across seeds. Written to ``ensemble/seed_stability.csv``.
+    """
     from oremap import ensemble as en
 
+    if seeds < 2:
+        raise InputDataError(f"stability needs at least 2 seeds to measure variation; got {seeds}")
     run = RunDir(run_dir)
     samples = run.require("samples", "manifest.json", needed_by="stability")
     t1 = pd.read_csv(run.require("evaluate", "table1.csv", needed_by="stability") /
@@ -822,36 +831,39 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int, progress: bool =
     thr = config.predict.threshold
     with run.timed("stability") as extra:
         base = run.stage("stability")
-        per_seed: dict[str, list[np.ndarray]] = {}
-        for k in range(seeds):
-            seed = config.seed + 1000 * (k + 1)
+        probs: dict[str, list[np.ndarray]] = {}
+        classes: dict[str, list[np.ndarray]] = {}
+        for k in range(1, seeds + 1):
+            seed = config.seed + 1000 * k
             tdir = base / f"seed{seed}"
+            log.info("stability: retraining every member with seed %d (%d of %d)", seed, k,
+                     seeds)
             train_members(config, samples, tdir, seed=seed, resume=True, progress=progress)
             table = predict_cells(config, samples, tdir)
             io.write_csv(tdir / "predictions.csv", table)
             for m in members:
-                per_seed.setdefault(m, []).append(table[f"p_{m}"].to_numpy())
+                probs.setdefault(m, []).append(table[f"p_{m}"].to_numpy())
+                classes.setdefault(m, []).append((probs[m][-1] >= thr).astype(int))
             for rule, res in combine_table(config, table, weights, members).items():
-                per_seed.setdefault(rule, []).append(res.probability)
+                probs.setdefault(rule, []).append(res.probability)
+                classes.setdefault(rule, []).append(res.prediction)
         labels = table["label"].to_numpy()
         rows = []
-        for name, preds in per_seed.items():
-            v = en.seed_variability(np.vstack(preds), threshold=thr)
-            counts = [en.prediction_counts((p >= thr).astype(int), labels)["total"]
-                      for p in preds]
-            rows.append(dict(name=name, kind="model" if name in members else "rule",
-                             seeds=len(preds), **_scalar_items(v),
-                             ore_cells_mean=float(np.mean(counts)),
-                             ore_cells_std=float(np.std(counts, ddof=1)) if len(counts) > 1
-                             else 0.0))
+        for name in probs:
+            v = en.seed_variability(np.vstack(probs[name]), threshold=thr,
+                                    predictions=np.vstack(classes[name]))
+            counts = pd.DataFrame([en.prediction_counts(c, labels) for c in classes[name]])
+            row = dict(name=name, kind="model" if name in members else "rule", seeds=seeds,
+                       mean_prob_std_sample=v["mean_prob_std_sample"],
+                       mean_flip_rate=v["mean_flip_rate"])
+            for col in counts.columns:
+                row[f"{col}_mean"] = float(counts[col].mean())
+                row[f"{col}_std_sample"] = float(counts[col].std(ddof=1))
+            rows.append(row)
         df = pd.DataFrame(rows)
         io.write_csv(run.stage("ensemble") / "seed_stability.csv", df)
         extra["seeds"] = seeds
     return base
-
-
-def _scalar_items(d: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in d.items() if np.ndim(v) == 0}
 
 
 # --------------------------------------------------------------------------- all
@@ -880,6 +892,9 @@ def run(config: Config, run_dir: Path, *, stages: Sequence[str] = STAGES,
         if stage == "train":
             kwargs["resume"] = resume
         last = STAGE_FUNCTIONS[stage](config, run_dir, **kwargs)
+        if stage == "ensemble" and config.ensemble.stability_seeds >= 2:
+            run_stability(config, run_dir, seeds=config.ensemble.stability_seeds,
+                          progress=progress)
     rd.finish()
     return last
 
@@ -1009,6 +1024,7 @@ threshold = 0.5
 rules = ["simple_average", "weighted_average", "majority_voting", "plurality_voting",
          "weighted_voting"]
 weight_metric = "accuracy"          # accuracy | f1 | auc
+stability_seeds = {seeds}                 # retrain with this many seeds to measure stability
 
 [maps]
 stride = {stride}                   # sliding-window stride (px) of the continuous maps
@@ -1030,7 +1046,7 @@ def example_config_text(data_dir: str = "demo_data", *, quick: bool = False,
     return EXAMPLE_CONFIG.format(
         seed=seed, xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax, data=data_dir,
         models="[" + ", ".join(f'"{m}"' for m in DEMO_MODELS) + "]",
-        epochs=2 if quick else 30, stride=16 if quick else 8,
+        epochs=2 if quick else 15, stride=16 if quick else 8, seeds=0 if quick else 3,
         compare="false" if quick else "true", **crops)
 
 
