@@ -92,3 +92,20 @@ def test_cross_field_rules(tmp_path: Path) -> None:
 def test_overrides(tmp_path: Path) -> None:
     cfg = load_config(_example(tmp_path), overrides={"train.epochs": 3, "seed": 7})
     assert cfg.train.epochs == 3 and cfg.seed == 7
+
+
+def test_all_neighbours_and_target_threshold(tmp_path: Path) -> None:
+    text = (example_config_text("data").replace("neighbours = 12", 'neighbours = "all"')
+            .replace("target_top_fraction = 0.1", "target_threshold = 0.7"))
+    cfg = load_config(_example(tmp_path, text))
+    assert cfg.geochem is not None and cfg.geochem.n_neighbours() is None
+    assert cfg.maps.target_threshold == 0.7 and cfg.maps.target_top_fraction is None
+    default = load_config(_example(tmp_path))
+    assert default.geochem is not None and default.geochem.n_neighbours() == 12
+    assert default.maps.target_top_fraction == 0.1
+    both = text.replace("target_threshold = 0.7",
+                        "target_threshold = 0.7\ntarget_top_fraction = 0.2")
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(_example(tmp_path, both))
+    with pytest.raises(ConfigError, match="neighbours must be >= 1"):
+        load_config(_example(tmp_path, text.replace('neighbours = "all"', "neighbours = 0")))

@@ -70,13 +70,25 @@ class GeochemConfig(_Model):
     crs: str | None = Field(None, description="CRS of x/y; required for CSV")
     elements: list[str] = Field(min_length=1)
     power: float = Field(2.0, gt=0)
-    neighbours: int | None = Field(12, ge=1)
+    neighbours: int | Literal["all"] = Field(
+        12, description='nearest samples used by IDW, or "all" (gstat default)')
     radius: float | None = Field(None, gt=0)
     log10: bool | list[str] = Field(
         True, description="log10-transform all elements (true) or the listed ones")
     clip_percentile: float | None = Field(None, gt=50, le=100)
     coverage_buffer: float = Field(0.0, ge=0, description="buffer of the samples' hull")
     extent: VectorSource | None = None
+
+    @field_validator("neighbours")
+    @classmethod
+    def _neighbours(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError('neighbours must be >= 1, or "all"')
+        return v
+
+    def n_neighbours(self) -> int | None:
+        """IDW neighbour count; None means all samples."""
+        return None if self.neighbours == "all" else int(self.neighbours)
 
     def log_for(self, element: str) -> bool:
         return self.log10 if isinstance(self.log10, bool) else element in self.log10
@@ -210,16 +222,25 @@ class MapsConfig(_Model):
     stride: int = Field(8, ge=1, description="sliding-window stride in pixels")
     continuous: bool = True
     target_threshold: float | None = Field(None, gt=0, lt=1)
-    target_top_fraction: float | None = Field(0.1, gt=0, lt=1)
+    target_top_fraction: float | None = Field(
+        None, gt=0, lt=1, description="default 0.1 when target_threshold is not given")
     target_rule: str = "weighted_average"
     permutation_repeats: int = Field(3, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_fraction(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("target_threshold") is None \
+                and data.get("target_top_fraction") is None:
+            data = {**data, "target_top_fraction": 0.1}
+        return data
 
     @model_validator(mode="after")
     def _targets(self) -> MapsConfig:
         if self.target_threshold is not None and self.target_top_fraction is not None:
             raise ValueError("give target_threshold or target_top_fraction, not both")
-        if self.target_threshold is None and self.target_top_fraction is None:
-            raise ValueError("give target_threshold or target_top_fraction")
+        if self.target_rule not in RULE_NAMES:
+            raise ValueError(f"target_rule must be one of {list(RULE_NAMES)}")
         return self
 
 

@@ -86,7 +86,7 @@ def run_evidence(config: Config, run_dir: Path, *, progress: bool = True,
             specs.append(GeochemLayerSpec(
                 name=element, xy=xy, values=pts[element].to_numpy(dtype=float),
                 source=f"{g.path} column {element!r} ([geochem] elements)", power=g.power,
-                neighbours=g.neighbours, radius=g.radius, log10=g.log_for(element),
+                neighbours=g.n_neighbours(), radius=g.radius, log10=g.log_for(element),
                 clip_percentile=g.clip_percentile, coverage_buffer=g.coverage_buffer,
                 extent=extent))
     for i, layer in enumerate(config.geology):
@@ -251,10 +251,12 @@ def load_member(name: str, fold_dir: Path, *, device: str = "cpu") -> PredictFn:
     from oremap.train import load_trained, predict_proba
 
     model_dir = fold_dir / name
-    if not (model_dir / "best.pt").exists():
+    if not (model_dir / "last.pt").exists():
         raise StageNotReadyError(f"model {name!r} has not been trained ({model_dir} missing); "
                                  "run `oremap train CONFIG`")
-    model = load_trained(model_dir, which="best", device=device)
+    # The last epoch, not the "best" one: best.pt is chosen by the loss on the test split, and
+    # choosing a model on the data that then scores it would make every figure optimistic.
+    model = load_trained(model_dir, which="last", device=device)
     return lambda x: predict_proba(model, x, device=device)
 
 
@@ -945,7 +947,7 @@ y = "y"
 crs = "EPSG:32649"                  # a CSV has no CRS of its own: required
 elements = ["Au", "Ag", "As", "Cu", "Pb", "Zn", "Hg", "Sb", "W", "Mo"]
 power = 2.0                         # IDW distance exponent
-neighbours = 12                     # nearest samples used (omit for all samples)
+neighbours = 12                     # nearest samples used, or "all"
 log10 = true                        # log10 before interpolation (or a list of elements)
 clip_percentile = 99.5              # clip extreme assays at this percentile
 coverage_buffer = 15.0              # coverage = convex hull of the samples buffered by this
