@@ -4,7 +4,6 @@ Every case starts from the embedded demo (valid data, valid quick configuration 
 1 m grid) and breaks one thing. The CLI is driven with typer's ``CliRunner`` (``result.output``
 holds stdout and stderr, where the rich console prints errors and log records); a few cases
 call :func:`oremap.pipeline.run_evidence` directly to check warnings with ``pytest.warns``.
-Tests marked ``xfail(strict=True)`` document known defects; each reason says what is wrong.
 """
 
 from __future__ import annotations
@@ -260,10 +259,6 @@ def test_non_numeric_and_nan_assays_are_dropped_with_a_counted_warning(
     assert (rec["name"], rec["n_used"], rec["n_dropped"]) == ("Au", N_SOIL - 8, 8)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "io.read_points_csv coerces the element columns with pd.to_numeric before "
-    "evidence.idw.prepare_samples counts non-numeric entries, so the warning always says "
-    "'(0 non-numeric)' although 5 assays were 'n.d.'"))
 def test_non_numeric_assays_are_counted_as_such(study: Study, tmp_path: Path) -> None:
     csv = _soil_with_bad_au(study, tmp_path / "soil_bad_au.csv")
 
@@ -361,11 +356,6 @@ def test_inputs_in_another_crs_are_reprojected_to_the_grid(study: Study,
     assert (cells["label"] == 1).sum() > 0 and (cells["label"] == 0).sum() > 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a vector layer whose file declares the wrong CRS (EPSG:4326 on UTM coordinates) is "
-    "reprojected to non-finite coordinates without a check; shapely.make_valid then raises "
-    "GEOSException 'UnsupportedOperationException' from evidence.features.prepare_features "
-    "(exit code 1, a traceback) instead of a CRS error naming the file"))
 def test_layer_with_wrong_declared_crs_is_a_clear_error(study: Study, tmp_path: Path) -> None:
     faults = study.layer("geology.gpkg", "faults").set_crs("EPSG:4326", allow_override=True)
     gpkg = _write_layer(faults, tmp_path / "faults_mislabelled.gpkg", "faults")
@@ -378,10 +368,6 @@ def test_layer_with_wrong_declared_crs_is_a_clear_error(study: Study, tmp_path: 
     _assert_fails(result, tmp_path, str(gpkg), "EPSG:4326", "crs")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a soil CSV given the wrong `crs` (EPSG:4326 for UTM metres) fails with '713 rows have "
-    "missing or infinite coordinates; drop them before interpolating': it does not name the "
-    "CRS or the `crs` key, and the suggested fix is wrong"))
 def test_soil_csv_with_wrong_crs_is_a_clear_error(study: Study, tmp_path: Path) -> None:
     def edit(d: dict[str, Any]) -> None:
         d["geochem"]["crs"] = "EPSG:4326"
@@ -442,9 +428,6 @@ def test_orebodies_outside_the_grid_give_no_positive_cells(study: Study,
     assert not (run / "samples" / "manifest.json").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "samples.cells.label_cells formats the cells' bounds with round(np.float64, 3), so the "
-    "message shows '[np.float64(392000.0), ...]' (numpy 2 repr) instead of plain numbers"))
 def test_error_messages_show_plain_numbers(study: Study, tmp_path: Path) -> None:
     _, cfg = _far_orebodies(study, tmp_path)
     result = _invoke("samples", study.run_with_evidence(tmp_path), "--config", cfg)
@@ -474,8 +457,8 @@ def test_crop_larger_than_the_grid_is_a_clear_error(study: Study, tmp_path: Path
 
     run = study.run_with_evidence(tmp_path)
     result = _invoke("samples", run, "--config", study.config(tmp_path / "c.toml", edit))
-    _assert_fails(result, tmp_path, "crop windows of 400 x 400 pixels are larger than the whole "
-                  "grid (368 x 800 pixels)", "<= 368")
+    _assert_fails(result, tmp_path, "[samples] crop_size = 400 pixels is larger than the grid "
+                  "(368 x 800 pixels)", "<= 368")
     assert not (run / "samples" / "manifest.json").exists()
     info = run / "run.json"
     assert not info.exists() or "samples" not in json.loads(info.read_text())["stages"]
@@ -489,10 +472,6 @@ def _cell_cols_30(d: dict[str, Any]) -> None:
     d["grid"]["cell_cols"] = 30  # 800 px / 30 = 26.7 px: not on pixel edges
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "crop_size vs grid and cell_cols/cell_rows vs pixels are checked only in the samples "
-    "stage (samples.crops.check_crop_spec, samples.cells.make_cells), after the whole evidence "
-    "stage has run; `oremap config check` accepts them"))
 @pytest.mark.parametrize("edit", [_crop_400, _cell_cols_30], ids=["crop_size", "cell_cols"])
 def test_impossible_sizes_fail_before_any_work(study: Study, tmp_path: Path,
                                                edit: Edit) -> None:
@@ -507,9 +486,6 @@ def test_impossible_sizes_fail_before_any_work(study: Study, tmp_path: Path,
     assert not (run / "evidence" / "stack.json").exists(), "evidence was computed first"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the fixes name API fields, not the config keys the user must edit: 'use crops.size <= "
-    "368' for [samples] crop_size, 'use cols = one of [20, 25, 32]' for [grid] cell_cols"))
 @pytest.mark.parametrize(("edit", "key"), [(_crop_400, "crop_size"),
                                            (_cell_cols_30, "cell_cols")],
                          ids=["crop_size", "cell_cols"])
@@ -684,9 +660,6 @@ def test_samples_without_evidence_names_the_evidence_stage(study: Study,
     assert not (run / "samples").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "runinfo.RunDir.require suggests `oremap samples CONFIG`, but stage commands take the run "
-    "folder: `oremap samples CONFIG` then fails with 'CONFIG holds no config.toml'"))
 def test_missing_stage_message_gives_a_runnable_command(study: Study, tmp_path: Path) -> None:
     run = study.run_with_evidence(tmp_path)
     shutil.copy(study.run / "config.toml", run / "config.toml")

@@ -45,8 +45,7 @@ def _stage(name: str, run_dir: Path, config: Path | None, **kwargs: object) -> P
     from oremap import pipeline
 
     try:
-        cfg = pipeline.load_run_config(run_dir, config)
-        return pipeline.STAGE_FUNCTIONS[name](cfg, run_dir, **kwargs)
+        return pipeline.run_stage(name, run_dir, config, **kwargs)
     except OremapError as exc:
         _fail(exc)
         raise  # unreachable

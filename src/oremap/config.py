@@ -39,6 +39,47 @@ class GridConfig(_Model):
         None, description="[width, height] of a cell in map units (instead of cols/rows)")
     block: int = Field(2048, ge=16, description="window size in pixels for out-of-core work")
 
+    def pixels(self) -> tuple[int, int]:
+        """Grid size in pixels (rows, cols)."""
+        dx, dy = self.pixel_xy()
+        return (round((self.bounds[3] - self.bounds[1]) / dy),
+                round((self.bounds[2] - self.bounds[0]) / dx))
+
+    def pixel_xy(self) -> tuple[float, float]:
+        p = self.pixel_size
+        return (float(p), float(p)) if isinstance(p, (int, float)) else (p[0], p[1])
+
+    @model_validator(mode="after")
+    def _sizes(self) -> GridConfig:
+        dx, dy = self.pixel_xy()
+        if dx <= 0 or dy <= 0:
+            raise ValueError(f"pixel_size must be > 0, got {self.pixel_size}")
+        xmin, ymin, xmax, ymax = self.bounds
+        if xmax <= xmin or ymax <= ymin:
+            raise ValueError("bounds must be [xmin, ymin, xmax, ymax] with xmax > xmin, "
+                             "ymax > ymin")
+        for span, step, axis in ((xmax - xmin, dx, "x"), (ymax - ymin, dy, "y")):
+            n = span / step
+            if abs(n - round(n)) > 1e-6 * max(1.0, n):
+                raise ValueError(f"the extent along {axis} ({span:g}) is not a whole number of "
+                                 f"pixels of {step:g}; adjust bounds or pixel_size")
+        rows, cols = self.pixels()
+        for n_cells, n_px, key in ((self.cell_cols, cols, "cell_cols"),
+                                   (self.cell_rows, rows, "cell_rows")):
+            if n_cells is not None and n_px % n_cells:
+                ok = [d for d in range(max(1, n_cells - 10), n_cells + 11) if n_px % d == 0]
+                raise ValueError(
+                    f"{key} = {n_cells} does not put cell edges on pixel edges ({n_px} pixels / "
+                    f"{n_cells} = {n_px / n_cells:.2f}); use one of {ok} or another pixel_size")
+        if self.cell_size is not None:
+            for size, step, key in ((self.cell_size[0], dx, "width"),
+                                    (self.cell_size[1], dy, "height")):
+                n = size / step
+                if abs(n - round(n)) > 1e-6 * max(1.0, n) or round(n) < 1:
+                    raise ValueError(f"cell_size {key} {size:g} is not a whole number of pixels "
+                                     f"of {step:g}")
+        return self
+
     @model_validator(mode="after")
     def _cells(self) -> GridConfig:
         by_count = self.cell_cols is not None or self.cell_rows is not None
@@ -260,6 +301,16 @@ class Config(_Model):
     maps: MapsConfig = MapsConfig()
     truth: Path | None = Field(
         None, description="optional hidden-truth raster (demo) to score unknown-cell ranking")
+
+    @model_validator(mode="after")
+    def _crop_fits(self) -> Config:
+        rows, cols = self.grid.pixels()
+        if self.samples.crop_size > min(rows, cols):
+            raise ValueError(
+                f"[samples] crop_size = {self.samples.crop_size} pixels is larger than the grid "
+                f"({rows} x {cols} pixels); use crop_size <= {min(rows, cols)} or a finer "
+                "[grid] pixel_size")
+        return self
 
     @model_validator(mode="after")
     def _layers(self) -> Config:

@@ -220,7 +220,17 @@ def _checked_crs(gdf: gpd.GeoDataFrame, crs: str | None, target_crs: CRS | None,
     if target_crs is not None and not CRS(gdf.crs).equals(target_crs):
         log.info("%s: reprojecting from %s to the grid CRS %s", where, gdf.crs.to_string(),
                  target_crs.to_string())
+        source_crs = gdf.crs
         gdf = gdf.to_crs(target_crs)
+        bounds = gdf.total_bounds if len(gdf) else np.zeros(4)
+        if not np.isfinite(bounds).all():
+            raise CRSMismatchError(
+                f"{where}: reprojecting from its CRS {source_crs.to_string()} to the grid CRS "
+                f"{target_crs.to_string()} gives non-finite coordinates, so the CRS the data "
+                "declare does not match their coordinates (e.g. metres labelled as degrees). "
+                "Fix the file's CRS, or set `crs` for this input in the config to the CRS its "
+                "coordinates are really in."
+            )
     return gdf
 
 
@@ -250,8 +260,8 @@ def read_points_csv(path: PathLike, *, x: str, y: str, crs: str | None,
                     what: str = "points") -> gpd.GeoDataFrame:
     """Read a CSV of point records with coordinate columns ``x``, ``y`` into a GeoDataFrame.
 
-    ``columns`` must exist; their non-numeric entries become NaN (the caller decides what to
-    drop). A CSV carries no CRS, so ``crs`` is required.
+    ``columns`` must exist; they are returned as read (the caller counts and drops non-numeric
+    entries). A CSV carries no CRS, so ``crs`` is required.
     """
     path = Path(path)
     if not path.exists():
@@ -270,14 +280,14 @@ def read_points_csv(path: PathLike, *, x: str, y: str, crs: str | None,
             f"{what}: {path} lacks column(s) {missing}; it has {list(df.columns)}. "
             "Rename the columns or fix the names in the config."
         )
-    for c in (x, y, *columns):
+    for c in (x, y):
         df[c] = pd.to_numeric(df[c], errors="coerce")
-    bad_xy = df[x].isna() | df[y].isna()
+    bad_xy = ~(np.isfinite(df[x].to_numpy(dtype=float)) & np.isfinite(df[y].to_numpy(dtype=float)))
     if bad_xy.all():
         raise InputDataError(f"{what}: {path} has no row with numeric {x!r} and {y!r}")
     if bad_xy.any():
-        warnings.warn(f"{what}: {path}: dropped {int(bad_xy.sum())} rows without numeric "
-                      f"coordinates", DroppedDataWarning, stacklevel=2)
+        warnings.warn(f"{what}: {path}: dropped {int(bad_xy.sum())} rows without finite "
+                      f"numeric coordinates in {x!r}, {y!r}", DroppedDataWarning, stacklevel=2)
         df = df.loc[~bad_xy]
     gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df[x], df[y]),
                            crs=parse_crs(crs, what=f"{what} crs"))

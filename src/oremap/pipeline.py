@@ -84,7 +84,7 @@ def run_evidence(config: Config, run_dir: Path, *, progress: bool = True,
         extent = _extent(g.extent, grid, "[geochem.extent]")
         for element in g.elements:
             specs.append(GeochemLayerSpec(
-                name=element, xy=xy, values=pts[element].to_numpy(dtype=float),
+                name=element, xy=xy, values=pts[element].to_numpy(),
                 source=f"{g.path} column {element!r} ([geochem] elements)", power=g.power,
                 neighbours=g.n_neighbours(), radius=g.radius, log10=g.log_for(element),
                 clip_percentile=g.clip_percentile, coverage_buffer=g.coverage_buffer,
@@ -904,16 +904,29 @@ def run(config: Config, run_dir: Path, *, stages: Sequence[str] = STAGES,
 STAGE_FUNCTIONS["stability"] = run_stability
 
 
+def run_stage(name: str, run_dir: Path, config_path: Path | None = None,
+              **kwargs: Any) -> Path:
+    """Run one stage on a run folder, with its own config or with ``config_path``.
+
+    A config given by path replaces the run folder's ``config.toml`` only once the stage has
+    succeeded, so the stored config always describes the outputs beside it.
+    """
+    from oremap.config import to_toml
+
+    config = load_run_config(run_dir, config_path)
+    out = STAGE_FUNCTIONS[name](config, Path(run_dir), **kwargs)
+    if config_path is not None:
+        io.write_text(Path(run_dir) / "config.toml", to_toml(config))
+    return out
+
+
 def load_run_config(run_dir: Path, config_path: Path | None = None) -> Config:
-    """The configuration of a run folder, or ``config_path`` (then stored in the run folder)."""
-    from oremap.config import load_config, to_toml
+    """The configuration of a run folder, or the one in ``config_path``."""
+    from oremap.config import load_config
 
     run_dir = Path(run_dir)
     if config_path is not None:
-        config = load_config(config_path)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        io.write_text(run_dir / "config.toml", to_toml(config))
-        return config
+        return load_config(config_path)
     path = run_dir / "config.toml"
     if not path.exists():
         raise StageNotReadyError(

@@ -57,7 +57,8 @@ class RunDir:
         if not (path / marker).exists():
             raise StageNotReadyError(
                 f"stage {needed_by!r} needs the outputs of stage {name!r} ({path / marker} is "
-                f"missing); run `oremap {name} CONFIG` first (or `oremap run CONFIG`)."
+                f"missing); run `oremap {name} {self.root}` first (or `oremap run CONFIG "
+                f"--out {self.root}` for every stage)."
             )
         return path
 

@@ -137,7 +137,8 @@ def _count_pixels(n_px: int, n_cells: object, px: float, name: str, axis: str) -
     raise InputDataError(
         f"cells: {n_cells} {name} do not fall on pixel edges: the grid is {n_px} pixels of "
         f"{px:g} along {axis}, so a cell would be {n_px / n_cells:g} pixels ({cell_len:g} map "
-        f"units); expected a whole number of pixels per cell. Fix: use {name} = one of "
+        f"units); expected a whole number of pixels per cell. Fix: use {name} "
+        f"(config: [grid] cell_{name}) = one of "
         f"{_near_divisors(n_px, n_cells)}, or a pixel size that divides {cell_len:g} "
         f"(e.g. {suggest_px:g})."
     )
@@ -276,7 +277,8 @@ def label_cells(
     if not (labels == Label.POSITIVE).any():
         raise InputDataError(
             f"no cell intersects any orebody in {orebody_source}: its {len(ore)} features lie "
-            f"outside the {len(cells)} cells (bounds {[round(v, 3) for v in cells.total_bounds]})"
+            f"outside the {len(cells)} cells (bounds "
+            f"{[round(float(v), 3) for v in cells.total_bounds]})"
             ". Check the CRS and extent of the orebodies or the grid bounds."
         )
     match strategy:

@@ -114,7 +114,8 @@ def check_crop_spec(spec: CropSpec, grid_shape: tuple[int, int]) -> None:
     if spec.size > min(grid_shape):
         raise InputDataError(
             f"crop windows of {spec.size} x {spec.size} pixels are larger than the whole grid "
-            f"({grid_shape[0]} x {grid_shape[1]} pixels); use crops.size <= {min(grid_shape)} "
+            f"({grid_shape[0]} x {grid_shape[1]} pixels); use crops.size ([samples] crop_size) "
+            f"<= {min(grid_shape)} "
             "or a finer pixel size."
         )
 
