@@ -696,16 +696,17 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
             ss = load_sample_set(samples)
             cont = continuous_maps(config, stack, sgrid, ss, run.root / "train", members,
                                    progress=progress)
+            ens_members = ensemble_members(config)
             weights = ensemble_weights(config, pd.read_csv(run.root / "evaluate" / "table1.csv",
-                                                           index_col=0), members)
+                                                           index_col=0), ens_members)
             for name, (arr, g2) in cont.items():
                 maps.write_probability_map(out / f"prob_{name}_continuous.tif", arr, g2)
-            stacked = np.stack([cont[m][0] for m in members])
+            stacked = np.stack([cont[m][0] for m in ens_members])
             ens_cont = np.tensordot(weights, stacked, axes=1)
             cgrid2 = cont[members[0]][1]
             maps.write_probability_map(out / "prob_ensemble_continuous.tif", ens_cont, cgrid2)
             target_map, target_grid = ens_cont, cgrid2
-            target_unc = np.std(stacked, axis=0, ddof=1) if len(members) > 1 else None
+            target_unc = np.std(stacked, axis=0, ddof=1) if len(ens_members) > 1 else None
         tg = targets.target_areas(target_map, target_grid,
                                   threshold=config.maps.target_threshold,
                                   top_fraction=config.maps.target_top_fraction,
