@@ -103,3 +103,18 @@ def test_stability_across_seeds(demo_run: Path) -> None:
     assert report.exit_code == 0, report.output
     html = (demo_run / "report" / "report.html").read_text()
     assert "mean_flip_rate" in html
+
+
+def test_every_geotiff_carries_the_grid_crs_and_a_north_up_transform(demo_run: Path) -> None:
+    tifs = sorted(demo_run.rglob("*.tif"))
+    assert len(tifs) >= 14 + 10 + 5 + 2
+    for path in tifs:
+        with rasterio.open(path) as src:
+            assert src.crs.to_epsg() == 32649, path
+            t = src.transform
+            assert t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0, path
+            left, bottom, right, top = src.bounds
+            # every layer lies within the study area (continuous maps are inset by half a crop)
+            assert DEMO_BOUNDS[0] <= left < right <= DEMO_BOUNDS[2] + 1e-6, path
+            assert DEMO_BOUNDS[1] - 1e-6 <= bottom < top <= DEMO_BOUNDS[3] + 1e-6, path
+            assert src.nodata is not None, path
