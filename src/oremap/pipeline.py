@@ -339,6 +339,11 @@ def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
             rnd = crop_probabilities(config, run.root / "samples_random", run.root / "train_random")
             t_rnd, _ = _evaluation_tables(config, rnd, members)
             io.write_csv(out / "table1_random.csv", t_rnd, index=True)
+            cms_rnd = {}
+            for m in members:
+                y, p = _pooled(rnd, m)
+                cms_rnd[m] = ev.confusion(y, (p >= config.predict.threshold).astype(int))
+            ev.plot_confusion_matrices(cms_rnd, out / "confusion_matrices_random.png")
     return out
 
 
