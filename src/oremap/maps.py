@@ -31,6 +31,7 @@ from rich.progress import (  # noqa: E402
 
 from oremap import io  # noqa: E402
 from oremap.errors import DroppedDataWarning, InputDataError  # noqa: E402
+from oremap.evidence.stack import LazyStack  # noqa: E402
 from oremap.grid import Grid  # noqa: E402
 from oremap.targets import label_targets_on_axes, to_grid_crs  # noqa: E402
 
@@ -177,8 +178,9 @@ def write_probability_map(path: str | os.PathLike, array: np.ndarray, grid: Grid
 # ---------------------------------------------------------------------------------------------
 
 
-def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray, grid: Grid, *,
+def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray | LazyStack, grid: Grid, *,
                        size: int = 32, stride: int = 8, batch: int = 256,
+                       strip_rows: int | None = None,
                        progress: bool = True) -> tuple[np.ndarray, Grid]:
     """Map P(ore) by sliding a ``size`` px window at ``stride`` px over the evidence stack.
 
@@ -190,13 +192,19 @@ def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray, grid: Grid, *,
     are output pixel centres; a margin of ``(size - stride) / 2`` px (plus the remainder of
     ``(W - size) / stride``) along the edges has no value because no window is centred there.
 
+    The stack is read in horizontal strips (``strip_rows`` output rows plus a halo of
+    ``size - stride`` px), so memory is bounded by one strip even for a
+    :class:`~oremap.evidence.LazyStack` larger than memory. Batches are the same as for the
+    whole array (valid windows in raster order, ``batch`` at a time, across strips), so the
+    result does not depend on ``strip_rows``.
+
     Parameters
     ----------
     predict_fn : callable
         Takes raw crops, a (k, C, size, size) float32 array with k <= ``batch``, and returns
         (k,) probabilities of ore (NumPy array or anything ``np.asarray`` accepts, e.g. a CPU
         tensor).
-    stack : (C, H, W) float32 array
+    stack : (C, H, W) float32 array or LazyStack
         Co-registered evidence layers on ``grid``; NaN marks nodata.
     grid : Grid
         Grid of the stack.
@@ -204,6 +212,9 @@ def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray, grid: Grid, *,
         Window side and step, in pixels, >= 1.
     batch : int
         Windows per ``predict_fn`` call, >= 1; memory use is ``batch * C * size**2`` floats.
+    strip_rows : int or None
+        Output rows (rows of windows) per strip, >= 1; None picks about 64 MiB of stack per
+        strip.
     progress : bool
         Show a rich progress bar.
 
@@ -220,35 +231,75 @@ def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray, grid: Grid, *,
         If the stack is not (C, H, W) on ``grid``, a size is < 1, the window does not fit, or
         ``predict_fn`` returns the wrong number of values.
     """
-    stack = np.asarray(stack)
+    if not isinstance(stack, LazyStack):
+        stack = np.asarray(stack)
     _check_window_args(stack, grid, size, stride, batch)
+    if strip_rows is not None and (isinstance(strip_rows, bool) or strip_rows < 1):
+        raise InputDataError(f"strip_rows must be >= 1 rows of windows, got {strip_rows!r}.")
     n_rows = (grid.height - size) // stride + 1
     n_cols = (grid.width - size) // stride + 1
     out_grid = _window_grid(grid, size, stride, n_rows, n_cols)
-    ok = _complete_windows(np.isfinite(stack).all(axis=0), size, stride, n_rows, n_cols)
-    rr, cc = np.nonzero(ok)
+    if strip_rows is None:
+        row_bytes = max(1, 4 * stack.shape[0] * grid.width * stride)
+        strip_rows = max(1, _STRIP_BYTES // row_bytes)
     prob = np.full((n_rows, n_cols), np.nan)
-    views = sliding_window_view(stack, (size, size), axis=(1, 2))[:, ::stride, ::stride]
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (crops, rows, cols)
+    n_pending = n_valid = 0
     columns = [TextColumn("sliding-window map"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn()]
     with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("windows", total=len(rr))
-        for start in range(0, len(rr), batch):
-            r, c = rr[start:start + batch], cc[start:start + batch]
-            crops = np.ascontiguousarray(np.moveaxis(views[:, r, c], 0, 1), dtype=np.float32)
-            p = np.asarray(predict_fn(crops), dtype=np.float64).reshape(-1)
-            if p.shape != (len(r),):
-                raise InputDataError(
-                    f"predict_fn returned {p.size} values for {len(r)} crops; it must return "
-                    "one probability per crop, shape (k,)."
-                )
-            prob[r, c] = p
-            bar.advance(task, len(r))
-    dropped = n_rows * n_cols - len(rr)
+        task = bar.add_task("windows", total=n_rows * n_cols)
+        for i0 in range(0, n_rows, strip_rows):
+            i1 = min(n_rows, i0 + strip_rows)
+            strip = stack[:, i0 * stride:(i1 - 1) * stride + size, :]
+            ok = _complete_windows(np.isfinite(strip).all(axis=0), size, stride, i1 - i0,
+                                   n_cols)
+            rr, cc = np.nonzero(ok)
+            n_valid += len(rr)
+            bar.advance(task, (i1 - i0) * n_cols - len(rr))
+            views = sliding_window_view(strip, (size, size), axis=(1, 2))[:, ::stride, ::stride]
+            start = 0
+            while start < len(rr):
+                take = min(batch - n_pending, len(rr) - start)
+                r, c = rr[start:start + take], cc[start:start + take]
+                crops = np.ascontiguousarray(np.moveaxis(views[:, r, c], 0, 1),
+                                             dtype=np.float32)
+                pending.append((crops, r + i0, c))
+                n_pending += take
+                start += take
+                if n_pending == batch:
+                    _predict_batch(predict_fn, pending, prob)
+                    bar.advance(task, n_pending)
+                    pending, n_pending = [], 0
+            del strip, views
+        if pending:
+            _predict_batch(predict_fn, pending, prob)
+            bar.advance(task, n_pending)
+    dropped = n_rows * n_cols - n_valid
     if dropped:
         warnings.warn(f"sliding_window_map: {dropped} of {n_rows * n_cols} windows touch nodata "
                       "pixels and are NaN in the map", DroppedDataWarning, stacklevel=2)
     return prob, out_grid
+
+
+#: Stack bytes per strip of :func:`sliding_window_map` when ``strip_rows`` is None.
+_STRIP_BYTES = 64 * 1024**2
+
+
+def _predict_batch(predict_fn: PredictFn,
+                   pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                   prob: np.ndarray) -> None:
+    """Predict the pending crops as one batch and write them into ``prob``."""
+    crops = pending[0][0] if len(pending) == 1 else np.concatenate([p[0] for p in pending])
+    r = np.concatenate([p[1] for p in pending])
+    c = np.concatenate([p[2] for p in pending])
+    p = np.asarray(predict_fn(crops), dtype=np.float64).reshape(-1)
+    if p.shape != (len(r),):
+        raise InputDataError(
+            f"predict_fn returned {p.size} values for {len(r)} crops; it must return "
+            "one probability per crop, shape (k,)."
+        )
+    prob[r, c] = p
 
 
 def _check_window_args(stack: np.ndarray, grid: Grid, size: int, stride: int,

@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -24,6 +24,9 @@ from oremap.config import Config, VectorSource
 from oremap.errors import InputDataError, StageNotReadyError
 from oremap.grid import Grid
 from oremap.runinfo import STAGES, RunDir
+
+if TYPE_CHECKING:
+    from oremap.evidence import LazyStack
 
 log = logging.getLogger("oremap")
 
@@ -115,7 +118,7 @@ def _crop_spec(config: Config) -> Any:
                     negative=(s.negative.n, s.negative.a, s.negative.b))
 
 
-def label_study_cells(config: Config, grid: Grid, stack: np.ndarray,
+def label_study_cells(config: Config, grid: Grid, stack: np.ndarray | LazyStack,
                       layer_names: Sequence[str]) -> gpd.GeoDataFrame:
     """Cells of the study area with labels, reasons and coverage."""
     from oremap.samples import cell_coverage, label_cells, make_cells
@@ -142,13 +145,13 @@ def label_study_cells(config: Config, grid: Grid, stack: np.ndarray,
 
 def run_samples(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 2: cells, labels, crops and splits -> ``samples/`` (and ``samples_random/``)."""
-    from oremap.evidence import load_stack
+    from oremap.evidence import load_stack_auto
     from oremap.samples import build_samples, counts_table
 
     run = RunDir(run_dir)
     ev = run.require("evidence", "stack.json", needed_by="samples")
     with run.timed("samples") as extra:
-        stack, names, grid = load_stack(ev)
+        stack, names, grid = load_stack_auto(ev)
         cells = label_study_cells(config, grid, stack, names)
         s = config.samples
         out = run.stage("samples")
@@ -372,7 +375,7 @@ def load_crop_probabilities(evaluate_dir: Path, members: Sequence[str]) -> dict[
 
 
 def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
-                  stack: np.ndarray | None = None) -> pd.DataFrame:
+                  stack: np.ndarray | LazyStack | None = None) -> pd.DataFrame:
     """P(ore) of every usable cell from every member.
 
     ``p_<member>``: labelled cells take the mean over their training/test crops, unknown cells
@@ -422,8 +425,8 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
     return table
 
 
-def _tta_probabilities(fn: PredictFn, stack: np.ndarray, cells: gpd.GeoDataFrame, ss: Any,
-                       fold: int, spec: Any, *, chunk: int = 64) -> np.ndarray:
+def _tta_probabilities(fn: PredictFn, stack: np.ndarray | LazyStack, cells: gpd.GeoDataFrame,
+                       ss: Any, fold: int, spec: Any, *, chunk: int = 64) -> np.ndarray:
     """Mean P(ore) over the positive-class crop lattice of each cell (one per cell, in order)."""
     from oremap.samples.crops import cell_block, centre_offset, cut_crops, lattice_offsets
 
@@ -460,9 +463,10 @@ def run_predict(config: Config, run_dir: Path, *, progress: bool = True) -> Path
         out = run.stage("predict")
         stack = None
         if config.predict.tta:
-            from oremap.evidence import load_stack
+            from oremap.evidence import load_stack_auto
 
-            stack = load_stack(run.require("evidence", "stack.json", needed_by="predict"))[0]
+            stack = load_stack_auto(run.require("evidence", "stack.json",
+                                                needed_by="predict"))[0]
         table = predict_cells(config, samples, train, stack=stack)
         io.write_csv(out / "predictions.csv", table)
         extra["cells"] = int(len(table))
@@ -656,7 +660,7 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 6: probability maps, uncertainty, targets, success-rate curves -> ``maps/``."""
     from oremap import evaluate as ev
     from oremap import maps, targets
-    from oremap.evidence import load_stack
+    from oremap.evidence import load_stack_auto
     from oremap.samples import load_sample_set
 
     run = RunDir(run_dir)
@@ -697,7 +701,8 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
             config.ensemble.rules[0]
         target_map, target_grid, target_unc = rasters[rule], cgrid, std_r
         if config.maps.continuous and config.train.models:
-            stack, _, sgrid = load_stack(run.require("evidence", "stack.json", needed_by="maps"))
+            stack, _, sgrid = load_stack_auto(run.require("evidence", "stack.json",
+                                                          needed_by="maps"))
             ss = load_sample_set(samples)
             cont = continuous_maps(config, stack, sgrid, ss, run.root / "train", members,
                                    progress=progress)
@@ -748,8 +753,8 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     return out
 
 
-def continuous_maps(config: Config, stack: np.ndarray, grid: Grid, ss: Any, train_dir: Path,
-                    members: Sequence[str], *,
+def continuous_maps(config: Config, stack: np.ndarray | LazyStack, grid: Grid, ss: Any,
+                    train_dir: Path, members: Sequence[str], *,
                     progress: bool = True) -> dict[str, tuple[np.ndarray, Grid]]:
     """Sliding-window probability maps of every member (mean over fold models)."""
     from oremap import maps

@@ -10,23 +10,30 @@ from oremap.evidence.features import (
 )
 from oremap.evidence.idw import IdwInterpolator, idw, idw_map, prepare_samples
 from oremap.evidence.stack import (
+    DEFAULT_MAX_BYTES,
     EvidenceManifest,
     GeochemLayerSpec,
     GeologyLayerSpec,
     LayerRecord,
+    LazyStack,
     build_evidence,
     coverage_mask,
     geochem_specs,
+    is_stack,
     load_stack,
+    load_stack_auto,
+    open_stack,
 )
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "EvidenceManifest",
     "FeatureSet",
     "GeochemLayerSpec",
     "GeologyLayerSpec",
     "IdwInterpolator",
     "LayerRecord",
+    "LazyStack",
     "buffer_density_map",
     "build_evidence",
     "coverage_mask",
@@ -35,7 +42,10 @@ __all__ = [
     "geochem_specs",
     "idw",
     "idw_map",
+    "is_stack",
     "load_stack",
+    "load_stack_auto",
+    "open_stack",
     "prepare_features",
     "prepare_samples",
     "rasterise_features",

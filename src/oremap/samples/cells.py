@@ -15,6 +15,7 @@ from pyproj import CRS
 
 from oremap.errors import CRSMismatchError, DroppedDataWarning, InputDataError, UnknownNameError
 from oremap.evaluate import Label
+from oremap.evidence.stack import LazyStack, is_stack
 from oremap.grid import Grid
 
 matplotlib.use("Agg")
@@ -466,8 +467,8 @@ def _point_cells(cells: gpd.GeoDataFrame, x: np.ndarray, y: np.ndarray) -> np.nd
 # ------------------------------------------------------------------------------------ coverage
 
 
-def cell_coverage(stack: np.ndarray, cells: gpd.GeoDataFrame, layer_names: Sequence[str], *,
-                  tolerance: float = 0.0) -> gpd.GeoDataFrame:
+def cell_coverage(stack: np.ndarray | LazyStack, cells: gpd.GeoDataFrame,
+                  layer_names: Sequence[str], *, tolerance: float = 0.0) -> gpd.GeoDataFrame:
     """Flag cells with nodata; by default (the paper's rule) any NaN pixel drops a cell.
 
     A cell is usable when, in every layer, the fraction of its pixels that are NaN (or
@@ -477,8 +478,9 @@ def cell_coverage(stack: np.ndarray, cells: gpd.GeoDataFrame, layer_names: Seque
 
     Parameters
     ----------
-    stack : (C, H, W) float array
-        Evidence layers on the grid of ``cells``, NaN for nodata.
+    stack : (C, H, W) float array or LazyStack
+        Evidence layers on the grid of ``cells``, NaN for nodata; a
+        :class:`~oremap.evidence.LazyStack` is read cell by cell in raster order.
     cells : GeoDataFrame
         From :func:`make_cells`.
     layer_names : sequence of C str
@@ -511,7 +513,7 @@ def cell_coverage(stack: np.ndarray, cells: gpd.GeoDataFrame, layer_names: Seque
     r0, c0 = cells["px_row0"].to_numpy(), cells["px_col0"].to_numpy()
     h, w = cells["px_rows"].to_numpy(), cells["px_cols"].to_numpy()
     nodata = np.empty((len(cells), len(names)), dtype=np.float64)
-    for i in range(len(cells)):
+    for i in np.lexsort((c0, r0)):  # raster order: each strip of a LazyStack is read once
         block = stack[:, r0[i]:r0[i] + h[i], c0[i]:c0[i] + w[i]]
         nodata[i] = (~np.isfinite(block)).reshape(len(names), -1).mean(axis=1)
     bad = (nodata > tolerance) | (nodata >= 1.0)
@@ -545,8 +547,8 @@ def check_cells_on_stack(cells: gpd.GeoDataFrame, shape: tuple[int, int]) -> Non
         )
 
 
-def _check_stack(stack: np.ndarray, layer_names: Sequence[str]) -> list[str]:
-    if not isinstance(stack, np.ndarray) or stack.ndim != 3:
+def _check_stack(stack: np.ndarray | LazyStack, layer_names: Sequence[str]) -> list[str]:
+    if not is_stack(stack) or stack.ndim != 3:
         raise InputDataError(
             f"the evidence stack must be a (C, H, W) array, got "
             f"{getattr(stack, 'shape', type(stack).__name__)}; stack the layers on axis 0."

@@ -10,6 +10,7 @@ import numpy as np
 
 from oremap.errors import InputDataError
 from oremap.evaluate import Label
+from oremap.evidence.stack import LazyStack
 
 __all__ = [
     "CropParams",
@@ -185,13 +186,13 @@ def cell_crop_offsets(px_rows: int, px_cols: int, label: int,
     return np.concatenate([lattice, centre]), flags
 
 
-def cell_block(stack: np.ndarray, row0: int, col0: int, px_rows: int,
+def cell_block(stack: np.ndarray | LazyStack, row0: int, col0: int, px_rows: int,
                px_cols: int) -> np.ndarray:
     """The cell's pixels as float32, NaNs filled per layer with the median of the cell.
 
     Parameters
     ----------
-    stack : (C, H, W) array
+    stack : (C, H, W) array or LazyStack
     row0, col0, px_rows, px_cols : int
         The cell's top-left pixel and size in pixels.
 
@@ -218,7 +219,8 @@ def cut_crops(block: np.ndarray, offsets: np.ndarray, size: int) -> np.ndarray:
                                 dtype=np.float32)
 
 
-def read_window(stack: np.ndarray, row: int, col: int, size: int) -> tuple[np.ndarray | None, str]:
+def read_window(stack: np.ndarray | LazyStack, row: int, col: int,
+                size: int) -> tuple[np.ndarray | None, str]:
     """A window anywhere on the grid, for cells smaller than the window.
 
     Returns
@@ -260,11 +262,12 @@ def fit_robust_scaling(blocks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.nda
     if len(blocks) == 0:
         raise InputDataError("cannot fit the normalisation: no training cell was given.")
     n_layers = blocks[0].shape[0]
-    flat = np.concatenate([np.asarray(b, dtype=np.float32).reshape(n_layers, -1)
-                           for b in blocks], axis=1)
     center, scale = np.empty(n_layers), np.empty(n_layers)
-    for layer in range(n_layers):
-        values = flat[layer][np.isfinite(flat[layer])].astype(np.float64)
+    for layer in range(n_layers):  # one layer at a time: memory of one layer's pixels
+        flat = np.concatenate([np.asarray(b[layer], dtype=np.float32).reshape(-1)
+                               for b in blocks])
+        values = flat[np.isfinite(flat)].astype(np.float64)
+        del flat
         if values.size == 0:
             raise InputDataError(
                 f"cannot fit the normalisation: layer {layer} has no valid pixel in the "

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from oremap.errors import DroppedDataWarning, InputDataError, StageNotReadyError
 from oremap.evaluate import Label
+from oremap.evidence.stack import LazyStack
 from oremap.grid import Grid
 from oremap.io import atomic_path, read_json, save_figure, write_json, write_vector
 from oremap.samples.cells import (
@@ -212,7 +213,7 @@ class CropDataset(torch.utils.data.Dataset):
 
 
 def build_samples(
-    stack: np.ndarray,
+    stack: np.ndarray | LazyStack,
     layer_names: Sequence[str],
     grid: Grid,
     cells: gpd.GeoDataFrame,
@@ -230,8 +231,10 @@ def build_samples(
 
     Parameters
     ----------
-    stack : (C, H, W) float array
-        Evidence layers on ``grid``, NaN for nodata (any log transform already applied).
+    stack : (C, H, W) float array or LazyStack
+        Evidence layers on ``grid``, NaN for nodata (any log transform already applied). A
+        :class:`~oremap.evidence.LazyStack` is read cell by cell in raster order, so the stack
+        never needs to fit in memory; the results equal those of the in-memory array.
     layer_names : sequence of C str
     grid : Grid
         The grid of ``stack`` and ``cells``.
@@ -317,7 +320,7 @@ def build_samples(
     return load_sample_set(out_dir)
 
 
-def _check_inputs(stack: np.ndarray, layer_names: Sequence[str], grid: Grid,
+def _check_inputs(stack: np.ndarray | LazyStack, layer_names: Sequence[str], grid: Grid,
                   cells: gpd.GeoDataFrame, spec: CropSpec) -> list[str]:
     names = _check_stack(stack, layer_names)
     if stack.shape[1:] != grid.shape:
@@ -357,7 +360,8 @@ def _check_classes(cells: gpd.GeoDataFrame) -> None:
             )
 
 
-def _plan_crops(stack: np.ndarray, cells: gpd.GeoDataFrame, spec: CropSpec) -> dict[str, Any]:
+def _plan_crops(stack: np.ndarray | LazyStack, cells: gpd.GeoDataFrame,
+                spec: CropSpec) -> dict[str, Any]:
     """Crop origins of every usable cell; drops small cells whose window is unusable.
 
     Updates ``cells`` in place (``usable``, ``drop_reason``, ``n_crops``); raises if a class
@@ -399,12 +403,14 @@ def _plan_crops(stack: np.ndarray, cells: gpd.GeoDataFrame, spec: CropSpec) -> d
             "small": small, "n_small_used": int((small & usable).sum())}
 
 
-def _write_crops(path: Path, stack: np.ndarray, cells: gpd.GeoDataFrame, plan: dict[str, Any],
-                 size: int, progress: bool) -> None:
+def _write_crops(path: Path, stack: np.ndarray | LazyStack, cells: gpd.GeoDataFrame,
+                 plan: dict[str, Any], size: int, progress: bool) -> None:
     cell_pos, origin = plan["cell_pos"], plan["origin"]
     shape = (len(cell_pos), stack.shape[0], size, size)
     starts = np.searchsorted(cell_pos, np.unique(cell_pos))
     stops = np.append(starts[1:], len(cell_pos))
+    order = _raster_order(cells, cell_pos[starts])
+    starts, stops = starts[order], stops[order]
     with atomic_path(path) as tmp:
         X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         for start, stop in tqdm(zip(starts, stops, strict=True), total=len(starts),
@@ -422,7 +428,7 @@ def _write_crops(path: Path, stack: np.ndarray, cells: gpd.GeoDataFrame, plan: d
         del X
 
 
-def _fit_folds(stack: np.ndarray, cells: gpd.GeoDataFrame, plan: dict[str, Any],
+def _fit_folds(stack: np.ndarray | LazyStack, cells: gpd.GeoDataFrame, plan: dict[str, Any],
                crop_fold: np.ndarray, n_folds: int) -> tuple[np.ndarray, np.ndarray]:
     """Robust scaling per fold, on the raw pixels of the cells with training crops."""
     center = np.empty((n_folds, stack.shape[0]))
@@ -430,10 +436,23 @@ def _fit_folds(stack: np.ndarray, cells: gpd.GeoDataFrame, plan: dict[str, Any],
     labelled = plan["y"] != Label.UNKNOWN
     for fold in range(n_folds):
         train_cells = np.unique(plan["cell_pos"][labelled & (crop_fold != fold)])
-        blocks = [stack[:, r:r + h, c:c + w] for r, c, h, w in cells.loc[
-            train_cells, ["px_row0", "px_col0", "px_rows", "px_cols"]].to_numpy()]
+        boxes = cells.loc[train_cells, ["px_row0", "px_col0", "px_rows", "px_cols"]].to_numpy()
+        blocks: list[np.ndarray] = [np.empty(0)] * len(boxes)
+        for k in _raster_order(cells, train_cells):  # read in raster order, keep cell order
+            r, c, h, w = boxes[k]
+            blocks[k] = stack[:, r:r + h, c:c + w]
         center[fold], scale[fold] = fit_robust_scaling(blocks)
     return center, scale
+
+
+def _raster_order(cells: gpd.GeoDataFrame, positions: np.ndarray) -> np.ndarray:
+    """Indices into ``positions`` (rows of ``cells``) sorting them top to bottom, left to right.
+
+    Reading cells in this order reads each strip of a :class:`LazyStack` once.
+    """
+    rows = cells["px_row0"].to_numpy()[positions]
+    cols = cells["px_col0"].to_numpy()[positions]
+    return np.lexsort((cols, rows))
 
 
 def _normalisation_doc(names: list[str], center: np.ndarray, scale: np.ndarray) -> dict:
