@@ -27,7 +27,7 @@ import shapely
 from typer.testing import CliRunner, Result
 
 from oremap.cli import app
-from oremap.config import load_config
+from oremap.config import dump_toml, load_config
 from oremap.demo import write_demo
 from oremap.errors import ConfigError, DroppedDataWarning, InputDataError
 from oremap.pipeline import example_config_text, run_evidence
@@ -47,47 +47,6 @@ Edit = Callable[[dict[str, Any]], None]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _dump_toml(data: dict[str, Any]) -> str:
-    """Top-level scalars, then tables (nested dicts inline), then arrays of tables."""
-    scalars, tables, arrays = [], [], []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            tables.append((k, v))
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            arrays.append((k, v))
-        else:
-            scalars.append(f"{k} = {_toml_value(v)}")
-    out = "\n".join(scalars) + "\n"
-    for name, table in tables:
-        out += f"\n[{name}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in table.items()
-                                         if not (isinstance(v, list) and v and
-                                                 all(isinstance(x, dict) for x in v)))
-        for k, items in table.items():
-            if isinstance(items, list) and items and all(isinstance(x, dict) for x in items):
-                for item in items:
-                    out += f"\n[[{name}.{k}]]\n" + "".join(
-                        f"{kk} = {_toml_value(vv)}\n" for kk, vv in item.items())
-    for name, items in arrays:
-        for item in items:
-            out += f"\n[[{name}]]\n" + "".join(f"{k} = {_toml_value(v)}\n"
-                                                for k, v in item.items())
-    return out
 
 
 def _base_config(data: Path) -> dict[str, Any]:
@@ -115,7 +74,7 @@ class Study:
         d = _base_config(self.data)
         if edit is not None:
             edit(d)
-        path.write_text(_dump_toml(d))
+        path.write_text(dump_toml(d))
         return path
 
     def run_with_evidence(self, root: Path) -> Path:

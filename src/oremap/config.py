@@ -438,6 +438,11 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
     return config_from_dict(data, source=str(path), base_dir=path.parent.resolve())
 
 
+def dump_toml(data: dict[str, Any]) -> str:
+    """Write a plain dict (tables, arrays of tables, scalars, lists) as TOML text."""
+    return _dump_toml(data)
+
+
 def to_toml(config: Config) -> str:
     """Serialise a configuration to TOML (the resolved config written into a run folder)."""
     data = config.model_dump(mode="json", exclude_none=True)
