@@ -31,6 +31,7 @@ from oremap.config import dump_toml, load_config
 from oremap.demo import write_demo
 from oremap.errors import ConfigError, DroppedDataWarning, InputDataError
 from oremap.pipeline import example_config_text, run_evidence
+from oremap.runinfo import MARKER
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -81,6 +82,7 @@ class Study:
         """A fresh run folder holding a copy of the base evidence only."""
         run = root / "run"
         run.mkdir(parents=True)
+        shutil.copy2(self.run / MARKER, run / MARKER)  # a copy of an oremap run folder
         shutil.copytree(self.run / "evidence", run / "evidence")
         return run
 

@@ -162,7 +162,7 @@ def test_prepare_samples_drops_clips_logs_and_merges():
     xy = np.array([[0, 0], [1, 0], [2, 0], [3, 0], [1, 0], [5, 0]], dtype=float)
     values = np.array(["10", "abc", "100", None, "1000", "<0.5"], dtype=object)
     with pytest.warns(DroppedDataWarning, match=r"dropped 3 of 6 .*2 non-numeric"):
-        s = prepare_samples(xy, values, source="a.csv column 'Au'")
+        s = prepare_samples(xy, values, source="a.csv column 'Au'", censored="drop")
     assert (s.n_input, s.n_dropped, s.n_duplicates) == (6, 3, 0)
     np.testing.assert_array_equal(s.values, [10.0, 100.0, 1000.0])
     vals = np.array([1.0, 10.0, 100.0, 1000.0, 10.0])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 import typer
@@ -25,9 +27,14 @@ ConfigOpt = typer.Option(None, "--config", "-c",
                          help="use this TOML instead of the run folder's config.toml")
 
 
+_STATE = {"verbose": False}
+
+
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+def setup(verbose: bool = typer.Option(False, "--verbose", "-v",
+                                       help="debug logging, and tracebacks of errors")) -> None:
     """Set up logging once for every command."""
+    _STATE["verbose"] = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
     logging.captureWarnings(True)
@@ -37,8 +44,54 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logg
 
 
 def _fail(exc: OremapError) -> None:
-    console.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
+    _print_error(str(exc))
     raise typer.Exit(code=2)
+
+
+def _print_error(message: str) -> None:
+    if _STATE["verbose"]:
+        console.print(traceback.format_exc(), markup=False, highlight=False)
+    console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A plain message for a failed file operation: what, which file, and what to do."""
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return (f"the disk is full (writing{where}); free space or choose an --out on another "
+                "disk, then run the same command again: finished work is kept and resumed.")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"permission denied:{where} ({exc.strerror}); check that you may read the "
+                "inputs and write the run folder, or choose another --out.")
+    if exc.errno == errno.ENOENT:
+        return f"no such file or folder:{where}; check the path."
+    if exc.errno == errno.EISDIR:
+        return f"{where.strip()} is a folder where a file was expected; check the path."
+    return f"{exc.strerror or type(exc).__name__}:{where} ({exc})"
+
+
+def main() -> None:
+    """The ``oremap`` console script: the typer app, with clean messages for every failure.
+
+    Bad input (any OremapError) and failed file operations (missing, unreadable, permission,
+    disk full) end with one line naming the problem and exit code 2; an unexpected error with
+    one line and exit code 1. ``-v`` adds the traceback.
+    """
+    try:
+        app()
+    except OremapError as exc:
+        _print_error(str(exc))
+        sys.exit(2)
+    except OSError as exc:
+        _print_error(describe_os_error(exc))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("interrupted; run the same command again to resume", style="yellow")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of the CLI
+        _print_error(f"internal error ({type(exc).__name__}: {exc}); please report it with "
+                     "the output of the same command run with -v.")
+        sys.exit(1)
 
 
 def _stage(name: str, run_dir: Path, config: Path | None, **kwargs: object) -> Path:
@@ -70,7 +123,9 @@ def demo(out: Path = typer.Option(Path("oremap-demo"), "--out", "-o", help="outp
 def run_cmd(config: Path = typer.Argument(..., help="TOML configuration"),
             out: Path = typer.Option(None, "--out", "-o",
                                      help="run folder (default runs/<config name>)"),
-            overwrite: bool = typer.Option(False, help="delete the run folder first"),
+            overwrite: bool = typer.Option(
+                False, help="first delete what oremap wrote in the run folder (only a folder "
+                "oremap made; never your own files)"),
             no_resume: bool = typer.Option(False, "--no-resume",
                                            help="retrain even if checkpoints exist")) -> None:
     """Run every stage on the data described by CONFIG."""
@@ -80,7 +135,8 @@ def run_cmd(config: Path = typer.Argument(..., help="TOML configuration"),
     try:
         cfg = load_config(config)
         run_dir = out or Path("runs") / config.stem
-        last = pipeline.run(cfg, run_dir, resume=not no_resume, overwrite=overwrite)
+        last = pipeline.run(cfg, run_dir, resume=not no_resume, overwrite=overwrite,
+                            config_path=config)
     except OremapError as exc:
         _fail(exc)
     typer.echo(f"report: {last}")
@@ -97,8 +153,10 @@ def samples(run_dir: Path = RunDirArg, config: Path = ConfigOpt) -> None:
     """Stage 2: cells, labels, crops and splits; prints counts per class and split."""
     import pandas as pd
 
-    out = _stage("samples", run_dir, config)
-    counts = pd.read_csv(out / "counts.csv", index_col=0)
+    from oremap.contract import file
+
+    _stage("samples", run_dir, config)
+    counts = pd.read_csv(run_dir / file("samples", "counts"), index_col=0)
     table = Table(title="crops (cells) per class and split")
     table.add_column("class")
     for col in counts.columns:
@@ -164,18 +222,37 @@ def config_example() -> None:
 
 
 @config_app.command("check")
-def config_check(path: Path = typer.Argument(..., help="TOML file to validate")) -> None:
-    """Validate a configuration file; exit code 2 with every problem listed if it is bad."""
+def config_check(path: Path = typer.Argument(..., help="TOML file to validate"),
+                 skip_inputs: bool = typer.Option(
+                     False, "--skip-inputs",
+                     help="validate the file only; do not open the input files")) -> None:
+    """Validate a configuration and open its inputs cheaply; exit code 2 listing every problem.
+
+    Checks the file (types, ranges, cross-field rules), then every input file, layer, column
+    and CRS and the training device, without computing anything; on success prints the grid
+    size and the estimated disk and memory of the evidence. With --skip-inputs only the file
+    is checked (e.g. on a machine without the data).
+    """
+    from oremap.check import check_inputs, format_preflight, preflight
     from oremap.config import load_config
 
     try:
         cfg = load_config(path)
+        problems = [] if skip_inputs else check_inputs(cfg)
     except OremapError as exc:
         _fail(exc)
+        raise  # unreachable
+    if problems:
+        console.print(Text(f"error: {path}: {len(problems)} problem(s) with the inputs:",
+                           style="bold red"), soft_wrap=True)
+        for problem in problems:
+            console.print(Text(f"  - {problem}"), soft_wrap=True)
+        raise typer.Exit(code=2)
     typer.echo(f"{path}: valid ({len(cfg.members())} models/baselines, "
                f"{len(cfg.geology) + (len(cfg.geochem.elements) if cfg.geochem else 0)} "
                "evidence layers)")
+    typer.echo(format_preflight(preflight(cfg)))
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

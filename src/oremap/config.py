@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import difflib
+import math
 import sys
+import unicodedata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import tomli_w
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from oremap.errors import ConfigError
 
@@ -22,14 +33,45 @@ RULE_NAMES = ("simple_average", "weighted_average", "majority_voting", "pluralit
               "weighted_voting")
 
 
+#: Bytes of one float32 pixel, for the size estimates of ``[grid] max_pixels``.
+FLOAT32_BYTES = 4
+
+
+def _no_control(value: str) -> str:
+    """Reject strings holding control characters (newline, tab, NUL, ...)."""
+    bad = sorted({repr(c) for c in value if unicodedata.category(c) == "Cc"})
+    if bad:
+        raise ValueError(f"must not contain control characters (found {', '.join(bad)}); "
+                         "use printable characters only")
+    return value
+
+
+def _valid_crs(value: str) -> str:
+    """Reject a CRS string that pyproj cannot parse."""
+    from pyproj import CRS
+
+    try:
+        CRS.from_user_input(value)
+    except Exception:  # pyproj raises CRSError with a long message
+        raise ValueError(f"cannot understand CRS {value!r}; give an EPSG code such as "
+                         "'EPSG:32649', a PROJ string or WKT") from None
+    return value
+
+
+#: A name written into file names, reports and the stored config: no control characters.
+SafeStr = Annotated[str, AfterValidator(_no_control)]
+#: A CRS string that pyproj can parse.
+CRSStr = Annotated[str, AfterValidator(_valid_crs)]
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GridConfig(_Model):
     """``[grid]``: the common raster grid and the cells cut from it (map units of ``crs``)."""
 
-    crs: str = Field(description="CRS of the grid, e.g. 'EPSG:32649'")
+    crs: CRSStr = Field(description="CRS of the grid, e.g. 'EPSG:32649'")
     bounds: tuple[float, float, float, float] = Field(
         description="[xmin, ymin, xmax, ymax] in map units")
     pixel_size: float | tuple[float, float] = Field(description="pixel size in map units")
@@ -38,6 +80,10 @@ class GridConfig(_Model):
     cell_size: tuple[float, float] | None = Field(
         None, description="[width, height] of a cell in map units (instead of cols/rows)")
     block: int = Field(2048, ge=16, description="window size in pixels for out-of-core work")
+    max_pixels: int = Field(
+        500_000_000, ge=1,
+        description="largest grid accepted, in pixels per layer (rows x cols); guards against "
+        "a pixel_size typo that would start computing a huge grid")
 
     def pixels(self) -> tuple[int, int]:
         """Grid size in pixels (rows, cols)."""
@@ -58,12 +104,27 @@ class GridConfig(_Model):
         if xmax <= xmin or ymax <= ymin:
             raise ValueError("bounds must be [xmin, ymin, xmax, ymax] with xmax > xmin, "
                              "ymax > ymin")
-        for span, step, axis in ((xmax - xmin, dx, "x"), (ymax - ymin, dy, "y")):
+        counts = []
+        for span, step, axis in ((ymax - ymin, dy, "y"), (xmax - xmin, dx, "x")):
             n = span / step
+            if not math.isfinite(n):
+                raise ValueError(f"the extent along {axis} ({span:g}) divided by the pixel size "
+                                 f"({step:g}) is not a finite number of pixels; check bounds and "
+                                 "pixel_size")
+            counts.append(n)
+        rows, cols = (round(n) for n in counts)
+        if rows * cols > self.max_pixels:
+            gib = rows * cols * FLOAT32_BYTES / 1024**3
+            raise ValueError(
+                f"the grid is {rows:,} rows x {cols:,} cols = {rows * cols:,} pixels per layer "
+                f"(about {gib:,.1f} GiB per float32 layer), more than [grid] max_pixels = "
+                f"{self.max_pixels:,}; pixel_size = {self.pixel_size} may be a typo (it is in "
+                "map units of [grid] crs), or raise [grid] max_pixels if you mean it")
+        for n, step, span, axis in ((counts[1], dx, xmax - xmin, "x"),
+                                    (counts[0], dy, ymax - ymin, "y")):
             if abs(n - round(n)) > 1e-6 * max(1.0, n):
                 raise ValueError(f"the extent along {axis} ({span:g}) is not a whole number of "
                                  f"pixels of {step:g}; adjust bounds or pixel_size")
-        rows, cols = self.pixels()
         for n_cells, n_px, key in ((self.cell_cols, cols, "cell_cols"),
                                    (self.cell_rows, rows, "cell_rows")):
             if n_cells is not None and n_px % n_cells:
@@ -97,7 +158,7 @@ class VectorSource(_Model):
 
     path: Path
     layer: str | None = None
-    crs: str | None = Field(None, description="CRS to assume if the file has none")
+    crs: CRSStr | None = Field(None, description="CRS to assume if the file has none")
     where: dict[str, str | int | float | bool | list[str]] | None = Field(
         None, description="keep only features whose column equals (or is in) the value")
 
@@ -108,8 +169,8 @@ class GeochemConfig(_Model):
     path: Path
     x: str = "x"
     y: str = "y"
-    crs: str | None = Field(None, description="CRS of x/y; required for CSV")
-    elements: list[str] = Field(min_length=1)
+    crs: CRSStr | None = Field(None, description="CRS of x/y; required for CSV")
+    elements: list[SafeStr] = Field(min_length=1)
     power: float = Field(2.0, gt=0)
     neighbours: int | Literal["all"] = Field(
         12, description='nearest samples used by IDW, or "all" (gstat default)')
@@ -119,6 +180,9 @@ class GeochemConfig(_Model):
     clip_percentile: float | None = Field(None, gt=50, le=100)
     coverage_buffer: float = Field(0.0, ge=0, description="buffer of the samples' hull")
     extent: VectorSource | None = None
+    censored: Literal["half", "limit", "drop"] = Field(
+        "half", description='below-detection assays "<x": x / 2 ("half"), x ("limit"), or '
+        'drop the sample ("drop"); over-range ">x" is kept as x')
 
     @field_validator("neighbours")
     @classmethod
@@ -146,7 +210,7 @@ class GeochemConfig(_Model):
 class GeologyLayerConfig(VectorSource):
     """``[[geology]]``: one geological feature class turned into one evidence layer."""
 
-    name: str
+    name: SafeStr
     measure: Literal["distance", "density", "buffer_density"] = "buffer_density"
     radius: float | None = Field(None, gt=0, description="influence radius, map units")
     extent: VectorSource | None = None
@@ -231,6 +295,18 @@ class TrainConfig(_Model):
     def _baselines(cls, v: list[str]) -> list[str]:
         return _check_names(v, BASELINE_NAMES, "baseline")
 
+    @model_validator(mode="after")
+    def _schedule_and_members(self) -> TrainConfig:
+        if self.lr_min > self.lr:
+            raise ValueError(f"lr_min = {self.lr_min:g} is larger than lr = {self.lr:g}; the "
+                             "cosine schedule decays from lr down to lr_min, so set [train] "
+                             "lr_min <= [train] lr")
+        if not self.models and not self.baselines:
+            raise ValueError("nothing to train: [train] models and [train] baselines are both "
+                             f"empty; name at least one model ({', '.join(MODEL_NAMES)}) or "
+                             f"baseline ({', '.join(BASELINE_NAMES)})")
+        return self
+
 
 class PredictConfig(_Model):
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -288,7 +364,7 @@ class MapsConfig(_Model):
 class Config(_Model):
     """The whole configuration of one oremap run."""
 
-    name: str = "oremap run"
+    name: SafeStr = "oremap run"
     seed: int = 0
     grid: GridConfig
     geochem: GeochemConfig | None = None
@@ -341,9 +417,43 @@ def _check_names(values: list[str], allowed: tuple[str, ...], what: str) -> list
 # --------------------------------------------------------------------------- loading
 
 
+#: Parts of an error location that name a member of a union type, not a key.
+_UNION_TAGS = ("float", "int", "str", "bool")
+
+
+def _key_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` without the union-member tags pydantic inserts (``pixel_size.float``)."""
+    return tuple(p for p in loc
+                 if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p)))
+
+
+def _readable_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """The errors, with a non-finite number reported once per key.
+
+    ``nan`` given to ``float | tuple[float, float]`` fails every member of the union; only the
+    "finite number" error says what is wrong, so the others at that key are dropped.
+    """
+    errors = exc.errors()
+    finite = {_key_loc(e["loc"]) for e in errors if e["type"] == "finite_number"}
+    out, seen = [], set()
+    for err in errors:
+        key = _key_loc(err["loc"])
+        if err["type"] == "finite_number":
+            if key in seen:
+                continue
+            seen.add(key)
+            err = {**err, "loc": key,
+                   "msg": "must be a finite number (inf and nan are not allowed)"}
+        elif key != tuple(err["loc"]) and any(f[:len(key)] == key for f in finite):
+            continue  # another member of the union, failed by the same number
+        out.append(err)
+    return out
+
+
 def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
-    for err in exc.errors():
+    errors = _readable_errors(exc)
+    lines = [f"{source}: {len(errors)} problem(s) in the configuration:"]
+    for err in errors:
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
@@ -425,8 +535,24 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"configuration file {path} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"configuration file {path} is a folder; give the path of the TOML "
+                          "file inside it")
     try:
-        data = tomllib.loads(path.read_text())
+        raw = path.read_bytes()
+    except PermissionError:
+        raise ConfigError(f"configuration file {path} cannot be read (permission denied); "
+                          "fix its permissions (chmod u+r) or copy it somewhere readable") from None
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path} cannot be read ({exc.strerror or exc})"
+                          ) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text (byte {exc.start}: "
+                          f"{exc.reason}); give a TOML text file, saved as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     for key, value in (overrides or {}).items():
@@ -439,45 +565,20 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
 
 
 def dump_toml(data: dict[str, Any]) -> str:
-    """Write a plain dict (tables, arrays of tables, scalars, lists) as TOML text."""
-    return _dump_toml(data)
+    """Write a plain dict (tables, arrays of tables, scalars, lists) as TOML text.
+
+    Uses ``tomli_w``, so any string (quotes, backslashes, newlines, unicode) is escaped
+    correctly and the text always parses back to ``data``.
+
+    Raises
+    ------
+    TypeError
+        If a value has no TOML form (``None``, a path, an arbitrary object).
+    """
+    return tomli_w.dumps(data)
 
 
 def to_toml(config: Config) -> str:
     """Serialise a configuration to TOML (the resolved config written into a run folder)."""
     data = config.model_dump(mode="json", exclude_none=True)
-    return _dump_toml(data)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _dump_toml(data: dict[str, Any], prefix: str = "") -> str:
-    scalars, tables, arrays = [], [], []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            tables.append((k, v))
-        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            arrays.append((k, v))
-        else:
-            scalars.append(f"{k} = {_toml_value(v)}")
-    out = "\n".join(scalars) + ("\n" if scalars else "")
-    for k, v in tables:
-        name = f"{prefix}{k}"
-        out += f"\n[{name}]\n" + _dump_toml(v, f"{name}.")
-    for k, items in arrays:
-        name = f"{prefix}{k}"
-        for item in items:
-            out += f"\n[[{name}]]\n" + _dump_toml(item, f"{name}.")
-    return out
+    return tomli_w.dumps(data)

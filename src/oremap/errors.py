@@ -27,6 +27,10 @@ class StageNotReadyError(OremapError, RuntimeError):
     """A stage needs the outputs of an earlier stage that are not in the run directory."""
 
 
+class RunFolderError(OremapError, RuntimeError):
+    """The run folder cannot be used: not oremap's, locked by another process, not writable."""
+
+
 class DroppedDataWarning(UserWarning):
     """Data were dropped (NaN assays, cells with nodata, ...); the counts are in the message."""
 

@@ -128,15 +128,15 @@ def _scores(s: np.ndarray, name: str, n: int) -> np.ndarray:
 
 
 def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as PNG to ``path`` via a ``.tmp`` file and a rename; close it."""
+    """Write ``fig`` as PNG to ``path`` atomically (temporary file, then rename); close it."""
+    from oremap.io import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

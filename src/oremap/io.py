@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,23 +28,73 @@ log = logging.getLogger("oremap.io")
 PathLike = str | os.PathLike
 
 
+#: Marks the temporary files of :func:`atomic_path` (``.<stem>.<pid>-<token>.tmp<suffix>``).
+TMP_TAG = ".tmp"
+
+
+def temporary_sibling(path: PathLike) -> Path:
+    """A hidden temporary name beside ``path``, unique to this process and call.
+
+    Two processes writing the same output never share a temporary file, so neither can
+    rename the other's half-written file into place. The suffix is kept (drivers infer the
+    format from it).
+    """
+    path = Path(path)
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return path.with_name(f".{path.stem}.{token}{TMP_TAG}{path.suffix}")
+
+
+def is_temporary(path: PathLike) -> bool:
+    """Whether ``path`` is a temporary file left by :func:`atomic_path` (or an older oremap)."""
+    name = Path(path).name
+    return name.startswith(".") and TMP_TAG in name or name.endswith(TMP_TAG)
+
+
+def remove_temporary_files(folder: PathLike) -> int:
+    """Delete temporary files left under ``folder`` by an interrupted write; returns the count.
+
+    Call only while holding the run folder's lock: then no other process is writing there.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    count = 0
+    for f in folder.rglob("*"):
+        if f.is_file() and is_temporary(f):
+            f.unlink(missing_ok=True)
+            count += 1
+    if count:
+        log.info("removed %d temporary file(s) left in %s by an interrupted run", count, folder)
+    return count
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto ``path`` only if the block succeeds.
 
-    An interrupted or failed write never leaves a truncated file under the final name.
+    An interrupted or failed write never leaves a truncated file under the final name, and the
+    temporary name is unique per process (see :func:`temporary_sibling`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    if tmp.exists():
-        tmp.unlink()
+    tmp = temporary_sibling(path)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def file_digest(path: PathLike, *, chunk: int = 1 << 22) -> dict[str, Any]:
+    """``{"bytes": size, "sha256": hex}`` of a file, read in chunks (any size)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+            size += len(block)
+    return {"bytes": size, "sha256": h.hexdigest()}
 
 
 def write_json(path: PathLike, obj: Any) -> Path:
@@ -74,11 +126,55 @@ def write_text(path: PathLike, text: str) -> Path:
     return Path(path)
 
 
+#: Leading characters that make a spreadsheet treat a cell as a formula (OWASP, CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
 def write_csv(path: PathLike, df: pd.DataFrame, *, index: bool = False) -> Path:
-    """Write a table as CSV, atomically."""
+    """Write a table as CSV, atomically, safe to open in a spreadsheet.
+
+    Text cells, column labels and (with ``index``) index labels that start with one of
+    :data:`FORMULA_PREFIXES` (``= + - @``, tab, carriage return) get a leading ``'`` so that a
+    spreadsheet shows them as text instead of running them as formulas. Numbers, negative ones
+    included, are written unchanged; ``df`` itself is not modified.
+    """
+    safe = _spreadsheet_safe(df)
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=index)
+        safe.to_csv(tmp, index=index)
     return Path(path)
+
+
+def _escape_formula(value: Any) -> Any:
+    """``value`` with a leading ``'`` if it is a string a spreadsheet would read as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def _is_text(dtype: Any) -> bool:
+    return (pd.api.types.is_object_dtype(dtype)
+            or isinstance(dtype, (pd.StringDtype, pd.CategoricalDtype)))
+
+
+def _escape_labels(labels: pd.Index) -> pd.Index:
+    if isinstance(labels, pd.MultiIndex):
+        out = labels.set_levels([_escape_labels(level) for level in labels.levels])
+    elif _is_text(labels.dtype):
+        out = labels.map(_escape_formula)
+    else:
+        out = labels
+    return out.set_names([_escape_formula(n) for n in labels.names])
+
+
+def _spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` whose text cells and labels are escaped with :func:`_escape_formula`."""
+    out = df.copy()
+    for i, dtype in enumerate(out.dtypes):
+        if _is_text(dtype):
+            out.isetitem(i, out.iloc[:, i].astype(object).map(_escape_formula))
+    out.columns = _escape_labels(out.columns)
+    out.index = _escape_labels(out.index)
+    return out
 
 
 def save_figure(fig: Any, path: PathLike, *, dpi: int = 120) -> Path:
@@ -96,7 +192,11 @@ def save_figure(fig: Any, path: PathLike, *, dpi: int = 120) -> Path:
 
 
 def raster_profile(grid: Grid, *, count: int = 1, dtype: str = "float32") -> dict[str, Any]:
-    """GeoTIFF creation options for ``grid``: tiled, DEFLATE-compressed, nodata set."""
+    """GeoTIFF creation options for ``grid``: tiled, DEFLATE-compressed, nodata set.
+
+    ``bigtiff`` is ``"YES"`` when the uncompressed data (width x height x count x item size)
+    exceed 2 GiB, so files over 4 GiB can be written, else ``"IF_SAFER"``.
+    """
     profile: dict[str, Any] = dict(
         driver="GTiff", width=grid.width, height=grid.height, count=count, dtype=dtype,
         crs=grid.crs.to_wkt(), transform=grid.transform, nodata=grid.nodata,
@@ -105,6 +205,10 @@ def raster_profile(grid: Grid, *, count: int = 1, dtype: str = "float32") -> dic
     if grid.width >= 16 and grid.height >= 16:
         block = 256 if min(grid.width, grid.height) >= 256 else 16
         profile.update(tiled=True, blockxsize=block, blockysize=block)
+    # classic TIFF stops at 4 GiB and the compressed size is unknown in advance: above 2 GiB
+    # uncompressed ask for BigTIFF outright (margin for poor compression), else let GDAL decide
+    nbytes = grid.width * grid.height * count * np.dtype(dtype).itemsize
+    profile["bigtiff"] = "YES" if nbytes > 2 * 1024**3 else "IF_SAFER"
     return profile
 
 
@@ -194,8 +298,19 @@ def read_vector(path: PathLike, *, layer: str | None = None, crs: str | None = N
     where = f"{what} ({path}{':' + layer if layer else ''})"
     if not path.exists():
         raise InputDataError(f"{what}: file {path} does not exist; check the path in the config")
-    if layer is not None:
+    try:
         names = [row[0] for row in pyogrio.list_layers(path)]
+    except Exception as exc:
+        if path.is_dir():
+            raise InputDataError(
+                f"{what}: {path} is a folder that GDAL cannot open as a vector dataset; give "
+                "the path of the vector file (GeoPackage, Shapefile, GeoJSON) in the config."
+            ) from None
+        raise InputDataError(
+            f"{what}: {path} is not a vector file GDAL can read ({exc}); give the path of a "
+            "GeoPackage, Shapefile or GeoJSON file in the config."
+        ) from None
+    if layer is not None:
         if layer not in names:
             raise InputDataError(
                 f"{what}: {path} has no layer {layer!r}; it has {names}. Fix `layer` in the config."
@@ -236,14 +351,31 @@ def _checked_crs(gdf: gpd.GeoDataFrame, crs: str | None, target_crs: CRS | None,
 
 def clean_geometries(gdf: gpd.GeoDataFrame, *, where: str,
                      allow_empty: bool = False) -> gpd.GeoDataFrame:
-    """Drop missing/empty geometries and repair invalid ones, warning with counts."""
+    """Drop missing/empty geometries and zero-length lines, repair invalid ones, with counts.
+
+    Zero-length lines (all vertices at one point) are removed before the repair, which would
+    turn them into points (see :func:`oremap.evidence.features.drop_zero_length_lines`); a
+    multi-line keeps its parts of positive length. Each step is counted in a
+    :class:`DroppedDataWarning`.
+    """
     import shapely
+
+    from oremap.evidence.features import drop_zero_length_lines
 
     missing = gdf.geometry.isna() | gdf.geometry.is_empty
     if missing.any():
         warnings.warn(f"{where}: dropped {int(missing.sum())} empty or missing geometries",
                       DroppedDataWarning, stacklevel=3)
         gdf = gdf.loc[~missing].copy()
+    kept, keep, n_zero = drop_zero_length_lines(gdf.geometry.values)
+    if n_zero:
+        warnings.warn(f"{where}: dropped {n_zero} zero-length line(s) (all vertices at one "
+                      "point)", DroppedDataWarning, stacklevel=3)
+        gdf = gdf.loc[keep].copy()
+        gdf[gdf.geometry.name] = gpd.GeoSeries(kept, index=gdf.index, crs=gdf.crs)
+        if len(gdf) == 0 and not allow_empty:
+            raise InputDataError(f"{where} has no usable features: all are zero-length lines "
+                                 "(every vertex at one point); check the file and layer name")
     invalid = ~gdf.geometry.is_valid
     if invalid.any():
         warnings.warn(f"{where}: repaired {int(invalid.sum())} invalid geometries with make_valid",

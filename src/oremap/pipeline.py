@@ -7,8 +7,8 @@ them all in order.
 
 from __future__ import annotations
 
+import functools
 import logging
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 from shapely.geometry.base import BaseGeometry
 
-from oremap import io
+from oremap import contract, io
 from oremap.config import Config, VectorSource
-from oremap.errors import InputDataError, StageNotReadyError
+from oremap.contract import MAIN, STAGES
+from oremap.errors import ConfigError, InputDataError, StageNotReadyError
 from oremap.grid import Grid
-from oremap.runinfo import STAGES, RunDir
+from oremap.runinfo import RunDir, check_out_folder
 
 if TYPE_CHECKING:
     from oremap.evidence import LazyStack
@@ -31,6 +32,76 @@ if TYPE_CHECKING:
 log = logging.getLogger("oremap")
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+# --------------------------------------------------------------------------- the stage contract
+
+
+def _folder(run: RunDir, stage: str) -> Path:
+    """The (first) folder of ``stage`` in the run folder."""
+    return run.root / STAGES[stage].folder
+
+
+def stage(name: str) -> Callable[[Callable[..., Path]], Callable[..., Path]]:
+    """Make ``run_<name>`` keep the stage contract of :mod:`oremap.contract`.
+
+    The wrapped function runs only in a folder oremap owns, under the run folder's lock, after
+    checking that every stage it depends on is complete, intact and current for this
+    configuration (else a StageNotReadyError names what changed and the command that
+    recomputes it). It starts from an empty stage folder, except to resume (evidence layers
+    always, whose reuse checks spec hash and checksum; training with ``resume=True``, only on
+    the same inputs), and records its inputs and its outputs' checksums in ``stage.json``.
+    """
+    def decorate(fn: Callable[..., Path]) -> Callable[..., Path]:
+        @functools.wraps(fn)
+        def wrapper(config: Config, run_dir: Path, **kwargs: Any) -> Path:
+            rd = RunDir(run_dir)
+            rd.claim()
+            with rd.locked():
+                return _execute(name, fn, config, rd, kwargs)
+
+        wrapper.stage_name = name  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _execute(name: str, fn: Callable[..., Path], config: Config, rd: RunDir,
+             kwargs: dict[str, Any]) -> Path:
+    spec = STAGES[name]
+    if name == "stability" and kwargs.get("seeds"):
+        config = with_stability_seeds(config, int(kwargs["seeds"]))
+    inputs = contract.require_current(rd.root, name, config)
+    previous = contract.read_manifest(rd.root, name)
+    same = previous is not None and previous.get("fingerprint") == inputs.fingerprint
+    if name == "evidence":
+        keep = True
+    elif name == "train" and kwargs.get("resume"):
+        if previous is not None and not same:
+            what = "; ".join(contract.changes(previous.get("inputs", {}), inputs))
+            raise ConfigError(
+                f"cannot resume training in {rd.root}: it was started on other inputs ({what}). "
+                f"Run `oremap train {rd.root}` without --resume to train afresh.")
+        keep = True
+    else:
+        keep = spec.resumable and same
+    if not keep:
+        contract.clear(rd.root, name)
+    for folder in spec.folders:
+        io.remove_temporary_files(rd.root / folder)
+    contract.begin(rd.root, name, inputs)
+    out = fn(config, rd.root, **kwargs)
+    layers = None
+    if name == "evidence":
+        layers = io.read_json(rd.root / contract.file("evidence", "stack"))["names"]
+    contract.finish(rd.root, name, inputs, layers=layers)
+    return out
+
+
+def with_stability_seeds(config: Config, seeds: int) -> Config:
+    """``config`` with ``[ensemble] stability_seeds = seeds``."""
+    return config.model_copy(update={
+        "ensemble": config.ensemble.model_copy(update={"stability_seeds": seeds})})
 
 
 # --------------------------------------------------------------------------- inputs
@@ -70,6 +141,7 @@ def _extent(src: VectorSource | None, grid: Grid, what: str) -> BaseGeometry | N
 # --------------------------------------------------------------------------- evidence
 
 
+@stage("evidence")
 def run_evidence(config: Config, run_dir: Path, *, progress: bool = True,
                  resume: bool = True) -> Path:
     """Stage 1: IDW geochemistry and geological density layers -> ``evidence/``."""
@@ -91,7 +163,7 @@ def run_evidence(config: Config, run_dir: Path, *, progress: bool = True,
                 source=f"{g.path} column {element!r} ([geochem] elements)", power=g.power,
                 neighbours=g.n_neighbours(), radius=g.radius, log10=g.log_for(element),
                 clip_percentile=g.clip_percentile, coverage_buffer=g.coverage_buffer,
-                extent=extent))
+                extent=extent, censored=g.censored))
     for i, layer in enumerate(config.geology):
         what = f"[[geology]] #{i + 1} {layer.name!r}"
         gdf = read_source(layer, grid, what=what)
@@ -143,13 +215,14 @@ def label_study_cells(config: Config, grid: Grid, stack: np.ndarray | LazyStack,
                        barren_source="[[labels.barren]] sources")
 
 
+@stage("samples")
 def run_samples(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 2: cells, labels, crops and splits -> ``samples/`` (and ``samples_random/``)."""
     from oremap.evidence import load_stack_auto
     from oremap.samples import build_samples, counts_table
 
     run = RunDir(run_dir)
-    ev = run.require("evidence", "stack.json", needed_by="samples")
+    ev = _folder(run, "evidence")
     with run.timed("samples") as extra:
         stack, names, grid = load_stack_auto(ev)
         cells = label_study_cells(config, grid, stack, names)
@@ -164,7 +237,7 @@ def run_samples(config: Config, run_dir: Path, *, progress: bool = True) -> Path
                           seed=config.seed, out_dir=run.stage("samples_random"),
                           progress=progress)
         table = counts_table(ss)
-        io.write_csv(out / "counts.csv", table, index=True)
+        io.write_csv(run.root / contract.file("samples", "counts"), table, index=True)
         extra["crops"] = int(len(ss.y))
     return out
 
@@ -218,25 +291,27 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
                              seconds=round(time.perf_counter() - t0, 2), samples_per_s=np.nan,
                              device="cpu"))
     if histories:
-        plot_loss_curves(histories, train_dir / "loss_curves.png")
+        plot_loss_curves(histories, train_dir / Path(contract.file("train", "loss_curves")).name)
     summary = pd.DataFrame(rows)
-    io.write_csv(train_dir / "summary.csv", summary)
+    io.write_csv(train_dir / Path(contract.file("train", "summary")).name, summary)
     return summary
 
 
+@stage("train")
 def run_train(config: Config, run_dir: Path, *, resume: bool = False, jobs: int | None = None,
               progress: bool = True) -> Path:
     """Stage 3: train networks and baselines -> ``train/`` (and ``train_random/``)."""
     run = RunDir(run_dir)
-    samples = run.require("samples", "manifest.json", needed_by="train")
+    samples = _folder(run, "samples")
     jobs = jobs or config.train.jobs
     with run.timed("train") as extra:
         out = run.stage("train")
         summary = train_members(config, samples, out, seed=config.seed, resume=resume,
                                 jobs=jobs, progress=progress)
-        if (run.root / "samples_random" / "manifest.json").exists():
+        if (run.root / contract.file("samples", "random_manifest")).exists():
             log.info("training again on the paper's random crop split, for comparison")
-            train_members(config, run.root / "samples_random", run.stage("train_random"),
+            train_members(config, run.root / contract.file("samples", "random"),
+                          run.stage(contract.file("train", "random")),
                           seed=config.seed, resume=resume, jobs=jobs, progress=progress)
         extra["members"] = sorted(set(summary["member"])) if len(summary) else []
     return out
@@ -300,21 +375,23 @@ def _pooled(crops: dict[str, Any], member: str) -> tuple[np.ndarray, np.ndarray]
     return y, p
 
 
+@stage("evaluate")
 def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 4: Table 1, confusion matrices, ROC/PR/calibration, importance -> ``evaluate/``."""
     from oremap import evaluate as ev
     from oremap.samples import load_sample_set
 
     run = RunDir(run_dir)
-    samples = run.require("samples", "manifest.json", needed_by="evaluate")
-    train = run.require("train", "summary.csv", needed_by="evaluate")
+    samples = _folder(run, "samples")
+    train = _folder(run, "train")
     members = config.members()
     with run.timed("evaluate"):
         out = run.stage("evaluate")
         crops = crop_probabilities(config, samples, train)
-        np.savez_compressed(out / "test_probs.npz", **_flatten_crops(crops))
+        np.savez_compressed(run.root / contract.file("evaluate", "test_probs"),
+                            **_flatten_crops(crops))
         t1, per_fold = _evaluation_tables(config, crops, members)
-        io.write_csv(out / "table1.csv", t1, index=True)
+        io.write_csv(run.root / contract.file("evaluate", "table1"), t1, index=True)
         io.write_text(out / "table1.md", ev.table_to_markdown(t1))
         if per_fold is not None:
             io.write_csv(out / "table1_folds.csv", per_fold, index=True)
@@ -338,8 +415,9 @@ def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
                                ignore_index=True)
         io.write_csv(out / "importance.csv", importance)
         ev.plot_importance(imp, out / "importance.png")
-        if (run.root / "train_random" / "summary.csv").exists():
-            rnd = crop_probabilities(config, run.root / "samples_random", run.root / "train_random")
+        if (run.root / contract.file("train", "random_summary")).exists():
+            rnd = crop_probabilities(config, run.root / contract.file("samples", "random"),
+                                     run.root / contract.file("train", "random"))
             t_rnd, _ = _evaluation_tables(config, rnd, members)
             io.write_csv(out / "table1_random.csv", t_rnd, index=True)
             cms_rnd = {}
@@ -362,7 +440,7 @@ def _flatten_crops(crops: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def load_crop_probabilities(evaluate_dir: Path, members: Sequence[str]) -> dict[str, Any]:
     """Read back ``evaluate/test_probs.npz``."""
-    data = np.load(evaluate_dir / "test_probs.npz")
+    data = np.load(evaluate_dir / Path(contract.file("evaluate", "test_probs")).name)
     folds, i = [], 0
     while f"fold{i}_y" in data:
         folds.append({"indices": data[f"fold{i}_indices"], "y": data[f"fold{i}_y"],
@@ -454,21 +532,21 @@ def _tta_probabilities(fn: PredictFn, stack: np.ndarray | LazyStack, cells: gpd.
     return out
 
 
+@stage("predict")
 def run_predict(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 5a: probabilities of every usable cell -> ``predict/predictions.csv``."""
     run = RunDir(run_dir)
-    samples = run.require("samples", "manifest.json", needed_by="predict")
-    train = run.require("train", "summary.csv", needed_by="predict")
+    samples = _folder(run, "samples")
+    train = _folder(run, "train")
     with run.timed("predict") as extra:
         out = run.stage("predict")
         stack = None
         if config.predict.tta:
             from oremap.evidence import load_stack_auto
 
-            stack = load_stack_auto(run.require("evidence", "stack.json",
-                                                needed_by="predict"))[0]
+            stack = load_stack_auto(_folder(run, "evidence"))[0]
         table = predict_cells(config, samples, train, stack=stack)
-        io.write_csv(out / "predictions.csv", table)
+        io.write_csv(run.root / contract.file("predict", "predictions"), table)
         extra["cells"] = int(len(table))
     return out
 
@@ -531,19 +609,19 @@ def rule_table1(y: np.ndarray, results: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
+@stage("ensemble")
 def run_ensemble(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 5b: ensemble rules, their evaluation, Table 2 and stability -> ``ensemble/``."""
     from oremap import ensemble as en
     from oremap import evaluate as ev
 
     run = RunDir(run_dir)
-    evd = run.require("evaluate", "table1.csv", needed_by="ensemble")
-    pred = run.require("predict", "predictions.csv", needed_by="ensemble")
+    evd = _folder(run, "evaluate")
     members = ensemble_members(config)
     thr = config.predict.threshold
     with run.timed("ensemble"):
         out = run.stage("ensemble")
-        t1 = pd.read_csv(evd / "table1.csv", index_col=0)
+        t1 = pd.read_csv(run.root / contract.file("evaluate", "table1"), index_col=0)
         weights = ensemble_weights(config, t1, members)
         io.write_json(out / "weights.json", {"metric": config.ensemble.weight_metric,
                                              "weights": dict(zip(members, weights.tolist()))})
@@ -556,12 +634,12 @@ def run_ensemble(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
             rule_tables.append(rule_table1(f["y"], res))
         t1e = rule_tables[0] if len(rule_tables) == 1 else ev.summarise_folds(rule_tables)
         io.write_csv(out / "table1_ensemble.csv", t1e, index=True)
-        table = pd.read_csv(pred / "predictions.csv")
+        table = pd.read_csv(run.root / contract.file("predict", "predictions"))
         results = combine_table(config, table, weights, members)
         for rule, res in results.items():
             table[f"ens_{rule}"] = res.probability
             table[f"pred_{rule}"] = res.prediction
-        io.write_csv(out / "ensemble.csv", table)
+        io.write_csv(run.root / contract.file("ensemble", "table"), table)
         labels = table["label"].to_numpy()
         model_preds = {m: (table[f"p_{m}"].to_numpy() >= thr).astype(int) for m in members}
         rule_preds = {r: res.prediction for r, res in results.items()}
@@ -656,6 +734,7 @@ def comparison_markdown(df: pd.DataFrame, n_folds: int) -> str:
 # --------------------------------------------------------------------------- maps
 
 
+@stage("maps")
 def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 6: probability maps, uncertainty, targets, success-rate curves -> ``maps/``."""
     from oremap import evaluate as ev
@@ -664,14 +743,13 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     from oremap.samples import load_sample_set
 
     run = RunDir(run_dir)
-    ens = run.require("ensemble", "ensemble.csv", needed_by="maps")
-    samples = run.require("samples", "manifest.json", needed_by="maps")
+    samples = _folder(run, "samples")
     members = config.members()
     thr = config.predict.threshold
     with run.timed("maps") as extra:
         out = run.stage("maps")
-        table = pd.read_csv(ens / "ensemble.csv")
-        cells = gpd.read_file(samples / "cells.gpkg")
+        table = pd.read_csv(run.root / contract.file("ensemble", "table"))
+        cells = gpd.read_file(run.root / contract.file("samples", "cells"))
         grid = make_grid(config)
         n_rows, n_cols = int(cells["row"].max()) + 1, int(cells["col"].max()) + 1
         cgrid = maps.cell_grid(grid, n_cols, n_rows)
@@ -701,14 +779,13 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
             config.ensemble.rules[0]
         target_map, target_grid, target_unc = rasters[rule], cgrid, std_r
         if config.maps.continuous and config.train.models:
-            stack, _, sgrid = load_stack_auto(run.require("evidence", "stack.json",
-                                                          needed_by="maps"))
+            stack, _, sgrid = load_stack_auto(_folder(run, "evidence"))
             ss = load_sample_set(samples)
-            cont = continuous_maps(config, stack, sgrid, ss, run.root / "train", members,
+            cont = continuous_maps(config, stack, sgrid, ss, _folder(run, "train"), members,
                                    progress=progress)
             ens_members = ensemble_members(config)
-            weights = ensemble_weights(config, pd.read_csv(run.root / "evaluate" / "table1.csv",
-                                                           index_col=0), ens_members)
+            t1 = pd.read_csv(run.root / contract.file("evaluate", "table1"), index_col=0)
+            weights = ensemble_weights(config, t1, ens_members)
             for name, (arr, g2) in cont.items():
                 maps.write_probability_map(out / f"prob_{name}_continuous.tif", arr, g2)
             stacked = np.stack([cont[m][0] for m in ens_members])
@@ -721,7 +798,8 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
                                   threshold=config.maps.target_threshold,
                                   top_fraction=config.maps.target_top_fraction,
                                   uncertainty=target_unc, orebodies=orebodies)
-        targets.write_targets(tg, out / "targets.gpkg", out / "targets.csv")
+        targets.write_targets(tg, run.root / contract.file("maps", "targets"),
+                              run.root / contract.file("maps", "targets_csv"))
         maps.plot_prospectivity(target_map, target_grid, out / "map_ensemble.png",
                                 title=f"Ensemble prospectivity ({rule.replace('_', ' ')})",
                                 orebodies=orebodies, cells=usable_cells, targets=tg)
@@ -807,6 +885,7 @@ def hidden_truth_scores(config: Config, table: pd.DataFrame, cells: gpd.GeoDataF
 # --------------------------------------------------------------------------- report
 
 
+@stage("report")
 def run_report(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 7: one self-contained HTML report -> ``report/report.html``."""
     from oremap.report import build_report
@@ -822,7 +901,9 @@ def run_report(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
 # --------------------------------------------------------------------------- stability
 
 
-def run_stability(config: Config, run_dir: Path, *, seeds: int, progress: bool = True) -> Path:
+@stage("stability")
+def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
+                  progress: bool = True) -> Path:
     """Retrain every member with ``seeds`` seeds; measure how predictions and counts vary.
 
     Seeds are ``config.seed + 1000 * k`` for k = 1..K (the split stays that of the run, only
@@ -833,12 +914,12 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int, progress: bool =
     """
     from oremap import ensemble as en
 
+    seeds = seeds or config.ensemble.stability_seeds
     if seeds < 2:
         raise InputDataError(f"stability needs at least 2 seeds to measure variation; got {seeds}")
     run = RunDir(run_dir)
-    samples = run.require("samples", "manifest.json", needed_by="stability")
-    t1 = pd.read_csv(run.require("evaluate", "table1.csv", needed_by="stability") /
-                     "table1.csv", index_col=0)
+    samples = _folder(run, "samples")
+    t1 = pd.read_csv(run.root / contract.file("evaluate", "table1"), index_col=0)
     members = ensemble_members(config)
     weights = ensemble_weights(config, t1, members)
     thr = config.predict.threshold
@@ -874,7 +955,7 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int, progress: bool =
                 row[f"{col}_std_sample"] = float(counts[col].std(ddof=1))
             rows.append(row)
         df = pd.DataFrame(rows)
-        io.write_csv(run.stage("ensemble") / "seed_stability.csv", df)
+        io.write_csv(run.root / contract.file("stability", "seed_stability"), df)
         extra["seeds"] = seeds
     return base
 
@@ -885,49 +966,84 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int, progress: bool =
 STAGE_FUNCTIONS: dict[str, Callable[..., Path]] = {
     "evidence": run_evidence, "samples": run_samples, "train": run_train,
     "evaluate": run_evaluate, "predict": run_predict, "ensemble": run_ensemble,
-    "maps": run_maps, "report": run_report,
+    "stability": run_stability, "maps": run_maps, "report": run_report,
 }
+assert tuple(STAGE_FUNCTIONS) == contract.ORDER, "every stage of the contract has a function"
 
 
-def run(config: Config, run_dir: Path, *, stages: Sequence[str] = STAGES,
-        progress: bool = True, resume: bool = True, overwrite: bool = False) -> Path:
-    """Run ``stages`` in order on ``run_dir``; returns the report path (or the last output)."""
-    run_dir = Path(run_dir)
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    rd = RunDir(run_dir)
+def run(config: Config, run_dir: Path, *, stages: Sequence[str] = MAIN,
+        progress: bool = True, resume: bool = True, overwrite: bool = False,
+        config_path: Path | None = None) -> Path:
+    """Run ``stages`` in order on ``run_dir``; returns the report path (or the last output).
+
+    A stage whose recorded inputs equal what it would consume now and whose outputs are intact
+    is reused; any other is recomputed (training resumes from its checkpoints only on the same
+    inputs, and only with ``resume``). ``stability`` runs after ``ensemble`` when
+    ``[ensemble] stability_seeds >= 2``. ``overwrite`` first deletes what oremap wrote in the
+    run folder (only a folder oremap made). ``config_path``, the file ``config`` came from, is
+    checked not to lie in the run folder.
+    """
+    from oremap.check import format_preflight, preflight
     from oremap.train import choose_device
 
-    rd.start(config, device=str(choose_device(config.train.device)))
-    last = run_dir
-    for stage in stages:
-        kwargs: dict[str, Any] = {"progress": progress}
-        if stage == "train":
-            kwargs["resume"] = resume
-        last = STAGE_FUNCTIONS[stage](config, run_dir, **kwargs)
-        if stage == "ensemble" and config.ensemble.stability_seeds >= 2:
-            run_stability(config, run_dir, seeds=config.ensemble.stability_seeds,
-                          progress=progress)
-    rd.finish()
+    run_dir = Path(run_dir)
+    check_out_folder(config, run_dir, config_path)
+    rd = RunDir(run_dir)
+    rd.claim()
+    with rd.locked():
+        if overwrite:
+            rd.clear()
+        log.info("pre-flight: %s", format_preflight(preflight(config)))
+        rd.start(config, device=str(choose_device(config.train.device)))
+        plan = list(stages)
+        if "ensemble" in plan and config.ensemble.stability_seeds >= 2:
+            plan.insert(plan.index("ensemble") + 1, "stability")
+        elif contract.read_manifest(rd.root, "stability") is not None:
+            contract.clear(rd.root, "stability")  # no longer configured: stale
+        last = run_dir
+        for name in plan:
+            st = contract.status(rd.root, name, config)
+            if st.current and not STAGES[name].always and (resume or name != "train"):
+                log.info("stage %s: up to date, reused", name)
+                last = rd.root / STAGES[name].folder
+                continue
+            if contract.read_manifest(rd.root, name) is not None and not STAGES[name].always:
+                log.info("stage %s: recomputing (%s)", name, st.describe())
+            kwargs: dict[str, Any] = {"progress": progress}
+            if name == "train":
+                kwargs["resume"] = resume and st.same_inputs
+            last = STAGE_FUNCTIONS[name](config, run_dir, **kwargs)
+        rd.finish()
     return last
-
-
-STAGE_FUNCTIONS["stability"] = run_stability
 
 
 def run_stage(name: str, run_dir: Path, config_path: Path | None = None,
               **kwargs: Any) -> Path:
     """Run one stage on a run folder, with its own config or with ``config_path``.
 
-    A config given by path replaces the run folder's ``config.toml`` only once the stage has
-    succeeded, so the stored config always describes the outputs beside it.
+    A config given by path (or ``seeds`` for stability) replaces the run folder's
+    ``config.toml`` only once the stage has succeeded, so the stored config always describes
+    the outputs beside it.
     """
     from oremap.config import to_toml
 
-    config = load_run_config(run_dir, config_path)
-    out = STAGE_FUNCTIONS[name](config, Path(run_dir), **kwargs)
-    if config_path is not None:
-        io.write_text(Path(run_dir) / "config.toml", to_toml(config))
+    run_dir = Path(run_dir)
+    if name not in STAGE_FUNCTIONS:
+        raise StageNotReadyError(f"unknown stage {name!r}; stages: {list(STAGE_FUNCTIONS)}")
+    rd = RunDir(run_dir)
+    if not (run_dir / contract.RUN_FILES["config"]).is_file() and config_path is None:
+        load_run_config(run_dir)  # raises the clear "no config.toml" error
+    rd.claim()
+    with rd.locked():
+        config = load_run_config(run_dir, config_path)
+        if config_path is not None:
+            check_out_folder(config, run_dir, config_path)
+        out = STAGE_FUNCTIONS[name](config, run_dir, **kwargs)
+        if name == "stability" and kwargs.get("seeds"):
+            config = with_stability_seeds(config, int(kwargs["seeds"]))
+            config_path = config_path or run_dir / contract.RUN_FILES["config"]
+        if config_path is not None:
+            io.write_text(run_dir / contract.RUN_FILES["config"], to_toml(config))
     return out
 
 

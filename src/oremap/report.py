@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 
 from oremap import io
+from oremap.contract import RUN_FILES
+from oremap.contract import file as F
 from oremap.errors import InputDataError
 
 __all__ = [
@@ -287,7 +289,7 @@ SECTION_TITLES: tuple[tuple[str, str], ...] = (
 #: Images that have a fixed place in the report; any other PNG in a stage folder is shown
 #: at the end of that stage's section.
 _PLACED_IMAGES = frozenset({
-    "samples/cells.png", "train/loss_curves.png", "evaluate/roc.png", "evaluate/pr.png",
+    "samples/cells.png", F("train", "loss_curves"), "evaluate/roc.png", "evaluate/pr.png",
     "evaluate/calibration.png", "evaluate/importance.png", "maps/maps_models.png",
     "maps/maps_rules.png", "maps/map_ensemble.png", "maps/uncertainty.png",
     "maps/success_rate.png", "maps/prediction_rate.png",
@@ -401,7 +403,7 @@ def _scalar_text(v: Any) -> Any:
 
 
 def _configuration(run: _Run) -> list[Block]:
-    text = run.text("config.toml")
+    text = run.text(RUN_FILES["config"])
     if text is None:
         return [Note("No config.toml in the run directory: the resolved configuration was not "
                      "saved (the pipeline writes it when a run starts).")]
@@ -412,11 +414,11 @@ def _configuration(run: _Run) -> list[Block]:
 def _data_summary(run: _Run) -> list[Block]:
     blocks: list[Block] = []
     if run.ran("samples"):
-        manifest, notes = run.json("samples/manifest.json")
+        manifest, notes = run.json(F("samples", "manifest"))
         blocks += [_heading("Samples: labels, splits, dropped cells, crops"), *notes]
         if manifest is not None:
             blocks += _json_blocks(manifest)
-        blocks += run.table("samples/counts.csv", "Label and crop counts per class and split",
+        blocks += run.table(F("samples", "counts"), "Label and crop counts per class and split",
                             optional=True)
         blocks += run.image("samples/cells.png", "Cells and their labels")
         blocks += run.extra_images("samples")
@@ -425,7 +427,7 @@ def _data_summary(run: _Run) -> list[Block]:
             blocks += run.extra_images("samples_random")
     else:
         blocks.append(Missing("samples", "samples/"))
-    stack, notes = run.json("evidence/stack.json")
+    stack, notes = run.json(F("evidence", "stack"))
     if stack is not None and isinstance(stack, dict):
         layers = [{k: v for k, v in layer.items() if k not in ("path", "preview")}
                   for layer in stack.get("layers", []) if isinstance(layer, dict)]
@@ -442,7 +444,7 @@ def _data_summary(run: _Run) -> list[Block]:
 def _evidence(run: _Run) -> list[Block]:
     if not run.ran("evidence"):
         return [Missing("evidence", "evidence/")]
-    stack, blocks = run.json("evidence/stack.json")
+    stack, blocks = run.json(F("evidence", "stack"))
     captions: dict[str, str] = {}
     for layer in (stack or {}).get("layers", []) if isinstance(stack, dict) else []:
         if isinstance(layer, dict) and layer.get("preview"):
@@ -460,12 +462,12 @@ def _evidence(run: _Run) -> list[Block]:
 def _training(run: _Run) -> list[Block]:
     if not run.ran("train"):
         return [Missing("train", "train/")]
-    blocks = [*run.image("train/loss_curves.png", "Training and validation loss per epoch"),
-              *run.table("train/summary.csv", "Training summary per model and fold"),
+    blocks = [*run.image(F("train", "loss_curves"), "Training and validation loss per epoch"),
+              *run.table(F("train", "summary"), "Training summary per model and fold"),
               *run.extra_images("train")]
     if run.ran("train_random"):
         blocks += [_heading("Random split protocol (comparison)"),
-                   *run.table("train_random/summary.csv", "Training summary, random split",
+                   *run.table(F("train", "random_summary"), "Training summary, random split",
                               optional=True),
                    *run.extra_images("train_random")]
     return blocks
@@ -474,11 +476,11 @@ def _training(run: _Run) -> list[Block]:
 def _evaluation(run: _Run) -> list[Block]:
     if not run.ran("evaluate"):
         return [Missing("evaluate", "evaluate/")]
-    main = run.table("evaluate/table1.csv", "Table 1: cell/block split protocol")
-    random = run.table("evaluate/table1_random.csv",
+    main = run.table(F("evaluate", "table1"), "Table 1: cell/block split protocol")
+    random = run.table(F("evaluate", "table1_random"),
                        "Table 1: random split protocol (He et al.; optimistic)", optional=True)
     blocks: list[Block] = [Row([*main, *random])] if random else list(main)
-    blocks += run.table("evaluate/table1_folds.csv", "Table 1 per fold", optional=True)
+    blocks += run.table(F("evaluate", "table1_folds"), "Table 1 per fold", optional=True)
     matrices = sorted((run.dir / "evaluate").glob("confusion_matrices*.png"))
     if not matrices:
         blocks.append(Missing("evaluate", "evaluate/confusion_matrices.png", ran=True))
@@ -487,7 +489,7 @@ def _evaluation(run: _Run) -> list[Block]:
     for name, caption in (("roc", "ROC curves"), ("pr", "Precision-recall curves"),
                           ("calibration", "Calibration (reliability) diagram")):
         blocks += run.image(f"evaluate/{name}.png", caption)
-    blocks += run.table("evaluate/importance.csv", "Permutation importance of evidence layers")
+    blocks += run.table(F("evaluate", "importance"), "Permutation importance of evidence layers")
     blocks += run.image("evaluate/importance.png", "Permutation importance")
     return blocks + run.extra_images("evaluate", skip=[
         p.relative_to(run.dir).as_posix() for p in matrices])
@@ -496,18 +498,18 @@ def _evaluation(run: _Run) -> list[Block]:
 def _ensembles(run: _Run) -> list[Block]:
     if not run.ran("ensemble"):
         return [Missing("ensemble", "ensemble/")]
-    blocks = run.table("ensemble/table1_ensemble.csv", "Table 1 for the ensembles")
-    weights, notes = run.json("ensemble/weights.json")
+    blocks = run.table(F("ensemble", "table1"), "Table 1 for the ensembles")
+    weights, notes = run.json(F("ensemble", "weights"))
     blocks += [_heading("Ensemble weights"), *notes]
     if weights is not None:
         blocks += _json_blocks(weights)
-    blocks += run.table("ensemble/table2.csv", "Table 2: ensembles")
-    blocks += run.table("ensemble/stability.csv", "Stability across folds")
-    blocks += run.table("ensemble/seed_stability.csv", "Stability across seeds", optional=True)
-    blocks += run.table("ensemble/comparison.csv",
+    blocks += run.table(F("ensemble", "table2"), "Table 2: ensembles")
+    blocks += run.table(F("ensemble", "stability"), "Stability across folds")
+    blocks += run.table(F("stability", "seed_stability"), "Stability across seeds", optional=True)
+    blocks += run.table(F("ensemble", "comparison"),
                         "Models and rules: ROC AUC and success-rate AUC over folds",
                         optional=True)
-    winner = run.text("ensemble/comparison.md")
+    winner = run.text(F("ensemble", "comparison_md"))
     if winner:
         blocks.append(Preformatted(winner.strip()))
     return blocks + run.extra_images("ensemble")
@@ -527,29 +529,29 @@ def _maps(run: _Run) -> list[Block]:
 
 def _targets(run: _Run) -> list[Block]:
     if not run.ran("maps"):
-        return [Missing("maps", "maps/targets.csv")]
-    return run.table("maps/targets.csv", "Ranked target areas (area in squared map units)")
+        return [Missing("maps", F("maps", "targets_csv"))]
+    return run.table(F("maps", "targets_csv"), "Ranked target areas (area in squared map units)")
 
 
 def _success_rate(run: _Run) -> list[Block]:
     if not run.ran("maps"):
         return [Missing("maps", "maps/success_rate.png")]
     return [*run.image("maps/success_rate.png", "Success-rate curves"),
-            *run.table("maps/success_rate.csv", "Success-rate curve summary"),
+            *run.table(F("maps", "success_rate"), "Success-rate curve summary"),
             *run.image("maps/prediction_rate.png", "Prediction-rate curves", optional=True)]
 
 
 def _hidden_truth(run: _Run) -> list[Block]:
-    if (run.dir / "maps" / "hidden_truth.csv").is_file():
+    if (run.dir / F("maps", "hidden_truth")).is_file():
         return [Paragraph("Demo only: how well each model and rule ranks the unknown cells "
                           "against the synthetic area's hidden fertility (ROC AUC)."),
-                *run.table("maps/hidden_truth.csv", "Ranking of unknown cells vs hidden truth")]
+                *run.table(F("maps", "hidden_truth"), "Ranking of unknown cells vs hidden truth")]
     return [Note("No hidden truth: only the synthetic demo knows the fertility of unlabelled "
                  "cells (maps/hidden_truth.csv not found).")]
 
 
 def _timings(run: _Run) -> list[Block]:
-    info, blocks = run.json("run.json")
+    info, blocks = run.json(RUN_FILES["info"])
     if info is None:
         return blocks
     if not isinstance(info, dict):
@@ -612,9 +614,9 @@ def build_report(run_dir: str | os.PathLike, *,
     if not run_dir.is_dir():
         raise InputDataError(f"run directory {run_dir} does not exist; run the pipeline first "
                              "or pass the folder it wrote (the one holding run.json).")
-    out = Path(out_path) if out_path is not None else run_dir / "report" / "report.html"
+    out = Path(out_path) if out_path is not None else run_dir / F("report", "html")
     subtitle = f"Run directory: {run_dir.resolve()}"
-    info = _Run(run_dir).json("run.json")[0]
+    info = _Run(run_dir).json(RUN_FILES["info"])[0]
     info = info if isinstance(info, dict) else {}
     if info.get("finished"):
         subtitle += f" \u2014 finished {info['finished']}"

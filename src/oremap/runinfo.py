@@ -1,10 +1,17 @@
-"""The run directory contract: resolved config, run.json with versions and stage timings."""
+"""The run folder: its marker, its lock, the resolved config and run.json (versions, timings).
+
+What each stage reads and writes is the stage contract in :mod:`oremap.contract`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import platform
+import shutil
+import socket
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -13,12 +20,17 @@ from typing import Any
 
 from oremap import __version__
 from oremap.config import Config, to_toml
-from oremap.errors import StageNotReadyError
+from oremap.contract import RUN_FILES, STAGES
+from oremap.errors import ConfigError, RunFolderError
 from oremap.io import read_json, write_json, write_text
 
 log = logging.getLogger("oremap")
 
-STAGES = ("evidence", "samples", "train", "evaluate", "predict", "ensemble", "maps", "report")
+#: Marks a folder made by oremap: the only kind ``--overwrite`` may clear.
+MARKER = ".oremap-run"
+#: The lock file, and the file naming the process that holds the lock.
+LOCK = ".oremap.lock"
+LOCK_OWNER = ".oremap.lock.json"
 
 
 def versions() -> dict[str, str]:
@@ -40,27 +52,109 @@ def _now() -> str:
 
 
 class RunDir:
-    """A run folder: ``config.toml``, ``run.json`` and one sub-folder per stage."""
+    """A run folder: marker, lock, ``config.toml``, ``run.json`` and one folder per stage."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
     def stage(self, name: str) -> Path:
-        """Folder of stage ``name`` (created)."""
+        """Folder ``name`` of a stage (created)."""
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def require(self, name: str, marker: str, *, needed_by: str) -> Path:
-        """Folder of an earlier stage, or a clear error if that stage has not been run."""
-        path = self.root / name
-        if not (path / marker).exists():
-            raise StageNotReadyError(
-                f"stage {needed_by!r} needs the outputs of stage {name!r} ({path / marker} is "
-                f"missing); run `oremap {name} {self.root}` first (or `oremap run CONFIG "
-                f"--out {self.root}` for every stage)."
-            )
-        return path
+    # ------------------------------------------------------------------ ownership
+
+    @property
+    def marked(self) -> bool:
+        """Whether oremap made this folder (it carries the run marker)."""
+        return (self.root / MARKER).is_file()
+
+    def claim(self) -> None:
+        """Make sure the folder is oremap's: create and mark it, or refuse a foreign folder.
+
+        A new or empty folder is marked; so is a run folder of an oremap version before the
+        marker (it holds oremap's run.json). Any other non-empty folder is refused, so oremap
+        never writes among, or later deletes, files it did not create.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise RunFolderError(f"run folder {self.root} is a file; choose a folder for --out")
+        if self.marked:
+            _check_writable(self.root)
+            return
+        entries = sorted(p.name for p in self.root.iterdir()) if self.root.exists() else []
+        legacy = _legacy_run(self.root)
+        if entries and not legacy:
+            shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+            raise RunFolderError(
+                f"{self.root} is not empty ({shown}) and was not made by oremap (no {MARKER} "
+                "marker); oremap writes and may later delete files in its run folder, so it "
+                "must be a new or empty folder. Choose another --out, e.g. "
+                f"{self.root / 'oremap_run'}.")
+        self.root.mkdir(parents=True, exist_ok=True)
+        _check_writable(self.root)
+        write_json(self.root / MARKER, {"created_by": "oremap", "oremap": __version__,
+                                        "created": _now(), "adopted": bool(legacy)})
+
+    def clear(self) -> list[str]:
+        """Delete what oremap wrote here (``--overwrite``); returns the names left alone.
+
+        Only a marked folder is cleared, and only the stage folders of the contract, the
+        resolved config and run.json: anything else someone put there stays.
+        """
+        if not self.marked:
+            raise RunFolderError(
+                f"--overwrite refused: {self.root} carries no {MARKER} marker, so oremap did "
+                "not make it and will not delete anything in it.")
+        owned = {f for s in STAGES.values() for f in s.folders} | set(RUN_FILES.values())
+        left = []
+        for entry in sorted(self.root.iterdir()):
+            if entry.name in owned:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            elif entry.name not in (MARKER, LOCK, LOCK_OWNER):
+                left.append(entry.name)
+        if left:
+            log.warning("--overwrite: left %s in %s (not written by oremap)", left, self.root)
+        return left
+
+    # ------------------------------------------------------------------ lock
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[RunDir]:
+        """Hold the run folder's lock (re-entrant within a process).
+
+        A second process on the same folder gets a RunFolderError naming the process that holds
+        the lock. The lock is an OS file lock (``filelock``): it dies with its process, so a
+        killed run never leaves the folder locked.
+        """
+        import filelock
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(self.root / LOCK, timeout=0, is_singleton=True,
+                                 thread_local=False)
+        outer = not lock.is_locked
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise RunFolderError(_held_message(self.root)) from None
+        except PermissionError as exc:
+            raise RunFolderError(f"cannot lock run folder {self.root}: {exc.strerror} (check "
+                                 "the folder's permissions)") from None
+        try:
+            if outer:
+                write_json(self.root / LOCK_OWNER, {
+                    "pid": os.getpid(), "host": socket.gethostname(),
+                    "command": " ".join(sys.argv), "since": _now()})
+            yield self
+        finally:
+            if outer:
+                (self.root / LOCK_OWNER).unlink(missing_ok=True)
+            lock.release()
+
+    # ------------------------------------------------------------------ run.json
 
     @property
     def info_path(self) -> Path:
@@ -101,3 +195,59 @@ class RunDir:
         seconds = time.perf_counter() - t0
         self.record(stage, seconds, **extra)
         log.info("stage %s: done in %.1f s", stage, seconds)
+
+
+def _legacy_run(root: Path) -> bool:
+    """A run folder written by an oremap version before the marker (its run.json says so)."""
+    try:
+        info = read_json(root / RUN_FILES["info"])
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "oremap" in info.get("versions", {})
+
+
+def _check_writable(root: Path) -> None:
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise RunFolderError(f"run folder {root} is not writable by this user (permission "
+                             "denied); choose another --out or fix its permissions.")
+
+
+def _held_message(root: Path) -> str:
+    try:
+        owner = read_json(root / LOCK_OWNER)
+        who = (f"process {owner['pid']} on {owner['host']} (`{owner['command']}`, since "
+               f"{owner['since']})")
+    except (OSError, ValueError, KeyError, TypeError):
+        who = "another oremap process"
+    return (f"run folder {root} is in use by {who}; wait for it to finish or stop it. Two "
+            "processes must not write one run folder.")
+
+
+def check_out_folder(config: Config, run_dir: Path, config_path: Path | None = None) -> None:
+    """Refuse a run folder that holds the configuration file or any input file.
+
+    oremap writes (and with --overwrite deletes) inside its run folder, so the user's own files
+    must not live there. The run folder's own stored ``config.toml`` is allowed.
+    """
+    from oremap.contract import _paths
+
+    root = Path(run_dir).resolve()
+    own = {"config.toml"}
+    found = []
+    if config_path is not None:
+        cp = Path(config_path).resolve()
+        if _inside(cp, root) and not (cp.parent == root and cp.name in own):
+            found.append(f"the configuration file {cp}")
+    for p in _paths(config.model_dump(mode="json")):
+        if _inside(Path(p).resolve(), root):
+            found.append(f"the input {p}")
+    if found:
+        raise ConfigError(
+            f"--out {run_dir} holds {found[0]}" + (f" and {len(found) - 1} more input(s)"
+                                                  if len(found) > 1 else "") +
+            "; oremap writes (and with --overwrite deletes) files in its run folder, so it "
+            f"must not hold your own files. Use a new folder, e.g. --out {root / 'oremap_run'}.")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents

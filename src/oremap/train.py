@@ -4,7 +4,7 @@ He et al. (2024) train every network with Adam (lr 1e-4 cosine-annealed to 1e-5)
 for 50 epochs; :class:`TrainSettings` holds these defaults. Every epoch writes
 ``out_dir/<name>/last.pt`` (everything needed to resume bit-for-bit), ``best.pt`` (the
 weights of the epoch with the lowest test loss, or training loss without a test set) and
-``history.csv`` (one row per epoch), all atomically (``*.tmp`` then :func:`os.replace`).
+``history.csv`` (one row per epoch), all atomically (a temporary file, then :func:`os.replace`).
 
 Determinism: the weights are initialised after ``torch.manual_seed(seed)``; the order of the
 samples in epoch ``e`` and the dropout masks are drawn from seeds derived from ``(seed, e)``
@@ -45,6 +45,7 @@ from torch import nn
 
 from oremap import __version__
 from oremap.errors import ConfigError, InputDataError, UnknownNameError
+from oremap.io import atomic_path
 from oremap.models import create, list_models, model_options
 
 logger = logging.getLogger("oremap.train")
@@ -293,6 +294,7 @@ def train_model(
         "n_train": len(y_train),
         "n_test": 0 if y_test is None else len(y_test),
         "class_counts": np.bincount(y_train, minlength=2).tolist(),
+        "data": data_digest(X_train, y_train, X_test, y_test),
         "torch_version": str(torch.__version__),
         "oremap_version": __version__,
     }
@@ -392,7 +394,7 @@ def load_trained(
     UnknownNameError
         If ``which`` is not ``"best"`` or ``"last"``.
     InputDataError
-        If the checkpoint does not exist.
+        If the checkpoint does not exist or cannot be read (truncated, corrupt).
     """
     if which not in ("best", "last"):
         raise UnknownNameError(f"unknown checkpoint {which!r}; choose from ['best', 'last']")
@@ -401,8 +403,15 @@ def load_trained(
         raise InputDataError(
             f"no checkpoint {path}; train the model first (oremap.train.train_model)."
         )
-    checkpoint = _load(path, "cpu")
-    meta = checkpoint["meta"]
+    try:
+        checkpoint = _load(path, "cpu")
+        meta = checkpoint["meta"]
+    except Exception as exc:
+        raise InputDataError(
+            f"checkpoint {path} is damaged or truncated ({type(exc).__name__}: {exc}); retrain "
+            f"this model: `oremap train RUN_DIR --resume` retrains only the models whose "
+            "checkpoints are missing or damaged."
+        ) from None
     model = create(meta["name"], in_channels=meta["in_channels"],
                    num_classes=meta["num_classes"], input_size=meta["input_size"],
                    profile=meta["profile"], **meta["options"])
@@ -482,11 +491,11 @@ def plot_loss_curves(histories: Mapping[str, pd.DataFrame], path: Path) -> None:
         ax.set_visible(False)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format=(path.suffix.lstrip(".") or "png"), dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=(path.suffix.lstrip(".") or "png"), dpi=120)
+    finally:
+        plt.close(fig)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -784,20 +793,49 @@ def _prepare_run_dir(model_dir: Path, meta: dict[str, Any],
         for f in (_LAST, _BEST, _HISTORY):
             (model_dir / f).unlink(missing_ok=True)
         return None
-    checkpoint = _load(last, "cpu")
-    old = checkpoint["meta"]
+    try:
+        checkpoint = _load(last, "cpu")
+        old = checkpoint["meta"]
+    except Exception as exc:  # truncated or corrupt: our own file, so start this model again
+        logger.warning("%s: checkpoint %s is damaged (%s: %s); retraining this model from the "
+                       "start", meta["name"], last, type(exc).__name__, exc)
+        for f in (_LAST, _BEST, _HISTORY):
+            (model_dir / f).unlink(missing_ok=True)
+        return None
     keys = ("name", "profile", "options", "in_channels", "input_size", "seed", "n_train",
-            "n_test", "class_counts")
+            "n_test", "class_counts", "data")
     diffs = [f"{k}: {old.get(k)!r} on disk, {meta[k]!r} now" for k in keys
              if old.get(k) != meta[k]]
     diffs += [f"settings.{k}: {old['settings'].get(k)!r} on disk, {meta['settings'][k]!r} now"
               for k in _RESUME_KEYS if old["settings"].get(k) != meta["settings"][k]]
     if diffs:
+        diffs = [d if not d.startswith("data:") else
+                 "data: the training or test samples differ from those it was trained on"
+                 for d in diffs]
         raise ConfigError(
             f"cannot resume {last}: the run differs ({'; '.join(diffs)}). Use the same "
             "data and settings, another out_dir, or resume=False to start again."
         )
     return checkpoint
+
+
+def data_digest(*arrays: np.ndarray | None, rows: int = 4096) -> str:
+    """SHA-256 of the values, shapes and dtypes of ``arrays`` (memmaps read in row chunks).
+
+    Recorded in every checkpoint, so that a run resumes only on exactly the samples it started
+    with: equal counts and settings are not enough (other layers give other values).
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"none|")
+            continue
+        h.update(f"{a.dtype.str}{tuple(a.shape)}|".encode())
+        for start in range(0, len(a), rows):
+            h.update(np.ascontiguousarray(a[start:start + rows]).tobytes())
+    return h.hexdigest()
 
 
 def _result(model_dir: Path, checkpoint: dict[str, Any], device: str) -> TrainResult:
@@ -816,9 +854,8 @@ def _result(model_dir: Path, checkpoint: dict[str, Any], device: str) -> TrainRe
 
 
 def _save(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _load(path: Path, device: str) -> dict[str, Any]:
@@ -826,9 +863,8 @@ def _load(path: Path, device: str) -> dict[str, Any]:
 
 
 def _write_history(history: list[dict[str, float]], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
 
 
 def _check_x(X: Any, what: str) -> tuple[int, ...]:

@@ -61,7 +61,8 @@ class FeatureSet:
     tree : shapely.STRtree
         Index of ``segments`` for the nearest-feature search.
     n_used, n_dropped, n_repaired : int
-        Input geometries kept, dropped (missing or empty) and repaired with ``make_valid``.
+        Input geometries kept, dropped (missing, empty or zero-length lines) and repaired
+        with ``make_valid``.
     """
 
     source: str
@@ -95,9 +96,11 @@ def prepare_features(geometries: Sequence[BaseGeometry] | FeatureSet, *,
                      source: str = "geometries") -> FeatureSet:
     """Check, repair and index features for the measures of this module.
 
-    Missing and empty geometries are dropped and invalid ones repaired with ``make_valid``
-    (each counted in a :class:`DroppedDataWarning`); collections are split into their parts.
-    Polygons are dissolved, so overlapping polygons count their shared area once.
+    Missing and empty geometries are dropped, then zero-length lines (all vertices at one
+    point, common in digitised fault maps; see :func:`drop_zero_length_lines`), then invalid
+    geometries are repaired with ``make_valid`` (each step counted in a
+    :class:`DroppedDataWarning`); collections are split into their parts. Polygons are
+    dissolved, so overlapping polygons count their shared area once.
 
     Parameters
     ----------
@@ -134,6 +137,16 @@ def prepare_features(geometries: Sequence[BaseGeometry] | FeatureSet, *,
     if len(arr) == 0:
         raise InputDataError(f"{source}: no usable geometry (all {len(geoms)} are missing or "
                              "empty); check the file and layer name.")
+    arr, _, n_zero = drop_zero_length_lines(arr)
+    if n_zero:
+        warnings.warn(f"{source}: dropped {n_zero} zero-length line(s) (all vertices at one "
+                      "point)", DroppedDataWarning, stacklevel=2)
+    if len(arr) == 0:
+        others = len(geoms) - int(usable.sum())
+        raise InputDataError(
+            f"{source}: no usable geometry ({int(usable.sum())} zero-length lines, every "
+            "vertex at one point" + (f", and {others} missing or empty" if others else "")
+            + "); check the file and layer name.")
     invalid = ~shapely.is_valid(arr)
     if invalid.any():
         warnings.warn(f"{source}: repaired {int(invalid.sum())} invalid geometries with "
@@ -142,6 +155,50 @@ def prepare_features(geometries: Sequence[BaseGeometry] | FeatureSet, *,
     fs = _index(_explode(arr), source)
     return dataclasses.replace(fs, n_used=len(arr), n_dropped=len(geoms) - len(arr),
                                n_repaired=int(invalid.sum()))
+
+
+def drop_zero_length_lines(geometries: Sequence[BaseGeometry | None] | np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Remove zero-length lines: line strings whose vertices all lie at one point.
+
+    Such lines are invalid, and ``make_valid`` would turn them into points (so a line layer
+    would become a mix of lines and points). A LineString or LinearRing of length 0 is
+    removed; a MultiLineString loses its zero-length parts and keeps the others (it is
+    removed when all its parts have length 0). Other geometries, and None, are kept as given.
+
+    Parameters
+    ----------
+    geometries : sequence or (n,) object array of shapely geometries or None
+
+    Returns
+    -------
+    kept : (k,) object array
+        The kept geometries, in order (multi-lines without their zero-length parts).
+    keep : (n,) bool array
+        Which of the given geometries were kept.
+    n_dropped : int
+        Number of zero-length lines removed, counting each removed part of a multi-line.
+    """
+    arr = np.empty(len(geometries), dtype=object)
+    arr[:] = list(geometries)
+    keep = np.ones(len(arr), dtype=bool)
+    types = shapely.get_type_id(arr)
+    single = np.flatnonzero((types == 1) | (types == 2))
+    zero = single[shapely.length(arr[single]) == 0]
+    keep[zero] = False
+    n_dropped = len(zero)
+    multi = np.flatnonzero(types == 5)
+    if len(multi):
+        parts, owner = shapely.get_parts(arr[multi], return_index=True)
+        short = shapely.length(parts) == 0
+        n_dropped += int(short.sum())
+        for j in np.unique(owner[short]):
+            rest = parts[(owner == j) & ~short]
+            if len(rest):
+                arr[multi[j]] = shapely.multilinestrings(rest)
+            else:
+                keep[multi[j]] = False
+    return arr[keep], keep, n_dropped
 
 
 def _explode(arr: np.ndarray) -> np.ndarray:

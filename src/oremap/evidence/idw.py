@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -22,6 +23,12 @@ log = logging.getLogger("oremap.evidence")
 _DENSE_PAIRS = 1 << 18
 _KNN_PAIRS = 1 << 20
 
+#: Ways of replacing a below-detection assay ``<x``: x / 2, x, or dropping the sample.
+CENSORED_MODES: tuple[str, ...] = ("half", "limit", "drop")
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+#: A censored assay: ``<x`` (below detection) or ``>x`` (over range), x a dot-decimal >= 0.
+_CENSORED = re.compile(rf"^\s*([<>])\s*({_NUMBER})\s*$")
+
 
 @dataclass(frozen=True, eq=False)
 class PreparedSamples:
@@ -36,7 +43,8 @@ class PreparedSamples:
     n_input : int
         Number of rows given.
     n_dropped : int
-        Rows dropped because the assay was missing, non-numeric or not finite.
+        Rows dropped because the assay was missing, non-numeric or not finite (or below
+        detection, with ``censored = "drop"``).
     n_duplicates : int
         Rows merged into another row at the same location (their values averaged).
     clip_value : float or None
@@ -51,12 +59,90 @@ class PreparedSamples:
     clip_value: float | None
 
 
+def parse_censored(values: np.ndarray, mode: str = "half", *, source: str = "samples",
+                   warn: bool = True) -> np.ndarray:
+    """Assays as numbers, with censored entries such as ``<0.5`` replaced by a substitute.
+
+    A below-detection entry ``<x`` (``< x`` too; dot decimals, optional exponent) becomes
+    ``x / 2`` with ``mode`` "half", ``x`` with "limit", and NaN with "drop". An over-range
+    entry ``>x`` becomes ``x`` whatever the mode. Numbers and numeric strings pass through;
+    anything else (text, ``<0,5``, missing) becomes NaN. One :class:`DroppedDataWarning`
+    gives the counts of censored entries and what was done with them.
+
+    Parameters
+    ----------
+    values : (n,) array
+        Assays: numbers and/or strings.
+    mode : {"half", "limit", "drop"}
+        Substitute for below-detection entries.
+    source : str
+        Names the file and column, used in the message.
+    warn : bool
+        Emit the warning (False: counts are not reported, e.g. when hashing).
+
+    Returns
+    -------
+    (n,) float64 array
+
+    Raises
+    ------
+    InputDataError
+        If ``mode`` is not one of :data:`CENSORED_MODES`.
+    """
+    numbers, below, above = _censored_entries(values)
+    return _substitute(numbers, below, above, mode, source, warn=warn, stacklevel=3)
+
+
+def _censored_entries(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(numbers, below, above)``: x in place of ``<x`` / ``>x``, and masks of those entries."""
+    raw = np.asarray(values)
+    series = pd.Series(raw.ravel())
+    below = np.zeros(len(series), dtype=bool)
+    above = np.zeros(len(series), dtype=bool)
+    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, copy=True)
+    if raw.dtype.kind in "OSU":
+        for i in np.flatnonzero(np.isnan(numbers)):  # '<x' and '>x' are not numbers
+            v = series.iloc[i]
+            if isinstance(v, str) and (m := _CENSORED.match(v)):
+                numbers[i] = float(m.group(2))
+                below[i], above[i] = m.group(1) == "<", m.group(1) == ">"
+    return numbers.reshape(raw.shape), below.reshape(raw.shape), above.reshape(raw.shape)
+
+
+def _substitute(numbers: np.ndarray, below: np.ndarray, above: np.ndarray, mode: str,
+                source: str, *, warn: bool, stacklevel: int) -> np.ndarray:
+    """Apply ``mode`` to the below-detection entries of ``numbers`` (a copy), with a warning."""
+    if mode not in CENSORED_MODES:
+        raise InputDataError(f"{source}: censored must be one of {list(CENSORED_MODES)}, got "
+                             f"{mode!r}")
+    out = numbers.copy()
+    n_below, n_above = int(below.sum()), int(above.sum())
+    if mode == "half":
+        out[below] = numbers[below] / 2
+    elif mode == "drop":
+        out[below] = np.nan
+    if warn and (n_below or n_above):
+        done = {"half": "replaced by half the detection limit (x / 2)",
+                "limit": "replaced by the detection limit (x)",
+                "drop": "dropped"}[mode]
+        parts = []
+        if n_below:
+            parts.append(f"{n_below} below-detection assay(s) '<x' {done} (censored = {mode!r})")
+        if n_above:
+            parts.append(f"{n_above} over-range assay(s) '>x' kept at x")
+        warnings.warn(f"{source}: " + "; ".join(parts), DroppedDataWarning,
+                      stacklevel=stacklevel)
+    return out
+
+
 def prepare_samples(xy: np.ndarray, values: np.ndarray, *, source: str = "samples",
-                    log10: bool = False, clip_percentile: float | None = None
-                    ) -> PreparedSamples:
+                    log10: bool = False, clip_percentile: float | None = None,
+                    censored: str = "half") -> PreparedSamples:
     """Drop unusable assays, clip, log-transform and merge duplicate locations.
 
-    The steps, in order: non-numeric, NaN or infinite assays are dropped (counted in a
+    The steps, in order: censored assays (``<x`` below detection, ``>x`` over range) are
+    replaced as ``censored`` says (:func:`parse_censored`, counted in a warning);
+    non-numeric, NaN or infinite assays are dropped (counted in a
     :class:`DroppedDataWarning`); with ``clip_percentile`` = p, values above the p-th percentile
     (linear interpolation, of the remaining assays) are set to it; with ``log10`` the values
     become ``log10(value)``; samples at identical coordinates are merged into one whose value
@@ -74,6 +160,8 @@ def prepare_samples(xy: np.ndarray, values: np.ndarray, *, source: str = "sample
         Interpolate ``log10(value)``; every kept value must then be > 0.
     clip_percentile : float or None
         Percentile in (0, 100] above which values are clipped.
+    censored : {"half", "limit", "drop"}
+        Substitute for a below-detection assay ``<x``: ``x / 2``, ``x``, or drop the sample.
 
     Returns
     -------
@@ -83,7 +171,8 @@ def prepare_samples(xy: np.ndarray, values: np.ndarray, *, source: str = "sample
     ------
     InputDataError
         If the shapes disagree, coordinates are not finite, no assay is usable, a value is
-        <= 0 with ``log10``, or ``clip_percentile`` is outside (0, 100].
+        <= 0 with ``log10``, ``clip_percentile`` is outside (0, 100] or ``censored`` is not
+        one of the modes.
     """
     xy = _as_xy(xy, f"{source}: sample coordinates")
     raw = np.asarray(values)
@@ -91,7 +180,8 @@ def prepare_samples(xy: np.ndarray, values: np.ndarray, *, source: str = "sample
         raise InputDataError(
             f"{source}: {len(xy)} sample locations but values of shape {raw.shape}; both must "
             "come from the same table rows.")
-    numeric = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=np.float64)
+    numbers, below, above = _censored_entries(raw)
+    numeric = _substitute(numbers, below, above, censored, source, warn=True, stacklevel=3)
     non_numeric = int((pd.isna(numeric) & ~pd.isna(pd.Series(raw)).to_numpy()).sum())
     keep = np.isfinite(numeric)
     n_bad = int((~keep).sum())
@@ -100,9 +190,11 @@ def prepare_samples(xy: np.ndarray, values: np.ndarray, *, source: str = "sample
             f"{source}: none of the {len(raw)} assays is a finite number; check the column "
             "name and the file's missing-value codes.")
     if n_bad:
+        n_censored = int(below.sum()) if censored == "drop" else 0
+        of_which = f", {n_censored} of them below detection" if n_censored else ""
         warnings.warn(
             f"{source}: dropped {n_bad} of {len(raw)} samples with missing or non-finite assays "
-            f"({non_numeric} non-numeric)", DroppedDataWarning, stacklevel=2)
+            f"({non_numeric} non-numeric{of_which})", DroppedDataWarning, stacklevel=2)
     xy, vals = xy[keep], numeric[keep]
     clip_value = _clip_value(vals, clip_percentile, source)
     if clip_value is not None:
@@ -436,5 +528,5 @@ def interpolate_window(interp: IdwInterpolator, grid: Grid, window: Window | Non
     return out
 
 
-__all__ = ["IdwInterpolator", "PreparedSamples", "check_idw_parameters", "idw", "idw_map",
-           "interpolate_window", "prepare_samples"]
+__all__ = ["CENSORED_MODES", "IdwInterpolator", "PreparedSamples", "check_idw_parameters", "idw",
+           "idw_map", "interpolate_window", "parse_censored", "prepare_samples"]

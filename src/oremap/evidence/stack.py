@@ -38,6 +38,7 @@ from oremap.evidence.idw import (
     PreparedSamples,
     check_idw_parameters,
     interpolate_window,
+    parse_censored,
     prepare_samples,
 )
 from oremap.grid import Grid
@@ -63,7 +64,8 @@ class GeochemLayerSpec:
     xy : (n, 2) array
         Sample locations in the grid's CRS (reprojected by the caller), map units.
     values : (n,) array
-        Assays; NaN and non-numeric entries are dropped and counted.
+        Assays; NaN and non-numeric entries are dropped and counted; censored entries
+        (``<x``, ``>x``) are handled as ``censored`` says.
     source : str
         Names the file, column and config key, e.g.
         "soil_samples.csv column 'Au' ([[geochem]] elements)".
@@ -77,6 +79,9 @@ class GeochemLayerSpec:
         Buffer of the samples' convex hull, in map units, that makes the coverage.
     extent : shapely geometry or None
         Explicit coverage polygon; overrides the hull.
+    censored : {"half", "limit", "drop"}
+        Substitute for a below-detection assay ``<x``: ``x / 2``, ``x``, or drop the sample
+        (see :func:`oremap.evidence.idw.parse_censored`).
     """
 
     name: str
@@ -90,6 +95,7 @@ class GeochemLayerSpec:
     clip_percentile: float | None = None
     coverage_buffer: float = 0.0
     extent: BaseGeometry | None = None
+    censored: str = "half"
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,6 +157,15 @@ class LayerRecord:
     n_dropped: int
     n_duplicates: int = 0
     seconds: float = 0.0
+    bytes: int | None = None
+    sha256: str | None = None
+
+    def intact(self, out_dir: Path) -> bool:
+        """Whether the layer's GeoTIFF is still the file that was written (size and SHA-256)."""
+        path = Path(out_dir) / self.path
+        if self.sha256 is None or not path.is_file() or path.stat().st_size != self.bytes:
+            return False
+        return io.file_digest(path)["sha256"] == self.sha256
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LayerRecord:
@@ -325,7 +340,7 @@ class _Prepared:
 def _prepare(spec: Spec, grid: Grid) -> _Prepared:
     if isinstance(spec, GeochemLayerSpec):
         s = prepare_samples(spec.xy, spec.values, source=spec.source, log10=spec.log10,
-                            clip_percentile=spec.clip_percentile)
+                            clip_percentile=spec.clip_percentile, censored=spec.censored)
         check_idw_parameters(spec.power, spec.neighbours, spec.radius, what=spec.source)
         if spec.extent is not None:
             cov = _extent(spec.extent, spec.source, grid)
@@ -386,8 +401,9 @@ def spec_hash(spec: Spec, grid: Grid) -> str:
     h.update(json.dumps(_parameters(spec), sort_keys=True, default=str).encode())
     if isinstance(spec, GeochemLayerSpec):
         h.update(np.ascontiguousarray(spec.xy, dtype=np.float64).tobytes())
-        vals = pd.to_numeric(pd.Series(np.asarray(spec.values)), errors="coerce")
-        h.update(vals.to_numpy(dtype=np.float64).tobytes())
+        vals = parse_censored(np.asarray(spec.values), spec.censored, source=spec.source,
+                              warn=False)
+        h.update(np.ascontiguousarray(vals, dtype=np.float64).tobytes())
     else:
         for g in spec.geometries:
             h.update(b"-" if g is None else shapely.to_wkb(g))
@@ -400,7 +416,8 @@ def _parameters(spec: Spec) -> dict[str, Any]:
     if isinstance(spec, GeochemLayerSpec):
         return {"power": spec.power, "neighbours": spec.neighbours, "radius": spec.radius,
                 "log10": spec.log10, "clip_percentile": spec.clip_percentile,
-                "coverage_buffer": spec.coverage_buffer, "extent": spec.extent is not None}
+                "coverage_buffer": spec.coverage_buffer, "extent": spec.extent is not None,
+                "censored": spec.censored}
     return {"measure": spec.measure, "radius": spec.radius, "extent": spec.extent is not None}
 
 
@@ -470,18 +487,38 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
         for p, digest in zip(prepared, hashes, strict=True):
             name = p.spec.name
             old = previous.get(name)
-            if old is not None and old.spec_hash == digest and (out_dir / old.path).exists():
+            if old is not None and old.spec_hash == digest and old.intact(out_dir):
                 log.info("evidence layer %s: unchanged, kept %s", name, old.path)
                 done[name] = old
             else:
+                if old is not None and old.spec_hash == digest:
+                    log.warning("evidence layer %s: %s was changed or damaged after it was "
+                                "written (size or checksum differ); recomputing it", name,
+                                old.path)
                 bar.reset(windows_task, total=grid.n_windows(block), description=name)
                 done[name] = _build_layer(p, digest, grid, out_dir, block, previews, workers,
                                           lambda: bar.advance(windows_task))
             bar.advance(layers_task)
             _write_manifest(out_dir, grid, specs, done, previous, hashes)
     manifest = _write_manifest(out_dir, grid, specs, done, previous, hashes)
+    _remove_unlisted(out_dir, manifest, previous)
     log.info("evidence stack: %d layers written to %s", len(specs), out_dir)
     return manifest
+
+
+def _remove_unlisted(out_dir: Path, manifest: EvidenceManifest,
+                     previous: dict[str, LayerRecord]) -> None:
+    """Delete the files of layers that the previous stack listed and this one does not.
+
+    Only files an earlier ``stack.json`` names are removed (oremap wrote them), so a layer
+    dropped from the configuration (As -> Cu) leaves no stale GeoTIFF behind.
+    """
+    keep = {r.path for r in manifest.layers} | {r.preview for r in manifest.layers if r.preview}
+    for rec in previous.values():
+        for rel in (rec.path, rec.preview):
+            if rel and rel not in keep and (out_dir / rel).is_file():
+                log.info("evidence: removed %s (layer no longer configured)", rel)
+                (out_dir / rel).unlink()
 
 
 def _previous_records(out_dir: Path, grid: Grid) -> dict[str, LayerRecord]:
@@ -555,7 +592,7 @@ def _build_layer(p: _Prepared, digest: str, grid: Grid, out_dir: Path, block: in
         n_used=len(p.samples.xy) if p.samples else p.features.n_used,
         n_dropped=p.samples.n_dropped if p.samples else p.features.n_dropped,
         n_duplicates=p.samples.n_duplicates if p.samples else 0,
-        seconds=round(time.perf_counter() - t0, 3))
+        seconds=round(time.perf_counter() - t0, 3), **io.file_digest(out_dir / rel))
     log.info("evidence layer %s (%s %s): %.1f s, coverage %.1f%%, range %s .. %s", spec.name,
              p.kind, p.measure, rec.seconds, 100 * rec.coverage_fraction, rec.min, rec.max)
     return rec

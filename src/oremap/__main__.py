@@ -1,0 +1,5 @@
+"""``python -m oremap``: the command line."""
+
+from oremap.cli import main
+
+main()

@@ -1,0 +1,440 @@
+"""The run folder contract: what each stage consumes and writes, and whether a result is current.
+
+One table, :data:`STAGES`, names every stage, the stages whose files it reads (``needs``), the
+configuration keys it reads (``config``), the folders it owns and its named output files. The
+pipeline, the CLI and the report take stage names, folders and file names from here.
+
+Every stage writes ``<folder>/stage.json`` (its *stage manifest*): ``status`` ("running" while
+it works, "complete" when done), the inputs it consumed (the configuration keys it reads with
+their values, the output digest of every upstream stage, the SHA-256 of every input file it
+reads, the evidence layer names in order) and their ``fingerprint``, and when complete the size
+and SHA-256 of every file it wrote and their ``digest``. A stage is *current* when its manifest
+is complete, its outputs are intact and its recorded fingerprint equals the one computed now
+from the configuration, the upstream manifests and the input files; ``oremap run`` recomputes
+what is not current and reuses the rest, a single-stage command refuses to run on inputs that
+are not current and says what changed and which command recomputes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from oremap import io
+from oremap.errors import StageNotReadyError
+
+log = logging.getLogger("oremap")
+
+MANIFEST = "stage.json"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the contract.
+
+    Attributes
+    ----------
+    name : the stage (and CLI command) name
+    needs : stages whose outputs it reads; they must be complete and current
+    config : dotted configuration keys it reads (a table name covers the whole table)
+    folders : folders it owns under the run folder; the first holds its ``stage.json``
+    files : named outputs, paths relative to the run folder
+    optional : stages read when present (the report reads the seed stability)
+    resumable : its own work survives an interruption (evidence layers, training checkpoints)
+    always : recomputed by every ``oremap run`` (the report, which carries the run's timings)
+    """
+
+    name: str
+    summary: str
+    needs: tuple[str, ...]
+    config: tuple[str, ...]
+    folders: tuple[str, ...]
+    files: Mapping[str, str] = field(default_factory=dict)
+    optional: tuple[str, ...] = ()
+    resumable: bool = False
+    always: bool = False
+
+    @property
+    def folder(self) -> str:
+        return self.folders[0]
+
+    def path(self, root: Path, key: str) -> Path:
+        """Path of the named output ``key`` in run folder ``root``."""
+        return Path(root) / self.files[key]
+
+
+_TRAIN_KEYS = ("seed", "train.models", "train.baselines", "train.profile", "train.epochs",
+               "train.batch_size", "train.lr", "train.lr_min", "train.beta1",
+               "train.weight_decay", "train.imbalance")
+
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("evidence", "evidence layers (IDW geochemistry, geological densities)",
+          needs=(), config=("grid.crs", "grid.bounds", "grid.pixel_size", "geochem", "geology"),
+          folders=("evidence",), resumable=True,
+          files={"stack": "evidence/stack.json", "layers": "evidence/layers",
+                 "previews": "evidence/previews"}),
+    Stage("samples", "cells, labels, crops and splits",
+          needs=("evidence",),
+          config=("seed", "grid.cell_cols", "grid.cell_rows", "grid.cell_size", "labels",
+                  "samples"),
+          folders=("samples", "samples_random"),
+          files={"manifest": "samples/manifest.json", "cells": "samples/cells.gpkg",
+                 "counts": "samples/counts.csv", "random": "samples_random",
+                 "random_manifest": "samples_random/manifest.json"}),
+    Stage("train", "networks and baselines, every fold",
+          needs=("samples",), config=_TRAIN_KEYS, folders=("train", "train_random"),
+          resumable=True,
+          files={"summary": "train/summary.csv", "loss_curves": "train/loss_curves.png",
+                 "random": "train_random", "random_summary": "train_random/summary.csv"}),
+    Stage("evaluate", "Table 1, confusion matrices, curves and importance on the test split",
+          needs=("samples", "train"),
+          config=("seed", "predict.threshold", "maps.permutation_repeats"),
+          folders=("evaluate",),
+          files={"table1": "evaluate/table1.csv", "table1_md": "evaluate/table1.md",
+                 "table1_folds": "evaluate/table1_folds.csv",
+                 "table1_random": "evaluate/table1_random.csv",
+                 "test_probs": "evaluate/test_probs.npz",
+                 "importance": "evaluate/importance.csv"}),
+    Stage("predict", "P(ore) of every usable cell from every model",
+          needs=("evidence", "samples", "train"), config=("predict",), folders=("predict",),
+          files={"predictions": "predict/predictions.csv"}),
+    Stage("ensemble", "the ensemble rules, Table 2 and stability statistics",
+          needs=("evaluate", "predict"),
+          config=("predict.threshold", "ensemble.rules", "ensemble.members",
+                  "ensemble.weight_metric"),
+          folders=("ensemble",),
+          files={"table": "ensemble/ensemble.csv", "weights": "ensemble/weights.json",
+                 "table1": "ensemble/table1_ensemble.csv", "table2": "ensemble/table2.csv",
+                 "stability": "ensemble/stability.csv", "comparison": "ensemble/comparison.csv",
+                 "comparison_md": "ensemble/comparison.md"}),
+    Stage("stability", "retraining with K seeds: how much predictions vary",
+          needs=("samples", "evaluate"),
+          config=(*_TRAIN_KEYS, "predict.threshold", "ensemble.rules", "ensemble.members",
+                  "ensemble.weight_metric", "ensemble.stability_seeds"),
+          folders=("stability",), resumable=True,
+          files={"seed_stability": "stability/seed_stability.csv"}),
+    Stage("maps", "prospectivity and uncertainty maps, target areas, success-rate curves",
+          needs=("evidence", "samples", "train", "evaluate", "ensemble"),
+          config=("predict.threshold", "maps", "truth"), folders=("maps",),
+          files={"targets": "maps/targets.gpkg", "targets_csv": "maps/targets.csv",
+                 "success_rate": "maps/success_rate.csv",
+                 "hidden_truth": "maps/hidden_truth.csv"}),
+    Stage("report", "the self-contained HTML report",
+          needs=("evidence", "samples", "train", "evaluate", "predict", "ensemble", "maps"),
+          optional=("stability",), config=(), folders=("report",), always=True,
+          files={"html": "report/report.html"}),
+)}
+
+#: Stages in the order ``oremap run`` runs them (stability only when configured).
+ORDER: tuple[str, ...] = tuple(STAGES)
+#: The stages of every run.
+MAIN: tuple[str, ...] = tuple(s for s in ORDER if s != "stability")
+#: Keys that change neither values nor meaning of any result (names, resources, limits).
+NO_EFFECT: tuple[str, ...] = ("name", "grid.block", "grid.max_pixels", "train.jobs",
+                              "train.workers", "train.device")
+#: Files of the run folder itself.
+RUN_FILES = {"config": "config.toml", "info": "run.json"}
+
+
+def file(stage: str, key: str) -> str:
+    """Relative path of output ``key`` of ``stage`` (a KeyError names a typo at once)."""
+    return STAGES[stage].files[key]
+
+
+def ancestors(stage: str) -> list[str]:
+    """Every stage ``stage`` depends on, directly or not, in run order."""
+    seen: set[str] = set()
+    todo = list(STAGES[stage].needs)
+    while todo:
+        s = todo.pop()
+        if s not in seen:
+            seen.add(s)
+            todo.extend(STAGES[s].needs)
+    return [s for s in ORDER if s in seen]
+
+
+def descendants(stage: str) -> list[str]:
+    """Every stage that depends on ``stage``, in run order."""
+    return [s for s in ORDER if stage in ancestors(s)]
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def manifest_path(root: Path, stage: str) -> Path:
+    return Path(root) / STAGES[stage].folder / MANIFEST
+
+
+def read_manifest(root: Path, stage: str) -> dict[str, Any] | None:
+    """The stage manifest of ``stage``, or None if the stage never started (or it is unreadable)."""
+    path = manifest_path(root, stage)
+    if not path.is_file():
+        return None
+    try:
+        data = io.read_json(path)
+    except (OSError, ValueError):
+        log.warning("%s is unreadable; treating stage %s as not run", path, stage)
+        return None
+    return data if isinstance(data, dict) and data.get("stage") == stage else None
+
+
+def complete_manifest(root: Path, stage: str) -> dict[str, Any] | None:
+    m = read_manifest(root, stage)
+    return m if m is not None and m.get("status") == "complete" else None
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a stage consumes: config values, upstream digests, input files, layer names."""
+
+    config: dict[str, Any]
+    upstream: dict[str, str]
+    files: dict[str, str]
+    layers: list[str] | None
+
+    @property
+    def fingerprint(self) -> str:
+        return _hash({"config": self.config, "upstream": self.upstream, "files": self.files})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "upstream": self.upstream, "files": self.files,
+                "layers": self.layers}
+
+
+def config_values(config: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """``{dotted key: value}`` for ``keys`` of a configuration (JSON values, paths as text)."""
+    data = config.model_dump(mode="json")
+    out = {}
+    for key in keys:
+        node: Any = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out[key] = node
+    return out
+
+
+def _paths(node: Any, key: str = "") -> Iterator[str]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in ("path", "truth") and isinstance(v, str):
+                yield v
+            else:
+                yield from _paths(v, k)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _paths(v, key)
+    elif key == "truth" and isinstance(node, str):
+        yield node
+
+
+def input_files(values: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of every input file named by ``path``/``truth`` keys in ``values``.
+
+    A file that is missing or unreadable gets a marker instead of a digest (the stage itself
+    then fails with a clear message when it opens it).
+    """
+    out = {}
+    for key, value in values.items():
+        paths = list(_paths({key.rsplit(".", 1)[-1]: value}))
+        for p in paths:
+            try:
+                out[p] = io.file_digest(p)["sha256"]
+            except OSError as exc:
+                out[p] = f"unreadable: {type(exc).__name__}"
+    return dict(sorted(out.items()))
+
+
+def inputs_now(root: Path, stage: str, config: Any) -> Inputs:
+    """What ``stage`` would consume now; StageNotReadyError if a needed stage is not complete."""
+    spec = STAGES[stage]
+    values = config_values(config, spec.config)
+    upstream, layers = {}, None
+    for need in (*spec.needs, *spec.optional):
+        m = complete_manifest(root, need)
+        if m is None:
+            if need in spec.optional:
+                continue
+            started = read_manifest(root, need) is not None
+            raise StageNotReadyError(
+                f"stage {stage!r} needs the outputs of stage {need!r}, which "
+                f"{'did not finish' if started else 'has not been run'} in {root}; run "
+                f"`oremap {need} {root}` first (or `oremap run CONFIG --out {root}` for every "
+                "stage).")
+        upstream[need] = m["digest"]
+        if layers is None and m.get("layers") is not None:
+            layers = list(m["layers"])
+    return Inputs(values, upstream, input_files(values), layers)
+
+
+def changes(old: Mapping[str, Any], new: Inputs) -> list[str]:
+    """Plain-language differences between recorded inputs ``old`` and ``new``."""
+    out = []
+    old_cfg = old.get("config", {})
+    for key in sorted(set(old_cfg) | set(new.config)):
+        a, b = old_cfg.get(key), new.config.get(key)
+        if a != b:
+            out.append(f"config {key}: {_short(a)} -> {_short(b)}")
+    old_up = old.get("upstream", {})
+    for s in sorted(set(old_up) | set(new.upstream)):
+        if old_up.get(s) != new.upstream.get(s):
+            out.append(f"stage {s!r} was recomputed since" if s in old_up and s in new.upstream
+                       else f"stage {s!r} output {'added' if s in new.upstream else 'gone'}")
+    old_files = old.get("files", {})
+    for p in sorted(set(old_files) | set(new.files)):
+        if old_files.get(p) != new.files.get(p):
+            what = ("changed" if p in old_files and p in new.files else
+                    "is new" if p in new.files else "is no longer used")
+            out.append(f"input file {p} {what}")
+    if old.get("layers") is not None and new.layers is not None and old["layers"] != new.layers:
+        out.append(describe_layer_change(old["layers"], new.layers))
+    return out
+
+
+def describe_layer_change(old: list[str], new: list[str]) -> str:
+    """``evidence layers: removed As; added Cu`` (or ``reordered``)."""
+    removed = [x for x in old if x not in new]
+    added = [x for x in new if x not in old]
+    parts = ([f"removed {', '.join(removed)}"] if removed else []) + (
+        [f"added {', '.join(added)}"] if added else [])
+    return "evidence layers: " + ("; ".join(parts) if parts else
+                                  f"reordered {old} -> {new}")
+
+
+def _short(v: Any, n: int = 80) -> str:
+    text = json.dumps(v, default=str)
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def output_files(root: Path, stage: str) -> list[Path]:
+    """Every file the stage wrote (its folders, less manifests and temporary files)."""
+    files = []
+    for folder in STAGES[stage].folders:
+        base = Path(root) / folder
+        if base.is_dir():
+            files += [f for f in base.rglob("*") if f.is_file() and f.name != MANIFEST
+                      and not io.is_temporary(f)]
+    return sorted(files)
+
+
+def damaged_outputs(root: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Outputs recorded in ``manifest`` that are missing or differ in size or SHA-256."""
+    problems = []
+    for rel, rec in manifest.get("outputs", {}).items():
+        path = Path(root) / rel
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+        elif path.stat().st_size != rec["bytes"]:
+            problems.append(f"{rel} has {path.stat().st_size} bytes, {rec['bytes']} were written")
+        elif io.file_digest(path)["sha256"] != rec["sha256"]:
+            problems.append(f"{rel} was modified after it was written (checksum differs)")
+    return problems
+
+
+def begin(root: Path, stage: str, inputs: Inputs) -> None:
+    """Record that ``stage`` started on ``inputs`` (status "running")."""
+    io.write_json(manifest_path(root, stage), {
+        "stage": stage, "status": "running", "fingerprint": inputs.fingerprint,
+        "inputs": inputs.to_dict(), "layers": inputs.layers, "started": _now()})
+
+
+def finish(root: Path, stage: str, inputs: Inputs, *,
+           layers: list[str] | None = None) -> dict[str, Any]:
+    """Record the finished ``stage``: outputs with size and SHA-256, and their digest."""
+    from oremap import __version__
+
+    root = Path(root)
+    outputs = {f.relative_to(root).as_posix(): io.file_digest(f)
+               for f in output_files(root, stage)}
+    started = (read_manifest(root, stage) or {}).get("started", _now())
+    manifest = {"stage": stage, "status": "complete", "oremap": __version__,
+                "fingerprint": inputs.fingerprint, "inputs": inputs.to_dict(),
+                "layers": layers if layers is not None else inputs.layers,
+                "outputs": outputs, "digest": _hash(outputs), "started": started,
+                "finished": _now()}
+    io.write_json(manifest_path(root, stage), manifest)
+    return manifest
+
+
+def clear(root: Path, stage: str) -> None:
+    """Delete the folders ``stage`` owns (only ever called inside a marked run folder)."""
+    for folder in STAGES[stage].folders:
+        path = Path(root) / folder
+        if path.is_dir():
+            shutil.rmtree(path)
+
+
+# --------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class Status:
+    """Whether a stage's result can be reused, and if not, why."""
+
+    stage: str
+    current: bool
+    reasons: tuple[str, ...]
+    same_inputs: bool  # the recorded fingerprint (even of an unfinished run) matches
+
+    def describe(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def status(root: Path, stage: str, config: Any, *, verify: bool = True) -> Status:
+    """Compare what ``stage`` recorded with what it would consume now.
+
+    Raises StageNotReadyError when a stage it needs is not complete.
+    """
+    now = inputs_now(root, stage, config)
+    m = read_manifest(root, stage)
+    if m is None:
+        return Status(stage, False, ("it has not been run",), False)
+    same = m.get("fingerprint") == now.fingerprint
+    reasons = [] if same else changes(m.get("inputs", {}), now) or ["its inputs differ"]
+    if m.get("status") != "complete":
+        reasons.append("it did not finish")
+    elif verify:
+        reasons += damaged_outputs(root, m)
+    return Status(stage, not reasons, tuple(reasons), same)
+
+
+def require_current(root: Path, stage: str, config: Any) -> Inputs:
+    """Check every stage ``stage`` depends on is complete, intact and current; its inputs.
+
+    Raises StageNotReadyError naming the first stage that is not, what changed, and the
+    commands that recompute it.
+    """
+    root = Path(root)
+    direct = set(STAGES[stage].needs) | set(STAGES[stage].optional)
+    for up in ancestors(stage) + [s for s in STAGES[stage].optional
+                                  if complete_manifest(root, s) is not None]:
+        st = status(root, up, config, verify=up in direct)
+        if not st.current:
+            after = " then ".join(f"`oremap {s} {root}`" for s in [up, *descendants(up)]
+                                  if s in [*ancestors(stage), *STAGES[stage].optional])
+            raise StageNotReadyError(
+                f"stage {stage!r} cannot run: the outputs of stage {up!r} in {root} are not "
+                f"current ({st.describe()}). Recompute what is stale with `oremap run "
+                f"{root / RUN_FILES['config']} --out {root}` (it reuses what still matches), or "
+                f"run {after} first.")
+    return inputs_now(root, stage, config)
