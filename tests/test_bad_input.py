@@ -585,8 +585,10 @@ def test_failure_mid_stage_leaves_no_half_written_output(study: Study, tmp_path:
     manifest = json.loads((run / "evidence" / "stack.json").read_text())
     assert manifest["complete"] is False and manifest["names"] == ["shear_zones"]
     assert "evidence" not in json.loads((run / "run.json").read_text())["stages"]
-    _assert_fails(_invoke("samples", run), tmp_path, "stack.json is incomplete",
-                  "run the evidence stage again")
+    _assert_fails(_invoke("samples", run), tmp_path,
+                  "stage 'samples' needs the outputs of stage 'evidence'; stage 'evidence' did "
+                  "not finish",
+                  f"`oremap evidence {run}` first")
     # fixing the input resumes: the finished layer is kept, the stack completes
     result = _invoke("evidence", run, "--config", study.config(tmp_path / "ok.toml", _no_geochem))
     _assert_ok(result)
@@ -607,8 +609,9 @@ def test_stage_without_its_prerequisite_names_the_missing_stage(
     run = study.run_with_evidence(tmp_path)
     shutil.copy(study.run / "config.toml", run / "config.toml")
     result = _invoke(stage, run)
-    _assert_fails(result, tmp_path, f"stage {stage!r} needs the outputs of stage {missing!r}",
-                  f"oremap {missing}")
+    # names the stage it needs and the first one missing in the chain, with its command
+    _assert_fails(result, tmp_path, f"stage {stage!r} needs the outputs of stage", repr(missing),
+                  "stage 'samples' has not been run", f"`oremap samples {run}` first")
     assert not (run / stage).exists()
 
 
@@ -617,7 +620,7 @@ def test_samples_without_evidence_names_the_evidence_stage(study: Study,
     run = tmp_path / "run"
     result = _invoke("samples", run, "--config", study.config(tmp_path / "c.toml"))
     _assert_fails(result, tmp_path, "stage 'samples' needs the outputs of stage 'evidence'",
-                  str(run / "evidence" / "stack.json"), "oremap evidence")
+                  str(run / "evidence" / "stage.json"), "oremap evidence")
     assert not (run / "samples").exists()
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from oremap.cli import app
+from oremap.demo import write_demo
 
 runner = CliRunner()
 
@@ -25,6 +26,7 @@ def test_config_example_is_valid(tmp_path: Path) -> None:
     assert "[grid]" in result.output and "# " in result.output
     path = tmp_path / "example.toml"
     path.write_text(result.output)
+    write_demo(tmp_path / "demo_data", seed=0)  # the inputs the example names
     checked = runner.invoke(app, ["config", "check", str(path)])
     assert checked.exit_code == 0, checked.output
     assert "valid (10 models/baselines, 14 evidence layers)" in checked.output

@@ -126,9 +126,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           files={"targets": "maps/targets.gpkg", "targets_csv": "maps/targets.csv",
                  "success_rate": "maps/success_rate.csv",
                  "hidden_truth": "maps/hidden_truth.csv"}),
-    Stage("report", "the self-contained HTML report",
-          needs=("evidence", "samples", "train", "evaluate", "predict", "ensemble", "maps"),
-          optional=("stability",), config=(), folders=("report",), always=True,
+    Stage("report", "the self-contained HTML report of whatever stages have run",
+          needs=(), optional=("evidence", "samples", "train", "evaluate", "predict", "ensemble",
+                              "stability", "maps"),
+          config=(), folders=("report",), always=True,
           files={"html": "report/report.html"}),
 )}
 
@@ -272,12 +273,7 @@ def inputs_now(root: Path, stage: str, config: Any) -> Inputs:
         if m is None:
             if need in spec.optional:
                 continue
-            started = read_manifest(root, need) is not None
-            raise StageNotReadyError(
-                f"stage {stage!r} needs the outputs of stage {need!r}, which "
-                f"{'did not finish' if started else 'has not been run'} in {root}; run "
-                f"`oremap {need} {root}` first (or `oremap run CONFIG --out {root}` for every "
-                "stage).")
+            _require_complete(root, stage, need)
         upstream[need] = m["digest"]
         if layers is None and m.get("layers") is not None:
             layers = list(m["layers"])
@@ -421,20 +417,43 @@ def status(root: Path, stage: str, config: Any, *, verify: bool = True) -> Statu
 def require_current(root: Path, stage: str, config: Any) -> Inputs:
     """Check every stage ``stage`` depends on is complete, intact and current; its inputs.
 
-    Raises StageNotReadyError naming the first stage that is not, what changed, and the
-    commands that recompute it.
+    Optional stages (the report's) are checked when present. Raises StageNotReadyError naming
+    the first stage that is missing or not current, what changed, and the commands that
+    recompute it.
     """
     root = Path(root)
-    direct = set(STAGES[stage].needs) | set(STAGES[stage].optional)
-    for up in ancestors(stage) + [s for s in STAGES[stage].optional
-                                  if complete_manifest(root, s) is not None]:
+    spec = STAGES[stage]
+    for need in reversed(spec.needs):  # the latest need names the whole missing chain
+        _require_complete(root, stage, need)
+    present = [s for s in spec.optional if complete_manifest(root, s) is not None]
+    check = set(ancestors(stage)) | set(present)
+    for s in present:
+        check |= set(ancestors(s))
+    direct = set(spec.needs) | set(present)
+    for up in [s for s in ORDER if s in check]:
+        _require_complete(root, stage, up)
         st = status(root, up, config, verify=up in direct)
         if not st.current:
             after = " then ".join(f"`oremap {s} {root}`" for s in [up, *descendants(up)]
-                                  if s in [*ancestors(stage), *STAGES[stage].optional])
+                                  if s in check)
             raise StageNotReadyError(
                 f"stage {stage!r} cannot run: the outputs of stage {up!r} in {root} are not "
                 f"current ({st.describe()}). Recompute what is stale with `oremap run "
                 f"{root / RUN_FILES['config']} --out {root}` (it reuses what still matches), or "
                 f"run {after} first.")
     return inputs_now(root, stage, config)
+
+
+def _require_complete(root: Path, stage: str, need: str) -> None:
+    if complete_manifest(root, need) is not None:
+        return
+    chain = [s for s in ORDER if (s == need or s in ancestors(stage))
+             and complete_manifest(root, s) is None]
+    first = chain[0]
+    started = read_manifest(root, first) is not None
+    names = ", ".join(repr(s) for s in chain)
+    raise StageNotReadyError(
+        f"stage {stage!r} needs the outputs of stage{'s' if len(chain) > 1 else ''} {names}; "
+        f"stage {first!r} {'did not finish' if started else 'has not been run'} in {root} "
+        f"({manifest_path(root, first)} {'is not complete' if started else 'not found'}); run "
+        f"`oremap {first} {root}` first (or `oremap run CONFIG --out {root}` for every stage).")

@@ -90,12 +90,26 @@ def _execute(name: str, fn: Callable[..., Path], config: Config, rd: RunDir,
     for folder in spec.folders:
         io.remove_temporary_files(rd.root / folder)
     contract.begin(rd.root, name, inputs)
-    out = fn(config, rd.root, **kwargs)
+    try:
+        out = fn(config, rd.root, **kwargs)
+    except BaseException:
+        _drop_if_empty(rd.root, name)
+        raise
     layers = None
     if name == "evidence":
         layers = io.read_json(rd.root / contract.file("evidence", "stack"))["names"]
     contract.finish(rd.root, name, inputs, layers=layers)
     return out
+
+
+def _drop_if_empty(root: Path, name: str) -> None:
+    """After a failed stage, remove its folders if they hold nothing but the manifest.
+
+    A stage that failed before writing anything (bad input) leaves no trace; one that had
+    finished part of its work (evidence layers, training checkpoints) keeps it to resume.
+    """
+    if not contract.output_files(root, name):
+        contract.clear(root, name)
 
 
 def with_stability_seeds(config: Config, seeds: int) -> Config:

@@ -227,7 +227,7 @@ def check_out_folder(config: Config, run_dir: Path, config_path: Path | None = N
     """Refuse a run folder that holds the configuration file or any input file.
 
     oremap writes (and with --overwrite deletes) inside its run folder, so the user's own files
-    must not live there. The run folder's own stored ``config.toml`` is allowed.
+    must not live there. The stored ``config.toml`` of an oremap run folder is allowed.
     """
     from oremap.contract import _paths
 
@@ -236,7 +236,8 @@ def check_out_folder(config: Config, run_dir: Path, config_path: Path | None = N
     found = []
     if config_path is not None:
         cp = Path(config_path).resolve()
-        if _inside(cp, root) and not (cp.parent == root and cp.name in own):
+        stored = cp.parent == root and cp.name in own and (root / MARKER).is_file()
+        if _inside(cp, root) and not stored:
             found.append(f"the configuration file {cp}")
     for p in _paths(config.model_dump(mode="json")):
         if _inside(Path(p).resolve(), root):
