@@ -197,6 +197,26 @@ def test_changed_input_file_makes_the_stage_stale(base: dict[str, Path], tmp_pat
     assert not st.current and f"input file {csv} changed" in st.describe()
 
 
+def test_changed_member_list_keeps_only_checkpoints_that_match_exactly(
+        base: dict[str, Path], run_copy: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    last = run_copy / "train" / "fold0" / "lenet" / "last.pt"
+    before = _sha(last)
+    cfg = _write_config(tmp_path / "woe.toml", base["data"],
+                        **{"train.baselines": ["logistic", "woe"]})
+    with caplog.at_level("INFO", logger="oremap"):
+        pipeline.run(load_config(cfg), run_copy, progress=False, config_path=cfg)
+    assert "stage train: recomputing (config train.baselines" in caplog.text
+    assert "lenet: finished run found" in caplog.text  # same samples, settings, seed
+    assert _sha(last) == before
+    assert (run_copy / "train" / "fold0" / "woe" / "model.pkl").is_file()
+    cfg = _write_config(tmp_path / "none.toml", base["data"], **{"train.baselines": []})
+    pipeline.run(load_config(cfg), run_copy, progress=False, config_path=cfg)
+    assert sorted(p.name for p in (run_copy / "train" / "fold0").iterdir()) == ["lenet"]
+    train = contract.complete_manifest(run_copy, "train")
+    assert not any("logistic" in k or "woe" in k for k in train["outputs"])
+
+
 def test_stage_refuses_inputs_from_another_config(base: dict[str, Path], run_copy: Path,
                                                  tmp_path: Path) -> None:
     other = _write_config(tmp_path / "other.toml", base["data"],

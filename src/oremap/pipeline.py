@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -77,7 +78,7 @@ def _execute(name: str, fn: Callable[..., Path], config: Config, rd: RunDir,
     if name == "evidence":
         keep = True
     elif name == "train" and kwargs.get("resume"):
-        if previous is not None and not same:
+        if previous is not None and not same and kwargs["resume"] is True:
             what = "; ".join(contract.changes(previous.get("inputs", {}), inputs))
             raise ConfigError(
                 f"cannot resume training in {rd.root}: it was started on other inputs ({what}). "
@@ -270,8 +271,13 @@ def _train_settings(config: Config, *, epochs: int | None = None) -> Any:
 
 
 def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: int,
-                  resume: bool = False, jobs: int = 1, progress: bool = True) -> pd.DataFrame:
-    """Train every network and baseline on every fold of a sample set; returns a summary."""
+                  resume: bool | str = False, jobs: int = 1,
+                  progress: bool = True) -> pd.DataFrame:
+    """Train every network and baseline on every fold of a sample set; returns a summary.
+
+    ``resume`` is passed to :func:`oremap.train.train_model`. Folders of members no longer
+    configured are removed, so the stage's outputs are exactly its members.
+    """
     from oremap.baselines import fit_baseline
     from oremap.samples import load_sample_set
     from oremap.train import plot_loss_curves, train_models
@@ -304,11 +310,21 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
             rows.append(dict(member=name, kind="baseline", fold=fold, epochs=0, best_epoch=0,
                              seconds=round(time.perf_counter() - t0, 2), samples_per_s=np.nan,
                              device="cpu"))
+    _remove_unconfigured(train_dir, config.members())
     if histories:
         plot_loss_curves(histories, train_dir / Path(contract.file("train", "loss_curves")).name)
     summary = pd.DataFrame(rows)
     io.write_csv(train_dir / Path(contract.file("train", "summary")).name, summary)
     return summary
+
+
+def _remove_unconfigured(train_dir: Path, members: Sequence[str]) -> None:
+    for fold_dir in sorted(train_dir.glob("fold*")):
+        for d in fold_dir.iterdir():
+            owned = (d / "last.pt").is_file() or (d / "model.pkl").is_file()
+            if d.is_dir() and owned and d.name not in members:
+                log.info("train: removed %s (member no longer configured)", d)
+                shutil.rmtree(d)
 
 
 @stage("train")
@@ -1025,7 +1041,9 @@ def run(config: Config, run_dir: Path, *, stages: Sequence[str] = MAIN,
                 log.info("stage %s: recomputing (%s)", name, st.describe())
             kwargs: dict[str, Any] = {"progress": progress}
             if name == "train":
-                kwargs["resume"] = resume and st.same_inputs
+                # same inputs: resume; other inputs: keep only the models whose checkpoints
+                # match the new samples and settings exactly (each checkpoint checks them)
+                kwargs["resume"] = resume and (True if st.same_inputs else "matching")
             last = STAGE_FUNCTIONS[name](config, run_dir, **kwargs)
         rd.finish()
     return last

@@ -231,7 +231,7 @@ def train_model(
     out_dir: Path,
     settings: TrainSettings,
     seed: int,
-    resume: bool = False,
+    resume: bool | Literal["matching"] = False,
     progress: bool = True,
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> TrainResult:
@@ -253,9 +253,12 @@ def train_model(
         Optimisation settings.
     seed : int
         Non-negative seed of initialisation, data order and dropout.
-    resume : bool
-        Continue from ``last.pt`` if present (returning a finished run without
-        retraining). Without it, existing checkpoints of ``name`` are replaced.
+    resume : bool or "matching"
+        ``True``: continue from ``last.pt`` if present (returning a finished run without
+        retraining); a checkpoint made from other samples (compared by SHA-256), settings or
+        seed is a ConfigError. ``"matching"``: continue where the checkpoint matches, start
+        afresh where it does not (what ``oremap run`` does after an input changed).
+        ``False``: existing checkpoints of ``name`` are replaced.
     progress : bool
         Show a progress bar.
     model_kwargs : mapping or None
@@ -322,7 +325,7 @@ def train_models(
     out_dir: Path,
     settings: TrainSettings,
     seed: int,
-    resume: bool = False,
+    resume: bool | Literal["matching"] = False,
     jobs: int = 1,
     progress: bool = True,
     model_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
@@ -782,7 +785,7 @@ def _progress_bar(enabled: bool) -> Iterator[Any]:
 
 
 def _prepare_run_dir(model_dir: Path, meta: dict[str, Any],
-                     resume: bool) -> dict[str, Any] | None:
+                     resume: bool | str) -> dict[str, Any] | None:
     """Load ``last.pt`` when resuming (checking it matches ``meta``), else clear old files."""
     last = model_dir / _LAST
     if not last.is_file():
@@ -812,6 +815,12 @@ def _prepare_run_dir(model_dir: Path, meta: dict[str, Any],
         diffs = [d if not d.startswith("data:") else
                  "data: the training or test samples differ from those it was trained on"
                  for d in diffs]
+        if resume == "matching":
+            logger.info("%s: checkpoint in %s was made from other inputs (%s); training "
+                        "afresh", meta["name"], model_dir, "; ".join(diffs))
+            for f in (_LAST, _BEST, _HISTORY):
+                (model_dir / f).unlink(missing_ok=True)
+            return None
         raise ConfigError(
             f"cannot resume {last}: the run differs ({'; '.join(diffs)}). Use the same "
             "data and settings, another out_dir, or resume=False to start again."
