@@ -141,8 +141,8 @@ def _check_csv(config: Config) -> list[str]:
     missing = [c for c in wanted if c not in head.columns]
     if missing:
         problems.append(f"[geochem]: {path} lacks column(s) {missing}; it has "
-                        f"{[str(c) for c in head.columns]}. Rename the columns or fix `x`, `y` "
-                        "or `elements` in the config")
+                        f"{[str(c) for c in head.columns]}. Rename the columns or fix the names "
+                        "in the config (`x`, `y`, `elements`)")
     if g.crs is None:
         problems.append(f"[geochem] crs: {path} is a CSV and carries no CRS; set "
                         "`crs = \"EPSG:...\"` in [geochem]")

@@ -1013,11 +1013,16 @@ def run(config: Config, run_dir: Path, *, stages: Sequence[str] = MAIN,
     run folder (only a folder oremap made). ``config_path``, the file ``config`` came from, is
     checked not to lie in the run folder.
     """
-    from oremap.check import format_preflight, preflight
+    from oremap.check import check_inputs, format_preflight, preflight
     from oremap.train import choose_device
 
     run_dir = Path(run_dir)
     check_out_folder(config, run_dir, config_path)
+    problems = check_inputs(config)
+    if problems:
+        raise InputDataError(
+            f"{len(problems)} problem(s) with the inputs, found before any work (`oremap config "
+            "check` lists the same):\n  - " + "\n  - ".join(problems))
     rd = RunDir(run_dir)
     rd.claim()
     with rd.locked():
