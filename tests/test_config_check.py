@@ -321,7 +321,8 @@ def test_check_inputs_lists_every_problem_with_key_file_and_fix(data: Path,
     problems = check_inputs(_config(d))
 
     expected = [
-        ("[geochem]:", str(soil), "lacks column(s) ['As']", "fix the names in the config (`x`, `y`, `elements`)"),
+        ("[geochem]:", str(soil), "lacks column(s) ['As']",
+         "fix the names in the config (`x`, `y`, `elements`)"),
         ("[geochem] extent:", str(tmp_path / "missing.gpkg"), "does not exist", "fix `path`"),
         ("[[geology]] #1 'shear_zones':", str(text), "not a vector file GDAL can read",
          "give the path of a GeoPackage"),
