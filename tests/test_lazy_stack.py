@@ -21,7 +21,7 @@ from oremap.evidence import (
     open_stack,
 )
 from oremap.grid import Grid
-from oremap.pipeline import _tta_probabilities
+from oremap.predict import tta_probabilities
 from oremap.samples import CropSpec, Label, build_samples, cell_coverage, make_cells
 
 # (strip_rows, cache_strips): cells of 20 rows span up to 4 strips of 7 rows (cached); with
@@ -125,7 +125,7 @@ def test_lazy_errors(evidence, tmp_path):
         lazy[[0, 1]]
     with pytest.raises(TypeError, match="not turned into an array"):
         np.asarray(lazy)
-    with pytest.raises(StageNotReadyError, match="run the evidence stage"):
+    with pytest.raises(StageNotReadyError, match="run `oremap evidence "):
         open_stack(tmp_path)
     doc = json.loads((evidence / "stack.json").read_text())
     (tmp_path / "stack.json").write_text(json.dumps({**doc, "complete": False}))
@@ -216,8 +216,8 @@ def test_tta_lazy_equals_in_memory(evidence, loaded, tmp_path):
     def fn(x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-x.mean(axis=(1, 2, 3))))
 
-    want = _tta_probabilities(fn, full, usable, ss, 0, spec, chunk=5)
-    got = _tta_probabilities(fn, open_stack(evidence, strip_rows=6, cache_strips=4), usable,
+    want = tta_probabilities(fn, full, usable, ss, 0, spec, chunk=5)
+    got = tta_probabilities(fn, open_stack(evidence, strip_rows=6, cache_strips=4), usable,
                              ss, 0, spec, chunk=5)
     assert np.isfinite(want).all() and len(want) == len(usable)
     np.testing.assert_array_equal(got, want)

@@ -176,7 +176,7 @@ def test_interrupted_build_is_incomplete_then_resumes(grid, tmp_path, monkeypatc
 
 
 def test_load_stack_errors(grid, tmp_path):
-    with pytest.raises(StageNotReadyError, match="run the evidence stage"):
+    with pytest.raises(StageNotReadyError, match="run `oremap evidence "):
         load_stack(tmp_path)
     specs = _specs(grid)[2:4]
     build_evidence(specs, grid, tmp_path, progress=False, previews=False)

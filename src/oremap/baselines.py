@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from oremap.errors import ConfigError, InputDataError, UnknownNameError
 from oremap.io import atomic_path
+from oremap.names import BASELINES
 
 __all__ = [
     "BASELINES",
@@ -25,14 +26,15 @@ __all__ = [
     "WoeBaseline",
     "WeightsOfEvidence",
     "is_baseline",
+    "list_baselines",
     "crop_features",
     "feature_names",
     "fit_baseline",
     "woe_contrast",
 ]
 
-#: Names accepted by :func:`fit_baseline`.
-BASELINES: tuple[str, ...] = ("logistic", "random_forest", "woe")
+# BASELINES (imported above, declared in oremap.names): the names fit_baseline accepts,
+# ("logistic", "random_forest", "woe"), dispatched in _make_estimator.
 
 #: Per-layer summary statistics accepted by :func:`crop_features`.
 STATS: tuple[str, ...] = ("mean", "std", "min", "max")
@@ -74,6 +76,14 @@ _WOE_OPTIONS: tuple[str, ...] = ("min_studentised_contrast", "n_cutoffs")
 def is_baseline(name: str) -> bool:
     """Return True if ``name`` is one of :data:`BASELINES` (so not a network)."""
     return name in BASELINES
+
+
+def list_baselines() -> list[str]:
+    """Names accepted by :func:`fit_baseline`: ``logistic``, ``random_forest``, ``woe``.
+
+    The names of :data:`oremap.names.BASELINES` (also :data:`BASELINES` here), in that order.
+    """
+    return list(BASELINES)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -190,6 +190,17 @@ def _short(exc: BaseException, limit: int = 200) -> str:
 # --------------------------------------------------------------------------- size estimate
 
 
+def require_inputs(config: Config) -> None:
+    """Raise InputDataError listing every problem :func:`check_inputs` finds (before any work)."""
+    from oremap.errors import InputDataError
+
+    problems = check_inputs(config)
+    if problems:
+        raise InputDataError(
+            f"{len(problems)} problem(s) with the inputs, found before any work (`oremap config "
+            "check` lists the same):\n  - " + "\n  - ".join(problems))
+
+
 def preflight(config: Config) -> dict[str, Any]:
     """The size of the run's evidence: grid, layers, disk and memory, without computing.
 

@@ -33,7 +33,10 @@ _STATE = {"verbose": False}
 @app.callback()
 def setup(verbose: bool = typer.Option(False, "--verbose", "-v",
                                        help="debug logging, and tracebacks of errors")) -> None:
-    """Set up logging once for every command."""
+    """Set up logging and the headless matplotlib backend once for every command."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the library never picks a backend; the command line does
     _STATE["verbose"] = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)

@@ -21,16 +21,13 @@ from pydantic import (
 )
 
 from oremap.errors import ConfigError
+from oremap.limits import TRAIN_BOUNDS, TRAIN_RELATIONS, Imbalance, TrainProfile
+from oremap.names import BASELINES, MODELS, RULES
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-MODEL_NAMES = ("lenet", "alexnet", "vgg16", "vgg8", "resnet50", "mobilenet_v2", "vit")
-BASELINE_NAMES = ("logistic", "random_forest", "woe")
-RULE_NAMES = ("simple_average", "weighted_average", "majority_voting", "plurality_voting",
-              "weighted_voting")
 
 
 #: Bytes of one float32 pixel, for the size estimates of ``[grid] max_pixels``.
@@ -269,42 +266,46 @@ class SamplesConfig(_Model):
 
 
 class TrainConfig(_Model):
-    """``[train]``: networks and baselines, optimiser and schedule."""
+    """``[train]``: networks and baselines, optimiser and schedule.
 
-    models: list[str] = Field(default_factory=lambda: list(MODEL_NAMES[:1]))
+    Names come from :mod:`oremap.names`, bounds, choices and relations of the numbers from
+    :mod:`oremap.limits`, which :func:`oremap.train.train_model` checks too.
+    """
+
+    models: list[str] = Field(default_factory=lambda: list(MODELS[:1]))
     baselines: list[str] = Field(default_factory=list)
-    profile: Literal["paper", "fast"] = "paper"
-    epochs: int = Field(50, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    lr_min: float = Field(1e-5, ge=0)
-    beta1: float = Field(0.9, gt=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    workers: int = Field(8, ge=0)
-    imbalance: Literal["weighted_loss", "balanced_sampler", "none"] = "weighted_loss"
+    profile: TrainProfile = "paper"
+    epochs: int = Field(50, **TRAIN_BOUNDS["epochs"].field_kwargs())
+    batch_size: int = Field(16, **TRAIN_BOUNDS["batch_size"].field_kwargs())
+    lr: float = Field(1e-4, **TRAIN_BOUNDS["lr"].field_kwargs())
+    lr_min: float = Field(1e-5, **TRAIN_BOUNDS["lr_min"].field_kwargs())
+    beta1: float = Field(0.9, **TRAIN_BOUNDS["beta1"].field_kwargs())
+    weight_decay: float = Field(0.0, **TRAIN_BOUNDS["weight_decay"].field_kwargs())
+    workers: int = Field(8, **TRAIN_BOUNDS["workers"].field_kwargs())
+    imbalance: Imbalance = "weighted_loss"
     device: str = "auto"
-    jobs: int = Field(1, ge=1)
+    jobs: int = Field(1, **TRAIN_BOUNDS["jobs"].field_kwargs())
 
     @field_validator("models")
     @classmethod
     def _models(cls, v: list[str]) -> list[str]:
-        return _check_names(v, MODEL_NAMES, "model")
+        return _check_names(v, MODELS, "model")
 
     @field_validator("baselines")
     @classmethod
     def _baselines(cls, v: list[str]) -> list[str]:
-        return _check_names(v, BASELINE_NAMES, "baseline")
+        return _check_names(v, BASELINES, "baseline")
 
     @model_validator(mode="after")
     def _schedule_and_members(self) -> TrainConfig:
-        if self.lr_min > self.lr:
-            raise ValueError(f"lr_min = {self.lr_min:g} is larger than lr = {self.lr:g}; the "
-                             "cosine schedule decays from lr down to lr_min, so set [train] "
-                             "lr_min <= [train] lr")
+        values = {name: getattr(self, name) for r in TRAIN_RELATIONS for name in (r.low, r.high)}
+        for relation in TRAIN_RELATIONS:
+            if not relation.holds(values):
+                raise ValueError(relation.config_message(values))
         if not self.models and not self.baselines:
             raise ValueError("nothing to train: [train] models and [train] baselines are both "
-                             f"empty; name at least one model ({', '.join(MODEL_NAMES)}) or "
-                             f"baseline ({', '.join(BASELINE_NAMES)})")
+                             f"empty; name at least one model ({', '.join(MODELS)}) or "
+                             f"baseline ({', '.join(BASELINES)})")
         return self
 
 
@@ -314,7 +315,7 @@ class PredictConfig(_Model):
 
 
 class EnsembleConfig(_Model):
-    rules: list[str] = Field(default_factory=lambda: list(RULE_NAMES))
+    rules: list[str] = Field(default_factory=lambda: list(RULES))
     members: list[str] | None = Field(None, description="models/baselines to combine; all")
     weight_metric: Literal["accuracy", "f1", "auc"] = "accuracy"
     stability_seeds: int = Field(
@@ -332,7 +333,7 @@ class EnsembleConfig(_Model):
     @field_validator("rules")
     @classmethod
     def _rules(cls, v: list[str]) -> list[str]:
-        return _check_names(v, RULE_NAMES, "ensemble rule")
+        return _check_names(v, RULES, "ensemble rule")
 
 
 class MapsConfig(_Model):
@@ -356,8 +357,8 @@ class MapsConfig(_Model):
     def _targets(self) -> MapsConfig:
         if self.target_threshold is not None and self.target_top_fraction is not None:
             raise ValueError("give target_threshold or target_top_fraction, not both")
-        if self.target_rule not in RULE_NAMES:
-            raise ValueError(f"target_rule must be one of {list(RULE_NAMES)}")
+        if self.target_rule not in RULES:
+            raise ValueError(f"target_rule must be one of {list(RULES)}")
         return self
 
 

@@ -115,7 +115,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
                  "stability": "ensemble/stability.csv", "comparison": "ensemble/comparison.csv",
                  "comparison_md": "ensemble/comparison.md"}),
     Stage("stability", "retraining with K seeds: how much predictions vary",
-          needs=("samples", "evaluate"),
+          needs=("samples", "ensemble"),
           config=(*_TRAIN_KEYS, "predict.threshold", "ensemble.rules", "ensemble.members",
                   "ensemble.weight_metric", "ensemble.stability_seeds"),
           folders=("stability",), resumable=True,
@@ -452,8 +452,8 @@ def _require_complete(root: Path, stage: str, need: str) -> None:
     first = chain[0]
     started = read_manifest(root, first) is not None
     names = ", ".join(repr(s) for s in chain)
-    raise StageNotReadyError(
-        f"stage {stage!r} needs the outputs of stage{'s' if len(chain) > 1 else ''} {names}; "
-        f"stage {first!r} {'did not finish' if started else 'has not been run'} in {root} "
-        f"({manifest_path(root, first)} {'is not complete' if started else 'not found'}); run "
-        f"`oremap {first} {root}` first (or `oremap run CONFIG --out {root}` for every stage).")
+    raise StageNotReadyError.missing(
+        first, f"stage {stage!r} needs the outputs of stage{'s' if len(chain) > 1 else ''} "
+        f"{names}; stage {first!r} {'did not finish' if started else 'has not been run'} in "
+        f"{root} ({manifest_path(root, first)} {'is not complete' if started else 'not found'})",
+        root)

@@ -5,12 +5,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from oremap import io
 from oremap.errors import DroppedDataWarning, InputDataError, UnknownNameError
-from oremap.evaluate import Label
+from oremap.labels import UNDECIDED, Label
+from oremap.names import RULES, check_registered, member_kind
+
+if TYPE_CHECKING:
+    from oremap.members import TestProbabilities
 
 __all__ = [
     "UNDECIDED",
@@ -32,9 +39,6 @@ __all__ = [
     "seed_variability",
     "seed_variability_table",
 ]
-
-#: Prediction of a cell on which a voting rule refuses to decide (a tie in majority voting).
-UNDECIDED = -2
 
 #: Columns of :func:`table2` / keys of :func:`prediction_counts` (He et al. 2024, Table 2).
 COUNT_COLUMNS: tuple[str, ...] = ("total", "known_positive", "unknown", "negative")
@@ -90,7 +94,11 @@ def register(name: str) -> Callable[[Rule], Rule]:
 
 
 def list_rules() -> list[str]:
-    """Names of the registered rules, in registration order (He et al.'s order)."""
+    """Names of the registered rules, in registration order.
+
+    That is He et al.'s order, the order of :data:`oremap.names.RULES` (checked at import):
+    ``simple_average, weighted_average, majority_voting, plurality_voting, weighted_voting``.
+    """
     return list(_RULES)
 
 
@@ -323,6 +331,10 @@ def weighted_voting(
     ore = (w_ore - w_barren) > _WEIGHT_TIE_RTOL * weights.sum()
     pred = np.where(ore, Label.POSITIVE, Label.NEGATIVE).astype(np.int64)
     return np.clip(w_ore, 0.0, 1.0), pred
+
+
+# The five rules above, in He et al.'s order, are the names declared in oremap.names.RULES.
+check_registered("ensemble rule", RULES, _RULES, ordered=True)
 
 
 def metric_weights(metric_values: Mapping[str, float]) -> dict[str, float]:
@@ -637,3 +649,176 @@ def seed_variability_table(
     df = pd.DataFrame.from_dict(rows, orient="index")[list(keys)]
     df.index.name = "model"
     return df
+
+
+# --------------------------------------------------------------------------- the ensemble stage
+
+
+def weights_from_table1(table1: pd.DataFrame, members: Sequence[str],
+                        metric: str) -> np.ndarray:
+    """Weights of ``members`` proportional to ``metric`` (accuracy | f1 | auc) in Table 1.
+
+    Table 1 of one split has the metric's column; of several folds, its ``_mean``.
+    """
+    column = {"accuracy": "accuracy", "f1": "macro_f1", "auc": "roc_auc"}[metric]
+    if column not in table1.columns:
+        column = f"{column}_mean"
+    w = metric_weights({m: float(table1.loc[m, column]) for m in members})
+    return np.array([w[m] for m in members])
+
+
+def write_weights(path: Path, members: Sequence[str], weights: np.ndarray, metric: str) -> None:
+    """``weights.json``: the metric and one weight per member."""
+    io.write_json(path, {"metric": metric, "weights": dict(zip(members, weights.tolist()))})
+
+
+def read_weights(path: Path, members: Sequence[str]) -> np.ndarray:
+    """The weights of ``members`` from a ``weights.json`` written by :func:`write_weights`."""
+    stored = io.read_json(path)["weights"]
+    missing = [m for m in members if m not in stored]
+    if missing:
+        raise InputDataError(f"{path} has no weight for {missing}; recompute the ensemble stage")
+    return np.array([float(stored[m]) for m in members])
+
+
+def combine_columns(table: pd.DataFrame, members: Sequence[str], rules: Sequence[str],
+                    weights: np.ndarray, *, threshold: float,
+                    prefix: str = "p_") -> dict[str, EnsembleResult]:
+    """Every rule in ``rules`` applied to the ``<prefix><member>`` columns of a cell table."""
+    probs = np.vstack([table[f"{prefix}{m}"].to_numpy() for m in members])
+    return {rule: combine(rule, probs, weights=weights, threshold=threshold) for rule in rules}
+
+
+def rule_table1(y: np.ndarray, results: dict[str, Any]) -> pd.DataFrame:
+    """Table 1 of ensemble rules, classifying by each rule's own decision.
+
+    Precision, recall, F1 and accuracy are computed on the crops the rule decided; the share of
+    undecided crops (majority-voting refusals) is the column ``undecided``. The AUCs rank all
+    crops by the rule's probability (the vote share for voting rules).
+    """
+    from oremap.evaluate import classification_report, roc_auc
+
+    rows = {}
+    for rule, res in results.items():
+        decided = res.prediction != UNDECIDED
+        row = classification_report(y[decided], res.prediction[decided].astype(float),
+                                    threshold=0.5)
+        full = classification_report(y, res.probability, threshold=0.5)
+        row["roc_auc"], row["pr_auc"] = roc_auc(y, res.probability), full["pr_auc"]
+        row["undecided"] = float(1.0 - decided.mean())
+        rows[rule] = row
+    df = pd.DataFrame.from_dict(rows, orient="index").drop(columns=["threshold"])
+    df.index.name = "model"
+    return df
+
+
+def compare_members(table: pd.DataFrame, crops: TestProbabilities, weights: np.ndarray,
+                    members: Sequence[str], rules: Sequence[str], *,
+                    threshold: float) -> pd.DataFrame:
+    """Every member and rule by ROC AUC and prediction-rate AUC, per fold, mean and spread.
+
+    ROC AUC: held-out crops of each fold. Prediction-rate AUC: all usable cells ranked by the
+    fold's model (or rule), counting only the fold's held-out positive cells. Success-rate AUC:
+    the final map (mean over folds) against every known positive cell (optimistic: those cells
+    were trained on).
+    """
+    from oremap.evaluate import roc_auc, success_rate_curve
+
+    thr, n_folds = threshold, len(crops)
+    labels, test_fold = table["label"].to_numpy(), table["test_fold"].to_numpy()
+    rules = list(rules)
+    roc = {n: [] for n in [*members, *rules]}
+    pra = {n: [] for n in [*members, *rules]}
+    for k, f in enumerate(crops.folds):
+        probs = f.stacked(members)
+        for m, p in zip(members, probs):
+            roc[m].append(roc_auc(f.y, p))
+        for r in rules:
+            roc[r].append(roc_auc(f.y, combine(r, probs, weights=weights,
+                                                  threshold=thr).probability))
+        suffix = f"_f{k}" if n_folds > 1 else ""
+        cell_probs = np.vstack([table[f"p_{m}{suffix}"].to_numpy() for m in members])
+        held = (labels == 1) & (test_fold == k)
+        scores = dict(zip(members, cell_probs))
+        scores.update({r: combine(r, cell_probs, weights=weights, threshold=thr).probability
+                       for r in rules})
+        for name, sc in scores.items():
+            pra[name].append(success_rate_curve(sc, held).auc if held.any() else np.nan)
+    rows = {}
+    for name in [*members, *rules]:
+        kind = member_kind(name)
+        col = f"p_{name}" if name in members else f"ens_{name}"
+        row = {"kind": kind}
+        for label, values in (("roc_auc", roc[name]), ("prediction_rate_auc", pra[name])):
+            v = np.asarray(values, dtype=float)
+            row[f"{label}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+            row[f"{label}_std"] = float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 \
+                else np.nan
+            row[f"{label}_folds"] = " ".join(f"{x:.3f}" for x in v)
+        row["success_rate_auc"] = success_rate_curve(table[col].to_numpy(), labels == 1).auc
+        rows[name] = row
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "name"
+    return df
+
+
+def comparison_markdown(df: pd.DataFrame, n_folds: int) -> str:
+    """The comparison table as Markdown, with a plain statement of which method wins."""
+    lines = ["| name | kind | ROC AUC mean | ROC AUC std | prediction-rate AUC mean | "
+             "prediction-rate AUC std | success-rate AUC |", "|:---|:---|---:|---:|---:|---:|---:|"]
+    for name, r in df.iterrows():
+        lines.append(f"| {name} | {r['kind']} | {r['roc_auc_mean']:.3f} | {r['roc_auc_std']:.3f} "
+                     f"| {r['prediction_rate_auc_mean']:.3f} | "
+                     f"{r['prediction_rate_auc_std']:.3f} | {r['success_rate_auc']:.3f} |")
+    text = "\n".join(lines) + "\n\n"
+    scope = f"mean over {n_folds} folds" if n_folds > 1 else "single split"
+    for metric, what in (("roc_auc_mean", "ROC AUC on held-out crops"),
+                         ("prediction_rate_auc_mean", "prediction-rate AUC (held-out positive "
+                                                      "cells)")):
+        if not df[metric].notna().any():
+            continue
+        best = df[metric].idxmax()
+        per_kind = ", ".join(
+            f"best {kind}: {df.loc[df['kind'] == kind, metric].idxmax()} "
+            f"({df.loc[df['kind'] == kind, metric].max():.3f})"
+            for kind in ("network", "baseline", "rule") if (df["kind"] == kind).any()
+            and df.loc[df["kind"] == kind, metric].notna().any())
+        text += (f"- By {what}, {scope}: **{best}** ({df.loc[best, 'kind']}) wins with "
+                 f"{df.loc[best, metric]:.3f}; {per_kind}.\n")
+    return text
+
+
+def seed_stability_table(tables: Sequence[pd.DataFrame], members: Sequence[str],
+                         rules: Sequence[str], weights: np.ndarray, *,
+                         threshold: float) -> pd.DataFrame:
+    """How much members and rules vary across retraining seeds, one row per name.
+
+    ``tables`` are the cell tables (``p_<member>`` columns, ``label``) of the same cells, one
+    per seed. Per member and rule: the mean over cells of the sample std of P(ore) across
+    seeds, the mean flip rate (voting rules count refusals as their own class), and the mean
+    and sample std of each Table 2 count across seeds.
+    """
+    probs: dict[str, list[np.ndarray]] = {}
+    classes: dict[str, list[np.ndarray]] = {}
+    for table in tables:
+        for m in members:
+            probs.setdefault(m, []).append(table[f"p_{m}"].to_numpy())
+            classes.setdefault(m, []).append((probs[m][-1] >= threshold).astype(int))
+        for rule, res in combine_columns(table, members, rules, weights,
+                                         threshold=threshold).items():
+            probs.setdefault(rule, []).append(res.probability)
+            classes.setdefault(rule, []).append(res.prediction)
+    labels = tables[-1]["label"].to_numpy()
+    rows = []
+    for name in probs:
+        v = seed_variability(np.vstack(probs[name]), threshold=threshold,
+                             predictions=np.vstack(classes[name]))
+        counts = pd.DataFrame([prediction_counts(c, labels) for c in classes[name]])
+        row = dict(name=name, kind=member_kind(name), seeds=len(tables),
+                   mean_prob_std_sample=v["mean_prob_std_sample"],
+                   mean_flip_rate=v["mean_flip_rate"])
+        for col in counts.columns:
+            row[f"{col}_mean"] = float(counts[col].mean())
+            row[f"{col}_std_sample"] = float(counts[col].std(ddof=1))
+        rows.append(row)
+    return pd.DataFrame(rows)

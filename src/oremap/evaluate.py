@@ -6,18 +6,19 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from scipy.stats import rankdata
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy.stats import rankdata  # noqa: E402
-
-from oremap.errors import DroppedDataWarning, InputDataError  # noqa: E402
+from oremap import io
+from oremap.errors import DroppedDataWarning, InputDataError
+from oremap.labels import Label
+from oremap.names import member_kind
 
 __all__ = [
     "Label",
@@ -44,14 +45,6 @@ __all__ = [
     "plot_calibration",
     "plot_importance",
 ]
-
-
-class Label(IntEnum):
-    """Cell labels: ore (known deposit), barren (known negative), unknown (unlabelled)."""
-
-    POSITIVE = 1
-    NEGATIVE = 0
-    UNKNOWN = -1
 
 
 #: Columns of :func:`table1`, in He et al.'s (2024) Table 1 order.
@@ -125,19 +118,6 @@ def _scores(s: np.ndarray, name: str, n: int) -> np.ndarray:
             "drop or fill them before scoring."
         )
     return arr
-
-
-def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically (temporary file, then rename); close it."""
-    from oremap.io import atomic_path
-
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -786,7 +766,7 @@ def permutation_importance(
 _CLASS_NAMES = ("barren", "ore")
 
 
-def _draw_confusion(ax: plt.Axes, cm: np.ndarray, title: str) -> None:
+def _draw_confusion(ax: Axes, cm: np.ndarray, title: str) -> None:
     cm = np.asarray(cm)
     if cm.shape != (2, 2):
         raise InputDataError(f"confusion matrix must be 2x2; got shape {cm.shape}.")
@@ -825,13 +805,9 @@ def plot_confusion_matrix(cm: np.ndarray, path: str | os.PathLike, *, title: str
     InputDataError
         If ``cm`` is not 2x2.
     """
-    fig, ax = plt.subplots(figsize=(3.6, 3.4))
-    try:
-        _draw_confusion(ax, cm, title)
-    except InputDataError:
-        plt.close(fig)
-        raise
-    return _save(fig, path)
+    fig = Figure(figsize=(3.6, 3.4))
+    _draw_confusion(fig.subplots(), cm, title)
+    return io.save_figure(fig, path, fmt="png")
 
 
 def plot_confusion_matrices(
@@ -864,17 +840,14 @@ def plot_confusion_matrices(
         )
     ncols = min(ncols, len(cms))
     nrows = -(-len(cms) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.4 * nrows), squeeze=False)
-    try:
-        for ax, (name, cm) in zip(axes.flat, cms.items(), strict=False):
-            _draw_confusion(ax, cm, name)
-    except InputDataError:
-        plt.close(fig)
-        raise
+    fig = Figure(figsize=(3.6 * ncols, 3.4 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax, (name, cm) in zip(axes.flat, cms.items(), strict=False):
+        _draw_confusion(ax, cm, name)
     for ax in list(axes.flat)[len(cms):]:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return io.save_figure(fig, path, fmt="png")
 
 
 def plot_success_rate_curves(
@@ -896,14 +869,15 @@ def plot_success_rate_curves(
     -------
     Path
     """
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     for name, c in curves.items():
         ax.plot(c.area_fraction, c.captured_fraction, label=f"{name} (AUC {c.auc:.3f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="random (AUC 0.500)")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="share of area flagged (ranked by score)",
            ylabel="share of known deposits captured", title=title)
     ax.legend(loc="lower right", fontsize="small")
-    return _save(fig, path)
+    return io.save_figure(fig, path, fmt="png")
 
 
 def plot_roc_curves(
@@ -923,7 +897,8 @@ def plot_roc_curves(
     -------
     Path
     """
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     for name, (y, p) in results.items():
         fpr, tpr = roc_curve(y, p)
         ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc(y, p):.3f})")
@@ -931,7 +906,7 @@ def plot_roc_curves(
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate",
            ylabel="true positive rate", title=title)
     ax.legend(loc="lower right", fontsize="small")
-    return _save(fig, path)
+    return io.save_figure(fig, path, fmt="png")
 
 
 def plot_pr_curves(
@@ -951,7 +926,8 @@ def plot_pr_curves(
     -------
     Path
     """
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     prevalence = []
     for name, (y, p) in results.items():
         recall, precision = pr_curve(y, p)
@@ -964,7 +940,7 @@ def plot_pr_curves(
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="recall (ore)", ylabel="precision (ore)",
            title=title)
     ax.legend(loc="lower left", fontsize="small")
-    return _save(fig, path)
+    return io.save_figure(fig, path, fmt="png")
 
 
 def plot_calibration(
@@ -990,8 +966,8 @@ def plot_calibration(
     -------
     Path
     """
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 7), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 1]})
+    fig = Figure(figsize=(5, 7))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     edges = np.linspace(0.0, 1.0, bins + 1)
     for name, (y, p) in results.items():
         cal = calibration_bins(y, p, bins=bins)
@@ -1003,7 +979,7 @@ def plot_calibration(
     top.set(xlim=(0, 1), ylim=(0, 1.01), ylabel="observed ore frequency", title=title)
     top.legend(loc="upper left", fontsize="small")
     bottom.set(xlabel="predicted P(ore)", ylabel="cells")
-    return _save(fig, path)
+    return io.save_figure(fig, path, fmt="png")
 
 
 def plot_importance(
@@ -1036,7 +1012,8 @@ def plot_importance(
     layers = list(dict.fromkeys(layer for df in df_by_model.values() for layer in df.index))
     n_models = len(df_by_model)
     height = 0.8 / n_models
-    fig, ax = plt.subplots(figsize=(6, 0.4 * len(layers) * max(1, n_models / 2) + 1.5))
+    fig = Figure(figsize=(6, 0.4 * len(layers) * max(1, n_models / 2) + 1.5))
+    ax = fig.subplots()
     base = np.arange(len(layers))
     for k, (name, df) in enumerate(df_by_model.items()):
         d = df.reindex(layers)
@@ -1047,4 +1024,100 @@ def plot_importance(
     ax.axvline(0.0, color="k", lw=0.8)
     ax.set(xlabel="mean drop in ROC AUC when the layer is shuffled", title=title)
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return io.save_figure(fig, path, fmt="png")
+
+
+# --------------------------------------------------------------------------- the evaluate stage
+
+
+def write_held_out_figures(pooled: Mapping[str, tuple[np.ndarray, np.ndarray]], out: Path, *,
+                           threshold: float, suffix: str = "", curves: bool = True) -> None:
+    """Confusion matrices (and ROC, PR, calibration curves) of pooled held-out crops.
+
+    ``pooled`` maps each member to ``(y, p)`` over the held-out crops of all folds. Writes
+    ``confusion_matrices<suffix>.png`` and, with ``curves``, ``roc.png``, ``pr.png`` and
+    ``calibration.png`` into ``out``.
+    """
+    cms = {m: confusion(y, (p >= threshold).astype(int)) for m, (y, p) in pooled.items()}
+    plot_confusion_matrices(cms, out / f"confusion_matrices{suffix}.png")
+    if curves:
+        plot_roc_curves(pooled, out / "roc.png")
+        plot_pr_curves(pooled, out / "pr.png")
+        plot_calibration(pooled, out / "calibration.png")
+
+
+def write_importance(predict_fns: Mapping[str, Callable[[np.ndarray], np.ndarray]],
+                     x: np.ndarray, y: np.ndarray, layer_names: Sequence[str], out: Path, *,
+                     n_repeats: int, seed: int) -> pd.DataFrame:
+    """Permutation importance of every layer for every member -> ``importance.csv/.png``."""
+    imp = {m: permutation_importance(fn, x, y, layer_names=layer_names, n_repeats=n_repeats,
+                                     seed=seed)
+           for m, fn in predict_fns.items()}
+    table = pd.concat([df.reset_index().assign(member=m) for m, df in imp.items()],
+                      ignore_index=True)
+    io.write_csv(out / "importance.csv", table)
+    plot_importance(imp, out / "importance.png")
+    return table
+
+
+# ------------------------------------------------------------------------- the maps stage's curves
+
+
+def write_rate_curves(table: pd.DataFrame, members: Sequence[str], rules: Sequence[str],
+                      out: Path) -> pd.DataFrame:
+    """Success-rate curves of every member and rule, prediction-rate curves of the members.
+
+    Success rate: every known positive cell against the final map (optimistic: those cells
+    were trained on). Prediction rate: held-out positive cells, scored by the fold model that
+    did not see them (``oof_<member>``). Writes ``success_rate.csv`` and the figures into
+    ``out``; returns the table.
+    """
+    curves, pcurves, rows = {}, {}, []
+    labels = table["label"].to_numpy()
+    for name in [*members, *rules]:
+        col = f"p_{name}" if name in members else f"ens_{name}"
+        curves[name] = success_rate_curve(table[col].to_numpy(), labels == 1)
+        rows.append(dict(name=name, success_rate_auc=curves[name].auc))
+    held = (table["test_fold"].to_numpy() >= 0) & (labels == 1)
+    if held.any() and (labels[~held] != 1).any():
+        for i, name in enumerate(members):
+            oof = table[f"oof_{name}"].to_numpy()
+            score = np.where(np.isfinite(oof), oof, table[f"p_{name}"].to_numpy())
+            pcurves[name] = success_rate_curve(score, held)
+            rows[i]["prediction_rate_auc"] = pcurves[name].auc
+    df = pd.DataFrame(rows)
+    io.write_csv(out / "success_rate.csv", df)
+    plot_success_rate_curves(curves, out / "success_rate.png",
+                             title="Success-rate curves (known positive cells)")
+    if pcurves:
+        plot_success_rate_curves(pcurves, out / "prediction_rate.png",
+                                 title="Prediction-rate curves (held-out positive cells)")
+    return df
+
+
+def hidden_truth_scores(truth_path: Path, table: pd.DataFrame, cells: Any,
+                        members: Sequence[str], rules: Sequence[str]) -> pd.DataFrame:
+    """How well unknown cells are ranked against a hidden truth raster (the demo's fertility).
+
+    Each unknown cell's truth is the mean of the raster over the cell; the score of a member or
+    rule is :func:`ranking_auc` of its P(ore) against that truth.
+    """
+    from rasterio.features import geometry_mask
+
+    truth, tgrid = io.read_raster(truth_path)
+    by_id = cells.set_index("id")
+    unknown = table["label"].to_numpy() == -1
+    values = []
+    for cid in table.loc[unknown, "cell_id"]:
+        geom = by_id.loc[cid, "geometry"]
+        mask = ~geometry_mask([geom], out_shape=tgrid.shape, transform=tgrid.transform)
+        values.append(float(np.nanmean(truth[mask])) if mask.any() else np.nan)
+    truth_v = np.array(values)
+    ok = np.isfinite(truth_v)
+    rows = []
+    for name in [*members, *rules]:
+        col = f"p_{name}" if name in members else f"ens_{name}"
+        score = table.loc[unknown, col].to_numpy()[ok]
+        rows.append(dict(name=name, kind=member_kind(name), unknown_cells=int(ok.sum()),
+                         auc=ranking_auc(score, truth_v[ok])))
+    return pd.DataFrame(rows)

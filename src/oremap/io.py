@@ -11,7 +11,7 @@ import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -22,6 +22,9 @@ from rasterio.windows import Window
 
 from oremap.errors import CRSMismatchError, DroppedDataWarning, InputDataError
 from oremap.grid import Grid, parse_crs
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger("oremap.io")
 
@@ -177,15 +180,43 @@ def _spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def save_figure(fig: Any, path: PathLike, *, dpi: int = 120) -> Path:
-    """Save a matplotlib figure atomically and close it."""
-    import matplotlib.pyplot as plt
+def save_figure(fig: Figure, path: PathLike, *, dpi: int = 120, fmt: str | None = None,
+                bbox_inches: str | None = "tight") -> Path:
+    """Save a matplotlib figure atomically (temporary sibling file, then rename).
 
-    with atomic_path(path) as tmp:
-        fmt = Path(path).suffix.lstrip(".") or "png"
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt)
-    plt.close(fig)
-    return Path(path)
+    The one figure writer of the package. Figures are drawn with
+    :class:`matplotlib.figure.Figure`, which needs no backend and no closing; a figure made
+    with ``plt.subplots`` (a user's) is released from matplotlib's figure manager, as
+    ``plt.close`` would, even when the save fails.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : path-like
+        Output file; parent folders are created.
+    dpi : int
+        Resolution of raster formats.
+    fmt : str or None
+        Image format; ``None``: from the suffix of ``path`` (``"png"`` without one).
+    bbox_inches : str or None
+        ``"tight"`` crops the figure to its artists; ``None`` keeps the figure size.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches=bbox_inches,
+                        format=fmt or path.suffix.lstrip(".") or "png")
+    finally:
+        from matplotlib._pylab_helpers import Gcf
+
+        Gcf.destroy_fig(fig)  # plt.close(fig); a no-op for a plain Figure
+    return path
 
 
 # --------------------------------------------------------------------------- rasters

@@ -5,35 +5,37 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import geopandas as gpd
 import matplotlib
-
-matplotlib.use("Agg")
-import geopandas as gpd  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
-from matplotlib.colors import Colormap, ListedColormap  # noqa: E402
-from matplotlib.image import AxesImage  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E402
-from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
-from rich.progress import (  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib import patheffects
+from matplotlib.axes import Axes
+from matplotlib.colors import Colormap, ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+from numpy.lib.stride_tricks import sliding_window_view
+from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeRemainingColumn,  # noqa: E402
+    TimeRemainingColumn,
 )
 
-from oremap import io  # noqa: E402
-from oremap.errors import DroppedDataWarning, InputDataError  # noqa: E402
-from oremap.evidence.stack import LazyStack  # noqa: E402
-from oremap.grid import Grid  # noqa: E402
-from oremap.targets import label_targets_on_axes, to_grid_crs  # noqa: E402
+from oremap import io
+from oremap.errors import DroppedDataWarning, InputDataError
+from oremap.evidence.stack import LazyStack
+from oremap.grid import Grid
+from oremap.targets import label_targets_on_axes, to_grid_crs
 
 __all__ = [
     "PROSPECTIVITY_CMAP",
@@ -48,6 +50,10 @@ __all__ = [
     "plot_prospectivity",
     "plot_panels",
     "plot_uncertainty",
+    "CellMaps",
+    "write_cell_maps",
+    "member_continuous_maps",
+    "write_continuous_maps",
 ]
 
 log = logging.getLogger("oremap.maps")
@@ -497,7 +503,7 @@ def _nice_length(span: float) -> float:
     return float(10**k)
 
 
-def _add_scale_bar(ax: plt.Axes, grid: Grid) -> None:
+def _add_scale_bar(ax: Axes, grid: Grid) -> None:
     """Scale bar in map units (projected CRSs only: a degree is no fixed length)."""
     if not grid.crs.is_projected:
         return
@@ -514,7 +520,7 @@ def _add_scale_bar(ax: plt.Axes, grid: Grid) -> None:
     ax.add_artist(bar)
 
 
-def _add_north_arrow(ax: plt.Axes) -> None:
+def _add_north_arrow(ax: Axes) -> None:
     """Grid-north arrow (the grid is north-up) in the upper-right corner."""
     text = ax.annotate("N", xy=(0.94, 0.97), xytext=(0.94, 0.84), xycoords="axes fraction",
                        textcoords="axes fraction", ha="center", va="center", fontsize=10,
@@ -532,7 +538,7 @@ def _check_map(array: np.ndarray, grid: Grid, what: str) -> np.ndarray:
     return arr
 
 
-def _draw_map(ax: plt.Axes, arr: np.ndarray, grid: Grid, cmap: Colormap, vmin: float,
+def _draw_map(ax: Axes, arr: np.ndarray, grid: Grid, cmap: Colormap, vmin: float,
               vmax: float, title: str, orebodies: gpd.GeoDataFrame | None,
               cells: gpd.GeoDataFrame | None,
               targets: gpd.GeoDataFrame | None) -> tuple[AxesImage, list]:
@@ -566,7 +572,7 @@ def _draw_map(ax: plt.Axes, arr: np.ndarray, grid: Grid, cmap: Colormap, vmin: f
     return image, handles
 
 
-def _draw_orebodies(ax: plt.Axes, orebodies: gpd.GeoDataFrame) -> list:
+def _draw_orebodies(ax: Axes, orebodies: gpd.GeoDataFrame) -> list:
     kinds = orebodies.geom_type
     points = orebodies[kinds.isin(["Point", "MultiPoint"])]
     others = orebodies[~kinds.isin(["Point", "MultiPoint"])]
@@ -588,8 +594,9 @@ def _map_figure(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.Pat
     ncols = max(1, min(ncols, len(names)))
     nrows = -(-len(names) // ncols)
     aspect = min(max(grid.height / grid.width, 0.3), 2.0)  # keep figures printable
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained",
-                             figsize=(4.6 * ncols + 1.2, max(3.0, 4.6 * aspect) * nrows + 0.8))
+    fig = Figure(figsize=(4.6 * ncols + 1.2, max(3.0, 4.6 * aspect) * nrows + 0.8),
+                 layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         arr = _check_map(arrays[name], grid, f"map {name!r}")
         panel_title = name if len(names) > 1 else title
@@ -605,7 +612,7 @@ def _map_figure(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.Pat
     return io.save_figure(fig, path)
 
 
-def _add_legend(fig: plt.Figure, handles: list) -> None:
+def _add_legend(fig: Figure, handles: list) -> None:
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8,
                    frameon=False)
@@ -697,11 +704,11 @@ def plot_uncertainty(std: np.ndarray, entropy: np.ndarray, grid: Grid,
     """
     s = _check_map(std, grid, "std")
     e = _check_map(entropy, grid, "entropy")
-    cmap = plt.get_cmap("magma").with_extremes(bad=(0.85, 0.85, 0.85, 1.0))
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad=(0.85, 0.85, 0.85, 1.0))
     s_max = max(float(np.nanmax(s)) if np.isfinite(s).any() else 0.0, 0.05)
     aspect = min(max(grid.height / grid.width, 0.3), 2.0)  # keep figures printable
-    fig, axes = plt.subplots(1, 2, figsize=(11.0, max(3.0, 4.6 * aspect) + 0.8),
-                             layout="constrained")
+    fig = Figure(figsize=(11.0, max(3.0, 4.6 * aspect) + 0.8), layout="constrained")
+    axes = fig.subplots(1, 2)
     for ax, arr, name, top, label in ((axes[0], s, "Std of P(ore)", s_max, "std"),
                                       (axes[1], e, "Vote entropy", 1.0, "entropy (bits)")):
         image, handles = _draw_map(ax, arr, grid, cmap, 0.0, top, name, orebodies, cells,
@@ -716,6 +723,93 @@ def _cmap(cmap: Colormap | str | None) -> Colormap:
     if cmap is None:
         return PROSPECTIVITY_CMAP
     if isinstance(cmap, str):
-        return plt.get_cmap(cmap)
+        return matplotlib.colormaps.get_cmap(cmap)  # ValueError for unknown names, as before
     return cmap
 
+
+# ---------------------------------------------------------------------------------------------
+# the maps stage: cell maps of members and rules, continuous maps
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellMaps:
+    """Cell-level rasters of every member and rule, and the members' disagreement."""
+
+    grid: Grid
+    rasters: dict[str, np.ndarray]
+    std: np.ndarray
+    entropy: np.ndarray
+
+
+def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
+                    members: Sequence[str], rules: Sequence[str], out: Path, *,
+                    threshold: float, orebodies: gpd.GeoDataFrame | None = None) -> CellMaps:
+    """Write ``prob_<member|rule>.tif``, ``uncertainty_{std,entropy}.tif`` and their figures.
+
+    ``table`` has one row per usable cell with ``row``, ``col``, ``p_<member>`` and
+    ``ens_<rule>`` columns (``ensemble/ensemble.csv``); ``cells`` are all cells of the study
+    area (their count fixes the cell grid).
+    """
+    n_rows, n_cols = int(cells["row"].max()) + 1, int(cells["col"].max()) + 1
+    cgrid = cell_grid(grid, n_cols, n_rows)
+    r, c = table["row"].to_numpy(), table["col"].to_numpy()
+    rasters = {m: cells_to_raster(r, c, table[f"p_{m}"].to_numpy(), cgrid) for m in members}
+    rasters.update({x: cells_to_raster(r, c, table[f"ens_{x}"].to_numpy(), cgrid) for x in rules})
+    for name, arr in rasters.items():
+        write_probability_map(out / f"prob_{name}.tif", arr, cgrid)
+    usable = cells.loc[cells["usable"].astype(bool)]
+    plot_panels({m: rasters[m] for m in members}, cgrid, out / "maps_models.png",
+                orebodies=orebodies, cells=usable)
+    plot_panels({x: rasters[x] for x in rules}, cgrid, out / "maps_rules.png",
+                orebodies=orebodies, cells=usable)
+    probs = np.vstack([table[f"p_{m}"].to_numpy() for m in members])
+    std, entropy = uncertainty(probs, threshold=threshold)
+    std_r, ent_r = cells_to_raster(r, c, std, cgrid), cells_to_raster(r, c, entropy, cgrid)
+    write_probability_map(out / "uncertainty_std.tif", std_r, cgrid)
+    write_probability_map(out / "uncertainty_entropy.tif", ent_r, cgrid)
+    plot_uncertainty(std_r, ent_r, cgrid, out / "uncertainty.png", orebodies=orebodies,
+                     cells=usable)
+    return CellMaps(cgrid, rasters, std_r, ent_r)
+
+
+def member_continuous_maps(members: Sequence[str], stack: np.ndarray | LazyStack, grid: Grid,
+                           sample_set: Any, train_dir: Path, *, size: int, stride: int,
+                           progress: bool = True) -> dict[str, tuple[np.ndarray, Grid]]:
+    """Sliding-window P(ore) maps of every member: the mean over its fold models.
+
+    Each fold's model sees windows normalised with that fold's scaling.
+    """
+    from oremap.members import load_member
+
+    out: dict[str, tuple[np.ndarray, Grid]] = {}
+    for name in members:
+        acc, g2 = None, None
+        for fold in range(sample_set.n_folds):
+            fn = load_member(name, train_dir / f"fold{fold}")
+
+            def predict(x: np.ndarray, fn: PredictFn = fn, fold: int = fold) -> np.ndarray:
+                return fn(sample_set.normalise(x, fold))
+
+            arr, g2 = sliding_window_map(predict, stack, grid, size=size, stride=stride,
+                                         progress=progress)
+            acc = arr if acc is None else acc + arr
+        out[name] = (acc / sample_set.n_folds, g2)
+    return out
+
+
+def write_continuous_maps(maps: Mapping[str, tuple[np.ndarray, Grid]],
+                          ensemble_members: Sequence[str], weights: np.ndarray,
+                          out: Path) -> tuple[np.ndarray, Grid, np.ndarray | None]:
+    """Write ``prob_<member>_continuous.tif`` and the weighted ensemble map.
+
+    Returns the ensemble map, its grid and the members' std (None for a single member).
+    """
+    for name, (arr, g2) in maps.items():
+        write_probability_map(out / f"prob_{name}_continuous.tif", arr, g2)
+    stacked = np.stack([maps[m][0] for m in ensemble_members])
+    ens = np.tensordot(weights, stacked, axes=1)
+    g2 = maps[ensemble_members[0]][1]
+    write_probability_map(out / "prob_ensemble_continuous.tif", ens, g2)
+    std = np.std(stacked, axis=0, ddof=1) if len(ensemble_members) > 1 else None
+    return ens, g2, std

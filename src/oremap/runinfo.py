@@ -6,6 +6,7 @@ What each stage reads and writes is the stage contract in :mod:`oremap.contract`
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import platform
@@ -13,15 +14,15 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from oremap import __version__
+from oremap import __version__, contract, io
 from oremap.config import Config, to_toml
 from oremap.contract import RUN_FILES, STAGES
-from oremap.errors import ConfigError, RunFolderError
+from oremap.errors import ConfigError, RunFolderError, StageNotReadyError
 from oremap.io import read_json, write_json, write_text
 
 log = logging.getLogger("oremap")
@@ -252,3 +253,102 @@ def check_out_folder(config: Config, run_dir: Path, config_path: Path | None = N
 
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
+
+
+def load_run_config(run_dir: Path, config_path: Path | None = None) -> Config:
+    """The configuration of a run folder, or the one in ``config_path``."""
+    from oremap.config import load_config
+
+    run_dir = Path(run_dir)
+    if config_path is not None:
+        return load_config(config_path)
+    path = run_dir / RUN_FILES["config"]
+    if not path.exists():
+        raise StageNotReadyError(
+            f"{run_dir} holds no config.toml; start with `oremap run CONFIG --out {run_dir}` or "
+            "pass --config CONFIG.")
+    return load_config(path)
+
+
+# --------------------------------------------------------------------------- stage execution
+
+
+def stage(name: str) -> Callable[[Callable[..., Path]], Callable[..., Path]]:
+    """Make ``run_<name>`` keep the stage contract of :mod:`oremap.contract`.
+
+    The wrapped function runs only in a folder oremap owns, under the run folder's lock, after
+    checking that every stage it depends on is complete, intact and current for this
+    configuration (else a StageNotReadyError names what changed and the command that
+    recomputes it). It starts from an empty stage folder, except to resume (evidence layers
+    always, whose reuse checks spec hash and checksum; training with ``resume=True``, only on
+    the same inputs), and records its inputs and its outputs' checksums in ``stage.json``.
+    """
+    def decorate(fn: Callable[..., Path]) -> Callable[..., Path]:
+        @functools.wraps(fn)
+        def wrapper(config: Config, run_dir: Path, **kwargs: Any) -> Path:
+            rd = RunDir(run_dir)
+            rd.claim()
+            with rd.locked():
+                return _execute(name, fn, config, rd, kwargs)
+
+        wrapper.stage_name = name  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _execute(name: str, fn: Callable[..., Path], config: Config, rd: RunDir,
+             kwargs: dict[str, Any]) -> Path:
+    spec = STAGES[name]
+    if name == "stability" and kwargs.get("seeds"):
+        config = with_stability_seeds(config, int(kwargs["seeds"]))
+    inputs = contract.require_current(rd.root, name, config)
+    previous = contract.read_manifest(rd.root, name)
+    same = previous is not None and previous.get("fingerprint") == inputs.fingerprint
+    if name == "evidence":
+        keep = True
+    elif name == "train" and kwargs.get("resume"):
+        if previous is not None and not same and kwargs["resume"] is True:
+            what = "; ".join(contract.changes(previous.get("inputs", {}), inputs))
+            raise ConfigError(
+                f"cannot resume training in {rd.root}: it was started on other inputs ({what}). "
+                f"Run `oremap train {rd.root}` without --resume to train afresh.")
+        keep = True
+    else:
+        keep = spec.resumable and same
+    if not keep:
+        contract.clear(rd.root, name)
+    for folder in spec.folders:
+        io.remove_temporary_files(rd.root / folder)
+    contract.begin(rd.root, name, inputs)
+    try:
+        out = fn(config, rd.root, **kwargs)
+    except BaseException:
+        _drop_if_empty(rd.root, name)
+        raise
+    layers = None
+    if name == "evidence":
+        layers = io.read_json(rd.root / contract.file("evidence", "stack"))["names"]
+    contract.finish(rd.root, name, inputs, layers=layers)
+    return out
+
+
+def _drop_if_empty(root: Path, name: str) -> None:
+    """After a failed stage, remove its folders if they hold nothing but the manifest.
+
+    A stage that failed before writing anything (bad input) leaves no trace; one that had
+    finished part of its work (evidence layers, training checkpoints) keeps it to resume.
+    """
+    if not contract.output_files(root, name):
+        contract.clear(root, name)
+
+
+def with_stability_seeds(config: Config, seeds: int) -> Config:
+    """``config`` with ``[ensemble] stability_seeds = seeds``."""
+    return config.model_copy(update={
+        "ensemble": config.ensemble.model_copy(update={"stability_seeds": seeds})})
+
+
+def stage_folder(run: RunDir, stage: str) -> Path:
+    """The (first) folder of ``stage`` in the run folder."""
+    return run.root / STAGES[stage].folder

@@ -45,13 +45,18 @@ from torch import nn
 
 from oremap import __version__
 from oremap.errors import ConfigError, InputDataError, UnknownNameError
-from oremap.io import atomic_path
+from oremap.io import atomic_path, save_figure
+from oremap.limits import (
+    IMBALANCE_MODES,
+    SETTINGS_BOUNDS,
+    TRAIN_BOUNDS,
+    TRAIN_RELATIONS,
+    Imbalance,
+)
 from oremap.models import create, list_models, model_options
 
 logger = logging.getLogger("oremap.train")
 
-Imbalance = Literal["weighted_loss", "balanced_sampler", "none"]
-IMBALANCE_MODES: tuple[str, ...] = ("weighted_loss", "balanced_sampler", "none")
 HISTORY_COLUMNS = [
     "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "samples_per_s"
 ]
@@ -363,8 +368,8 @@ def train_models(
         raise UnknownNameError(f"unknown model(s) {unknown}; choose from {list_models()}")
     if len(set(names)) != len(names):
         raise ConfigError(f"model names repeat in {names}; each model trains once per run.")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"jobs must be an integer >= 1; got {jobs!r}.")
+    if not TRAIN_BOUNDS["jobs"].admits(jobs):
+        raise ConfigError(f"jobs must be {TRAIN_BOUNDS['jobs'].describe()}; got {jobs!r}.")
     kwargs = dict(model_kwargs or {})
     common = dict(out_dir=Path(out_dir), settings=settings, seed=seed, resume=resume)
     if jobs == 1 or len(names) == 1:
@@ -471,17 +476,15 @@ def plot_loss_curves(histories: Mapping[str, pd.DataFrame], path: Path) -> None:
     InputDataError
         If ``histories`` is empty.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     if not histories:
         raise InputDataError("no histories to plot; train at least one model first.")
     n = len(histories)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3 * nrows), squeeze=False)
+    fig = Figure(figsize=(4 * ncols, 3 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, (name, h) in zip(axes.flat, histories.items(), strict=False):
         ax.plot(h["epoch"], h["train_loss"], label="train", color="tab:blue")
         if h["test_loss"].notna().any():
@@ -493,12 +496,7 @@ def plot_loss_curves(histories: Mapping[str, pd.DataFrame], path: Path) -> None:
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=(path.suffix.lstrip(".") or "png"), dpi=120)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=120, bbox_inches=None)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -934,20 +932,29 @@ def _check_seed(seed: Any) -> None:
 
 
 def _check_settings(s: TrainSettings) -> None:
+    """Check ``s`` against the bounds, relations and choices of :mod:`oremap.limits`.
+
+    The same tables declare ``[train]`` of :class:`oremap.config.TrainConfig`, so a valid
+    configuration always gives valid settings. The profile is checked by
+    :func:`oremap.models.create` (it accepts ``"reference"`` too).
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem found.
+    """
+    values = dataclasses.asdict(s)
+    bounds = {**TRAIN_BOUNDS, **SETTINGS_BOUNDS}
     problems = []
-    for field in ("epochs", "batch_size"):
-        value = getattr(s, field)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            problems.append(f"{field} must be an integer >= 1 (got {value!r})")
-    if not s.lr > 0 or not 0 <= s.lr_min <= s.lr:
-        problems.append(f"need lr > 0 and 0 <= lr_min <= lr (got lr={s.lr}, lr_min={s.lr_min})")
-    if not (0 <= s.beta1 < 1 and 0 <= s.beta2 < 1) or s.weight_decay < 0:
-        problems.append("need 0 <= beta1, beta2 < 1 and weight_decay >= 0")
-    if s.workers < 0:
-        problems.append(f"workers must be >= 0 (got {s.workers})")
+    for name, value in values.items():
+        problem = bounds[name].problem(name, value) if name in bounds else None
+        if problem is not None:
+            problems.append(problem)
+    for relation in TRAIN_RELATIONS:
+        both_valid = all(bounds[n].admits(values[n]) for n in (relation.low, relation.high))
+        if both_valid and not relation.holds(values):
+            problems.append(relation.settings_message(values))
     if s.imbalance not in IMBALANCE_MODES:
         problems.append(f"imbalance must be one of {list(IMBALANCE_MODES)} (got {s.imbalance!r})")
-    if s.patience is not None and s.patience < 1:
-        problems.append(f"patience must be None or >= 1 (got {s.patience})")
     if problems:
         raise ConfigError("invalid TrainSettings: " + "; ".join(problems) + ".")

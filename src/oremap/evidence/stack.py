@@ -207,8 +207,8 @@ class EvidenceManifest:
         evidence_dir = Path(evidence_dir)
         path = evidence_dir / MANIFEST
         if not path.exists():
-            raise StageNotReadyError(
-                f"{path} does not exist; run the evidence stage (build_evidence) first.")
+            raise StageNotReadyError.missing("evidence", f"{path} does not exist",
+                                             evidence_dir.parent)
         d = io.read_json(path)
         try:
             return cls(evidence_dir, grid_from_dict(d["grid"]),
@@ -650,17 +650,16 @@ class _Stats:
 def _save_preview(path: Path, array: np.ndarray, grid: Grid, name: str, p: _Prepared,
                   step: int) -> None:
     import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     unit = _axis_unit(grid)
     what = {"idw": "IDW concentration", "distance": "distance to features",
             "density": "feature density", "buffer_density": "buffer density"}[p.measure]
-    fig, ax = plt.subplots(figsize=(7, 7 * min(2.0, max(0.3, grid.height / grid.width))))
+    fig = Figure(figsize=(7, 7 * min(2.0, max(0.3, grid.height / grid.width))))
+    ax = fig.subplots()
     xmin, ymin, xmax, ymax = grid.bounds
-    cmap = plt.get_cmap("Spectral_r" if p.kind == "geochem" else "magma_r").with_extremes(
+    cmap = matplotlib.colormaps["Spectral_r" if p.kind == "geochem" else "magma_r"].with_extremes(
         bad="white")
     im = ax.imshow(np.ma.masked_invalid(array), extent=(xmin, xmax, ymin, ymax), cmap=cmap,
                    origin="upper", interpolation="nearest")
@@ -714,9 +713,9 @@ def _complete_manifest(evidence_dir: Path) -> EvidenceManifest:
     """The manifest of a finished stack; StageNotReadyError if it is absent or incomplete."""
     manifest = EvidenceManifest.read(Path(evidence_dir))
     if not manifest.complete:
-        raise StageNotReadyError(
-            f"{Path(evidence_dir) / MANIFEST} is incomplete (an earlier build stopped); run "
-            "the evidence stage again (it resumes).")
+        raise StageNotReadyError.missing(
+            "evidence", f"{Path(evidence_dir) / MANIFEST} is incomplete (an earlier build "
+            "stopped; running the stage again resumes it)", Path(evidence_dir).parent)
     return manifest
 
 
@@ -728,8 +727,8 @@ def _read_layers(evidence_dir: Path, manifest: EvidenceManifest, window: Window 
     for i, rec in enumerate(records):
         path = evidence_dir / rec.path
         if not path.exists():
-            raise StageNotReadyError(f"evidence layer {rec.name!r}: {path} is missing; run "
-                                     "the evidence stage again.")
+            raise StageNotReadyError.missing(
+                "evidence", f"evidence layer {rec.name!r}: {path} is missing", evidence_dir.parent)
         arr, g = io.read_raster(path, window=window)
         if arr.shape != grid.shape or not np.allclose(g.bounds, grid.bounds, rtol=0,
                                                       atol=1e-6 * max(grid.pixel_size)):

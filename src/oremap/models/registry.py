@@ -23,9 +23,9 @@ from collections.abc import Callable
 from torch import nn
 
 from oremap.errors import ConfigError, UnknownNameError
+from oremap.names import MODELS, PROFILES, check_registered
 
 Builder = Callable[..., nn.Module]
-PROFILES: tuple[str, ...] = ("paper", "fast", "reference")
 _CORE_ARGUMENTS = ("in_channels", "num_classes", "input_size", "profile")
 _BUILDERS: dict[str, Builder] = {}
 
@@ -43,8 +43,16 @@ def register(name: str) -> Callable[[Builder], Builder]:
 
 
 def list_models() -> list[str]:
-    """Names accepted by :func:`create`, sorted."""
+    """Names accepted by :func:`create`, sorted (the names of :data:`oremap.names.MODELS`)."""
     return sorted(_BUILDERS)
+
+
+def check_declared() -> None:
+    """Raise RuntimeError unless the registered models are :data:`oremap.names.MODELS`.
+
+    Called by :mod:`oremap.models` once every family has registered its builders.
+    """
+    check_registered("model", MODELS, _BUILDERS)
 
 
 def list_profiles() -> list[str]:

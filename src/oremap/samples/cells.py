@@ -5,20 +5,20 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import geopandas as gpd
-import matplotlib
 import numpy as np
 import shapely
 from pyproj import CRS
 
 from oremap.errors import CRSMismatchError, DroppedDataWarning, InputDataError, UnknownNameError
-from oremap.evaluate import Label
 from oremap.evidence.stack import LazyStack, is_stack
 from oremap.grid import Grid
+from oremap.labels import Label
 
-matplotlib.use("Agg")
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "CELL_COLUMNS",
@@ -570,15 +570,15 @@ _LABEL_STYLE = {Label.POSITIVE: ("#d7301f", "positive (ore)"),
                 Label.UNKNOWN: ("#f7f7f7", "unknown")}
 
 
-def plot_cells(cells: gpd.GeoDataFrame, *, title: str = "Cells") -> matplotlib.figure.Figure:
+def plot_cells(cells: gpd.GeoDataFrame, *, title: str = "Cells") -> Figure:
     """Draw the cells in map coordinates, coloured by label; dropped cells hatched grey.
 
     Uses the columns ``label`` (else all unknown), ``usable`` (else all usable) and
     ``test_fold`` (when present and any is 0, cells in the test set of fold 0 get a thick black
     outline). Returns the figure; save it with :func:`oremap.io.save_figure`.
     """
-    import matplotlib.pyplot as plt
     from matplotlib.collections import PatchCollection
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch, Rectangle
 
     _check_cells(cells)
@@ -591,7 +591,8 @@ def plot_cells(cells: gpd.GeoDataFrame, *, title: str = "Cells") -> matplotlib.f
     colours = np.array([_LABEL_STYLE[Label(int(v))][0] for v in labels])
     span = (x0.min(), y0.min(), (x0 + w).max(), (y0 + h).max()) if n else (0, 0, 1, 1)
     aspect = (span[3] - span[1]) / max(span[2] - span[0], 1e-12)
-    fig, ax = plt.subplots(figsize=(9, max(2.5, min(9, 9 * aspect + 1))))
+    fig = Figure(figsize=(9, max(2.5, min(9, 9 * aspect + 1))))
+    ax = fig.subplots()
     ax.add_collection(PatchCollection([r for r, u in zip(rects, usable, strict=True) if u],
                                       facecolors=colours[usable], edgecolors="#999999",
                                       linewidths=0.3))

@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from oremap.errors import InputDataError
-from oremap.evaluate import Label
 from oremap.evidence.stack import LazyStack
+from oremap.labels import Label
 
 __all__ = [
     "CropParams",

@@ -16,10 +16,10 @@ import torch
 from tqdm.auto import tqdm
 
 from oremap.errors import DroppedDataWarning, InputDataError, StageNotReadyError
-from oremap.evaluate import Label
 from oremap.evidence.stack import LazyStack
 from oremap.grid import Grid
 from oremap.io import atomic_path, read_json, save_figure, write_json, write_vector
+from oremap.labels import Label
 from oremap.samples.cells import (
     _check_cells,
     _check_stack,
@@ -150,9 +150,22 @@ class SampleSet:
         order = np.argsort(idx, kind="stable")
         raw = np.empty((len(idx), *self.X.shape[1:]), dtype=np.float32)
         raw[order] = self.X[idx[order]]
-        center = self.norm_center[fold].astype(np.float32)[:, None, None]
-        scale = self.norm_scale[fold].astype(np.float32)[:, None, None]
-        return (raw - center) / scale
+        return self.normalise(raw, fold)
+
+    def normalise(self, raw: np.ndarray, fold: int = 0) -> np.ndarray:
+        """Crops ``raw`` ((k, C, S, S) or (C, S, S), e.g. cut afresh from the evidence stack)
+        scaled with ``fold``'s robust centre and scale: float32, the networks' input.
+
+        The one place where fold normalisation is computed.
+        """
+        center, scale = self.fold_scaling(fold)
+        return ((np.asarray(raw, dtype=np.float32) - center) / scale).astype(np.float32)
+
+    def fold_scaling(self, fold: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``(centre, scale)`` of ``fold`` as float32 arrays of shape (C, 1, 1)."""
+        self._check_fold(fold)
+        return (self.norm_center[fold].astype(np.float32)[:, None, None],
+                self.norm_scale[fold].astype(np.float32)[:, None, None])
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -184,8 +197,7 @@ class CropDataset(torch.utils.data.Dataset):
             )
         self.fold = fold
         self.labels = np.asarray(sample_set.y)[self.indices]
-        self.center = sample_set.norm_center[fold].astype(np.float32)[:, None, None]
-        self.scale = sample_set.norm_scale[fold].astype(np.float32)[:, None, None]
+        self.center, self.scale = sample_set.fold_scaling(fold)
         self.X = sample_set.X
         filename = getattr(sample_set.X, "filename", None)
         self._x_path = Path(filename) if filename else None
@@ -506,10 +518,8 @@ def load_sample_set(out_dir: Path) -> SampleSet:
     out_dir = Path(out_dir)
     missing = [f for f in ("X.npy", "meta.npz", "manifest.json") if not (out_dir / f).exists()]
     if missing:
-        raise StageNotReadyError(
-            f"no sample set in {out_dir}: {missing} missing; run the samples stage "
-            "(`oremap samples`) first."
-        )
+        raise StageNotReadyError.missing(
+            "samples", f"no sample set in {out_dir}: {missing} missing", out_dir.parent)
     X = np.load(out_dir / "X.npy", mmap_mode="r")
     with np.load(out_dir / "meta.npz", allow_pickle=False) as meta:
         arrays = {k: meta[k] for k in meta.files}

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 
 from oremap.errors import InputDataError, OptimisticSplitWarning, UnknownNameError
-from oremap.evaluate import Label
+from oremap.labels import Label
 
 __all__ = [
     "SPLITS",

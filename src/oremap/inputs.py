@@ -1,0 +1,117 @@
+"""Configured inputs: the grid, vector sources, evidence layer specs and labelled cells.
+
+The only place where ``[grid]``, ``[geochem]``, ``[[geology]]`` and ``[labels]`` become data
+(read into the grid's CRS); the stages take what these functions return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from shapely.geometry.base import BaseGeometry
+
+from oremap import io
+from oremap.config import Config, VectorSource
+from oremap.errors import InputDataError
+from oremap.grid import Grid
+
+if TYPE_CHECKING:
+    from oremap.evidence import LazyStack
+
+
+def make_grid(config: Config) -> Grid:
+    """The evidence grid described by ``[grid]``."""
+    g = config.grid
+    return Grid.from_bounds(g.crs, g.bounds, g.pixel_size)
+
+
+def read_source(src: VectorSource, grid: Grid, *, what: str,
+                allow_empty: bool = False) -> gpd.GeoDataFrame:
+    """Read one configured vector source into the grid's CRS, applying its ``where`` filter."""
+    gdf = io.read_vector(src.path, layer=src.layer, crs=src.crs, target_crs=grid.crs, what=what,
+                         allow_empty=True)
+    for column, value in (src.where or {}).items():
+        if column not in gdf.columns:
+            raise InputDataError(
+                f"{what} ({src.path}): `where` filters on column {column!r}, which the layer "
+                f"lacks; it has {[c for c in gdf.columns if c != 'geometry']}."
+            )
+        keep = gdf[column].isin(value) if isinstance(value, list) else gdf[column] == value
+        gdf = gdf.loc[keep]
+    if len(gdf) == 0 and not allow_empty:
+        raise InputDataError(f"{what} ({src.path}{':' + src.layer if src.layer else ''}) has no "
+                             "features (after its `where` filter); check the file and filter.")
+    return gdf
+
+
+def extent_of(src: VectorSource | None, grid: Grid, what: str) -> BaseGeometry | None:
+    if src is None:
+        return None
+    return read_source(src, grid, what=what).geometry.union_all()
+
+
+def crop_spec(config: Config) -> Any:
+    """The crop lattices of ``[samples]``."""
+    from oremap.samples import CropSpec
+
+    s = config.samples
+    return CropSpec(size=s.crop_size, positive=(s.positive.n, s.positive.a, s.positive.b),
+                    negative=(s.negative.n, s.negative.a, s.negative.b))
+
+
+def label_study_cells(config: Config, grid: Grid, stack: np.ndarray | LazyStack,
+                      layer_names: Sequence[str]) -> gpd.GeoDataFrame:
+    """Cells of the study area with labels, reasons and coverage."""
+    from oremap.samples import cell_coverage, label_cells, make_cells
+
+    g, lab = config.grid, config.labels
+    cells = make_cells(grid, cols=g.cell_cols, rows=g.cell_rows, cell_size=g.cell_size)
+    orebodies = read_source(lab.orebodies, grid, what="[labels.orebodies]")
+    barren = None
+    if lab.barren:
+        parts = [read_source(src, grid, what=f"[[labels.barren]] #{i + 1}", allow_empty=True)
+                 for i, src in enumerate(lab.barren)]
+        parts = [p[["geometry"]].assign(source=Path(src.path).name + (f":{src.layer}"
+                                                                       if src.layer else ""))
+                 for p, src in zip(parts, lab.barren)]
+        barren = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=grid.crs)
+    cells = cell_coverage(stack, cells, list(layer_names),
+                          tolerance=config.samples.nodata_tolerance)
+    return label_cells(cells, orebodies=orebodies, barren=barren, strategy=lab.negatives,
+                       orebody_buffer=lab.orebody_buffer, min_distance=lab.min_distance,
+                       ratio=lab.ratio, seed=config.seed,
+                       orebody_source=f"{lab.orebodies.path} ([labels.orebodies])",
+                       barren_source="[[labels.barren]] sources")
+
+
+def evidence_specs(config: Config, grid: Grid) -> list[Any]:
+    """One layer spec per configured element and geology layer, inputs read into grid CRS."""
+    from oremap.evidence import GeochemLayerSpec, GeologyLayerSpec
+
+    specs: list[Any] = []
+    if config.geochem is not None:
+        g = config.geochem
+        pts = io.read_points_csv(g.path, x=g.x, y=g.y, crs=g.crs, columns=g.elements,
+                                 target_crs=grid.crs, what="[geochem]")
+        xy = np.column_stack([pts.geometry.x.to_numpy(), pts.geometry.y.to_numpy()])
+        extent = extent_of(g.extent, grid, "[geochem.extent]")
+        for element in g.elements:
+            specs.append(GeochemLayerSpec(
+                name=element, xy=xy, values=pts[element].to_numpy(),
+                source=f"{g.path} column {element!r} ([geochem] elements)", power=g.power,
+                neighbours=g.n_neighbours(), radius=g.radius, log10=g.log_for(element),
+                clip_percentile=g.clip_percentile, coverage_buffer=g.coverage_buffer,
+                extent=extent, censored=g.censored))
+    for i, layer in enumerate(config.geology):
+        what = f"[[geology]] #{i + 1} {layer.name!r}"
+        gdf = read_source(layer, grid, what=what)
+        specs.append(GeologyLayerSpec(
+            name=layer.name, geometries=list(gdf.geometry), source=f"{layer.path} ({what})",
+            measure=layer.measure, radius=layer.radius,
+            extent=extent_of(layer.extent, grid, f"{what} extent")))
+    return specs

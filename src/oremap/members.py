@@ -1,0 +1,206 @@
+"""The members of an ensemble (networks and baselines): train them per fold, load them, and
+their P(ore) on each fold's held-out crops.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oremap import contract, io
+from oremap.config import Config
+from oremap.errors import InputDataError, StageNotReadyError
+
+log = logging.getLogger("oremap")
+
+#: A trained member: normalised crops (n, C, S, S) -> P(ore) (n,).
+PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+
+
+def train_settings(config: Config, *, epochs: int | None = None) -> Any:
+    """The :class:`oremap.train.TrainSettings` of ``[train]``."""
+    from oremap.train import TrainSettings
+
+    t = config.train
+    return TrainSettings(epochs=epochs or t.epochs, batch_size=t.batch_size, lr=t.lr,
+                         lr_min=t.lr_min, beta1=t.beta1, weight_decay=t.weight_decay,
+                         workers=t.workers, imbalance=t.imbalance, device=t.device,
+                         profile=t.profile)
+
+
+def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: int,
+                  resume: bool | str = False, jobs: int = 1,
+                  progress: bool = True) -> pd.DataFrame:
+    """Train every network and baseline on every fold of a sample set; returns a summary.
+
+    ``resume`` is passed to :func:`oremap.train.train_model`. Folders of members no longer
+    configured are removed, so the stage's outputs are exactly its members.
+    """
+    from oremap.baselines import fit_baseline
+    from oremap.samples import load_sample_set
+    from oremap.train import plot_loss_curves, train_models
+
+    ss = load_sample_set(samples_dir)
+    settings = train_settings(config)
+    rows, histories = [], {}
+    for fold in range(ss.n_folds):
+        fold_dir = train_dir / f"fold{fold}"
+        tr, te = ss.train_indices(fold), ss.test_indices(fold)
+        x_tr, y_tr = ss.normalised(tr, fold), ss.y[tr]
+        x_te, y_te = ss.normalised(te, fold), ss.y[te]
+        log.info("fold %d: %d training crops, %d test crops", fold, len(tr), len(te))
+        if config.train.models:
+            results = train_models(config.train.models, x_tr, y_tr, x_te, y_te,
+                                   out_dir=fold_dir, settings=settings, seed=seed,
+                                   resume=resume, jobs=jobs, progress=progress)
+            for name, res in results.items():
+                if fold == 0:
+                    histories[name] = res.history
+                rows.append(dict(member=name, kind="network", fold=fold,
+                                 epochs=len(res.history), best_epoch=res.best_epoch,
+                                 seconds=round(res.seconds, 2),
+                                 samples_per_s=round(res.samples_per_second, 1),
+                                 device=str(res.device)))
+        for name in config.train.baselines:
+            t0 = time.perf_counter()
+            model = fit_baseline(name, x_tr, y_tr, layer_names=ss.layer_names, seed=seed)
+            model.save(fold_dir / name / "model.pkl")
+            rows.append(dict(member=name, kind="baseline", fold=fold, epochs=0, best_epoch=0,
+                             seconds=round(time.perf_counter() - t0, 2), samples_per_s=np.nan,
+                             device="cpu"))
+    _remove_unconfigured(train_dir, config.members())
+    if histories:
+        plot_loss_curves(histories, train_dir / Path(contract.file("train", "loss_curves")).name)
+    summary = pd.DataFrame(rows)
+    io.write_csv(train_dir / Path(contract.file("train", "summary")).name, summary)
+    return summary
+
+
+def _remove_unconfigured(train_dir: Path, members: Sequence[str]) -> None:
+    for fold_dir in sorted(train_dir.glob("fold*")):
+        for d in fold_dir.iterdir():
+            owned = (d / "last.pt").is_file() or (d / "model.pkl").is_file()
+            if d.is_dir() and owned and d.name not in members:
+                log.info("train: removed %s (member no longer configured)", d)
+                shutil.rmtree(d)
+
+
+def load_member(name: str, fold_dir: Path, *, device: str = "cpu") -> PredictFn:
+    """A function mapping normalised crops (n, C, S, S) to P(ore) for one trained member."""
+    from oremap.baselines import Baseline, is_baseline
+
+    if is_baseline(name):
+        path = fold_dir / name / "model.pkl"
+        if not path.exists():
+            raise StageNotReadyError.missing(
+                "train", f"baseline {name!r} has not been trained ({path} missing)",
+                fold_dir.parent.parent)
+        return Baseline.load(path).predict_proba
+    from oremap.train import load_trained, predict_proba
+
+    model_dir = fold_dir / name
+    if not (model_dir / "last.pt").exists():
+        raise StageNotReadyError.missing(
+            "train", f"model {name!r} has not been trained ({model_dir / 'last.pt'} missing)",
+            fold_dir.parent.parent)
+    # The last epoch, not the "best" one: best.pt is chosen by the loss on the test split, and
+    # choosing a model on the data that then scores it would make every figure optimistic.
+    model = load_trained(model_dir, which="last", device=device)
+    return lambda x: predict_proba(model, x, device=device)
+
+
+def ensemble_members(config: Config) -> list[str]:
+    """The members the ensemble rules combine: ``[ensemble] members``, default every member."""
+    members = config.ensemble.members or config.members()
+    unknown = sorted(set(members) - set(config.members()))
+    if unknown:
+        raise InputDataError(f"[ensemble] members {unknown} are not trained in [train]; "
+                             f"trained: {config.members()}")
+    return list(members)
+
+
+def crop_probabilities(config: Config, samples_dir: Path, train_dir: Path) -> TestProbabilities:
+    """P(ore) of every test crop, per fold and member: the basis of every test-split figure."""
+    from oremap.samples import load_sample_set
+
+    ss = load_sample_set(samples_dir)
+    folds = []
+    for fold in range(ss.n_folds):
+        te = ss.test_indices(fold)
+        x_te = ss.normalised(te, fold)
+        probs = {m: load_member(m, train_dir / f"fold{fold}")(x_te) for m in config.members()}
+        folds.append(FoldProbabilities(indices=te, y=ss.y[te], probs=probs))
+    return TestProbabilities(folds)
+
+
+@dataclass(frozen=True)
+class FoldProbabilities:
+    """One fold's held-out crops: their indices, labels and P(ore) of every member."""
+
+    indices: np.ndarray
+    y: np.ndarray
+    probs: Mapping[str, np.ndarray]
+
+    def stacked(self, members: Sequence[str]) -> np.ndarray:
+        """(members, crops) probabilities, in the order of ``members``."""
+        return np.vstack([self.probs[m] for m in members])
+
+
+@dataclass(frozen=True)
+class TestProbabilities:
+    """Held-out crop probabilities of every fold (``evaluate/test_probs.npz``)."""
+
+    folds: list[FoldProbabilities]
+
+    def __len__(self) -> int:
+        return len(self.folds)
+
+    def pooled(self, member: str) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and P(ore) of ``member`` over the held-out crops of all folds."""
+        return (np.concatenate([f.y for f in self.folds]),
+                np.concatenate([f.probs[member] for f in self.folds]))
+
+    def table1(self, members: Sequence[str], *, threshold: float
+               ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """Table 1 of ``members`` (mean and std over folds), and per fold (None: one fold)."""
+        from oremap.evaluate import summarise_folds, table1
+
+        tables = [table1({m: (f.y, f.probs[m]) for m in members}, threshold=threshold)
+                  for f in self.folds]
+        if len(tables) == 1:
+            return tables[0], None
+        per_fold = pd.concat([t.assign(fold=i) for i, t in enumerate(tables)])
+        return summarise_folds(tables), per_fold
+
+    def save(self, path: Path) -> None:
+        """Write as a compressed ``.npz`` (atomically)."""
+        flat: dict[str, np.ndarray] = {}
+        for i, f in enumerate(self.folds):
+            flat[f"fold{i}_indices"] = f.indices
+            flat[f"fold{i}_y"] = f.y
+            for m, p in f.probs.items():
+                flat[f"fold{i}_p_{m}"] = p
+        with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **flat)
+
+    @classmethod
+    def load(cls, path: Path, members: Sequence[str]) -> TestProbabilities:
+        """Read back what :meth:`save` wrote, for ``members``."""
+        data = np.load(path)
+        folds, i = [], 0
+        while f"fold{i}_y" in data:
+            folds.append(FoldProbabilities(
+                indices=data[f"fold{i}_indices"], y=data[f"fold{i}_y"],
+                probs={m: data[f"fold{i}_p_{m}"] for m in members}))
+            i += 1
+        return cls(folds)

@@ -1,0 +1,95 @@
+"""Stage 5a: P(ore) of every usable cell from every member (optionally with test-time
+augmentation over the crop lattice)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from oremap.config import Config
+from oremap.inputs import crop_spec
+from oremap.members import PredictFn, load_member
+
+if TYPE_CHECKING:
+    from oremap.evidence import LazyStack
+
+
+def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
+                  stack: np.ndarray | LazyStack | None = None) -> pd.DataFrame:
+    """P(ore) of every usable cell from every member.
+
+    ``p_<member>``: labelled cells take the mean over their training/test crops, unknown cells
+    their centre crop, averaged over the fold models. With ``[predict] tta = true`` every cell
+    (whatever its label) takes the mean over the positive-class lattice of crops cut afresh
+    from the evidence ``stack`` (test-time augmentation), so all cells are scored alike.
+    ``oof_<member>``: for labelled cells in a test fold, the probability from the model that did
+    not see them (NaN otherwise); used for honest curves.
+    """
+    from oremap.samples import load_sample_set
+
+    ss = load_sample_set(samples_dir)
+    cells = gpd.read_file(samples_dir / "cells.gpkg")
+    usable = cells.loc[cells["usable"].astype(bool)].sort_values("id")
+    ids = usable["id"].to_numpy()
+    pos = {cid: i for i, cid in enumerate(ids)}
+    use = ((ss.y >= 0) | ss.centre) & np.isin(ss.cell_id, ids)
+    idx = np.flatnonzero(use)
+    rows = np.array([pos[c] for c in ss.cell_id[idx]])
+    table = pd.DataFrame({"cell_id": ids, "row": usable["row"].to_numpy(),
+                          "col": usable["col"].to_numpy(), "label": usable["label"].to_numpy()})
+    fold_of = np.full(len(ids), -1)
+    test_any = ss.test_fold[idx] >= 0
+    fold_of[rows[test_any]] = ss.test_fold[idx][test_any]
+    table["test_fold"] = fold_of
+    counts = np.bincount(rows, minlength=len(ids)).astype(float)
+    for m in config.members():
+        total = np.zeros(len(ids))
+        oof = np.full(len(ids), np.nan)
+        for fold in range(ss.n_folds):
+            fn = load_member(m, train_dir / f"fold{fold}")
+            p = fn(ss.normalised(idx, fold))
+            if stack is None:
+                p_fold = np.bincount(rows, weights=p, minlength=len(ids)) / np.maximum(counts, 1)
+            else:
+                p_fold = tta_probabilities(fn, stack, usable, ss, fold, crop_spec(config))
+            total += p_fold
+            if ss.n_folds > 1:
+                table[f"p_{m}_f{fold}"] = p_fold
+            in_test = ss.test_fold[idx] == fold
+            if in_test.any():
+                s = np.bincount(rows[in_test], weights=p[in_test], minlength=len(ids))
+                n = np.bincount(rows[in_test], minlength=len(ids))
+                oof = np.where(n > 0, s / np.maximum(n, 1), oof)
+        table[f"p_{m}"] = total / ss.n_folds
+        table[f"oof_{m}"] = oof
+    return table
+
+
+def tta_probabilities(fn: PredictFn, stack: np.ndarray | LazyStack, cells: gpd.GeoDataFrame,
+                       ss: Any, fold: int, spec: Any, *, chunk: int = 64) -> np.ndarray:
+    """Mean P(ore) over the positive-class crop lattice of each cell (one per cell, in order)."""
+    from oremap.samples.crops import cell_block, centre_offset, cut_crops, lattice_offsets
+
+    out = np.empty(len(cells))
+    geometry = cells[["px_row0", "px_col0", "px_rows", "px_cols"]].to_numpy(dtype=int)
+    for start in range(0, len(cells), chunk):
+        crops, owner = [], []
+        for i, (r0, c0, h, w) in enumerate(geometry[start:start + chunk], start=start):
+            offsets = lattice_offsets(h, w, spec.size, spec.positive)
+            if len(offsets) == 0:  # cell smaller than the window: the centred window
+                dr, dc = centre_offset(h, w, spec.size)
+                block = cell_block(stack, r0 + dr, c0 + dc, spec.size, spec.size)
+                offsets = np.zeros((1, 2), dtype=np.int64)
+            else:
+                block = cell_block(stack, r0, c0, h, w)
+            crops.append(cut_crops(block, offsets, spec.size))
+            owner.extend([i - start] * len(offsets))
+        p = fn(ss.normalise(np.concatenate(crops), fold))
+        n = min(chunk, len(cells) - start)
+        out[start:start + n] = np.bincount(owner, weights=p, minlength=n) / np.bincount(
+            owner, minlength=n)
+    return out
