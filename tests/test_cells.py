@@ -296,3 +296,36 @@ def test_plot_cells(hand_cells):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["positive (ore) (3)", "negative (barren) (3)", "unknown (5)",
                       "dropped (1)", "test (fold 0)"]
+
+
+# ------------------------------------------------------------------------ all negatives, area
+
+
+def test_all_strategy_makes_every_other_usable_cell_negative(hand_cells):
+    cells = hand_cells.assign(usable=[True] * 11 + [False])
+    out = label_cells(cells, orebodies=gdf(["ob1"], [p(5, 25)]), strategy="all")
+    assert out.loc[0, "label"] == Label.POSITIVE
+    assert (out.loc[1:10, "label"] == Label.NEGATIVE).all()
+    assert out.loc[11, "label"] == Label.UNKNOWN  # unusable: never a negative
+    assert set(out.loc[1:10, "reason"]) == {"background (no known orebody)"}
+    with pytest.raises(InputDataError, match="strategy 'all'"):
+        label_cells(hand_cells.assign(usable=[True] + [False] * 11),
+                    orebodies=gdf(["ob1"], [p(5, 25)]), strategy="all")
+
+
+def test_restrict_to_area_centre_and_intersects(hand_cells):
+    from oremap.samples import restrict_to_area
+
+    area = b(0, 0, 22, 30)  # two western columns, and the third up to x = 22 (< centre 25)
+    centre = restrict_to_area(hand_cells, area, rule="centre")
+    assert centre["in_area"].tolist() == [True, True, False, False] * 3
+    assert not centre.loc[2, "usable"] and centre.loc[2, "drop_reason"] == (
+        "outside the study area (centre)")
+    touch = restrict_to_area(hand_cells, area, rule="intersects")
+    assert touch["in_area"].tolist() == [True, True, True, False] * 3
+    labelled = label_cells(centre, orebodies=gdf(["ob1"], [p(5, 25)]), strategy="all")
+    assert (labelled["label"] == Label.NEGATIVE).sum() == 5  # 6 cells in the area, 1 positive
+    with pytest.raises(InputDataError, match="no cell lies in the study area"):
+        restrict_to_area(hand_cells, b(100, 100, 110, 110))
+    with pytest.raises(UnknownNameError):
+        restrict_to_area(hand_cells, area, rule="inside")

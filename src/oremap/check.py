@@ -53,6 +53,8 @@ def check_inputs(config: Config) -> list[str]:
     problems += _check_vector(config.labels.orebodies, "[labels] orebodies", need_features=True)
     for i, src in enumerate(config.labels.barren, start=1):
         problems += _check_vector(src, f"[[labels.barren]] #{i}", need_features=True)
+    if config.samples.area is not None:
+        problems += _check_vector(config.samples.area, "[samples] area")
     if config.truth is not None:
         problems += _check_raster(config.truth, "truth")
     problems += _check_device(config.train.device)

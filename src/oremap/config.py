@@ -224,7 +224,9 @@ class LabelsConfig(_Model):
 
     orebodies: VectorSource
     orebody_buffer: float = Field(0.0, ge=0)
-    negatives: Literal["verified", "distance"] = "verified"
+    negatives: Literal["verified", "distance", "all"] = Field(
+        "verified", description="verified (barren holes/trenches) | distance (random cells far "
+        "from ore) | all (every usable cell without ore: presence/background)")
     barren: list[VectorSource] = Field(default_factory=list)
     min_distance: float | None = Field(None, gt=0)
     ratio: float | None = Field(None, gt=0)
@@ -236,6 +238,14 @@ class LabelsConfig(_Model):
         if self.negatives == "distance" and (self.min_distance is None or self.ratio is None):
             raise ValueError("negatives = 'distance' needs min_distance and ratio")
         return self
+
+
+class AreaConfig(VectorSource):
+    """``[samples] area``: the study area; cells outside it are not used."""
+
+    rule: Literal["centre", "intersects"] = Field(
+        "centre", description="centre: a cell is in when its centre lies in the area; "
+        "intersects: when it meets the area at all")
 
 
 class CropClassConfig(_Model):
@@ -251,6 +261,8 @@ class SamplesConfig(_Model):
     positive: CropClassConfig = CropClassConfig(n=50, a=12, b=24)
     negative: CropClassConfig = CropClassConfig(n=10, a=32, b=64)
     nodata_tolerance: float = Field(0.0, ge=0, lt=1)
+    area: AreaConfig | None = Field(
+        None, description="study area (vector layer): cells outside it are not used")
     split: Literal["cell", "block", "random"] = "cell"
     test_fraction: float = Field(0.2, gt=0, lt=1)
     block_size: int = Field(4, ge=1)

@@ -66,8 +66,12 @@ def crop_spec(config: Config) -> Any:
 
 def label_study_cells(config: Config, grid: Grid, stack: np.ndarray | LazyStack,
                       layer_names: Sequence[str]) -> gpd.GeoDataFrame:
-    """Cells of the study area with labels, reasons and coverage."""
-    from oremap.samples import cell_coverage, label_cells, make_cells
+    """Cells of the study area with labels, reasons and coverage.
+
+    Cells with too much nodata, or outside ``[samples] area``, are unusable: never labelled
+    negative, never cropped.
+    """
+    from oremap.samples import cell_coverage, label_cells, make_cells, restrict_to_area
 
     g, lab = config.grid, config.labels
     cells = make_cells(grid, cols=g.cell_cols, rows=g.cell_rows, cell_size=g.cell_size)
@@ -82,6 +86,11 @@ def label_study_cells(config: Config, grid: Grid, stack: np.ndarray | LazyStack,
         barren = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=grid.crs)
     cells = cell_coverage(stack, cells, list(layer_names),
                           tolerance=config.samples.nodata_tolerance)
+    area = config.samples.area
+    if area is not None:
+        what = "[samples] area"
+        cells = restrict_to_area(cells, extent_of(area, grid, what), rule=area.rule,
+                                 source=f"{what} ({area.path})")
     return label_cells(cells, orebodies=orebodies, barren=barren, strategy=lab.negatives,
                        orebody_buffer=lab.orebody_buffer, min_distance=lab.min_distance,
                        ratio=lab.ratio, seed=config.seed,

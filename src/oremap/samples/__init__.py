@@ -8,6 +8,7 @@ from oremap.samples.cells import (
     label_cells,
     make_cells,
     plot_cells,
+    restrict_to_area,
 )
 from oremap.samples.crops import CropParams, CropSpec, fit_robust_scaling
 from oremap.samples.dataset import (
@@ -37,6 +38,7 @@ __all__ = [
     "counts_table",
     "fit_robust_scaling",
     "label_cells",
+    "restrict_to_area",
     "load_sample_set",
     "make_cells",
     "plot_cells",

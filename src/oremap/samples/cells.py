@@ -11,6 +11,7 @@ import geopandas as gpd
 import numpy as np
 import shapely
 from pyproj import CRS
+from shapely.geometry.base import BaseGeometry
 
 from oremap.errors import CRSMismatchError, DroppedDataWarning, InputDataError, UnknownNameError
 from oremap.evidence.stack import LazyStack, is_stack
@@ -27,6 +28,7 @@ __all__ = [
     "cell_coverage",
     "check_cells_on_stack",
     "label_cells",
+    "restrict_to_area",
     "make_cells",
     "plot_cells",
 ]
@@ -184,7 +186,7 @@ def label_cells(
     *,
     orebodies: gpd.GeoDataFrame | None,
     barren: gpd.GeoDataFrame | None = None,
-    strategy: Literal["verified", "distance"] = "verified",
+    strategy: Literal["verified", "distance", "all"] = "verified",
     orebody_buffer: float = 0.0,
     min_distance: float | None = None,
     ratio: float | None = None,
@@ -216,6 +218,8 @@ def label_cells(
       ``round(ratio * n_positive)`` of them (at least 1), positives counted among usable cells.
       If there are fewer candidates, all are taken with an :class:`InsufficientNegativesWarning`.
       ``min_distance`` and ``ratio`` are ignored by ``verified``.
+    * ``strategy="all"`` (presence/background, the usual protocol of the MPM literature): every
+      usable cell that is not positive is a negative.
     * Everything else is unknown.
 
     Parameters
@@ -225,7 +229,7 @@ def label_cells(
     orebodies, barren : GeoDataFrame or None
         Known orebodies and barren records; any geometry type. Reprojected to the cells' CRS
         (logged) when their CRS differs.
-    strategy : {"verified", "distance"}
+    strategy : {"verified", "distance", "all"}
         How negatives are chosen.
     orebody_buffer : float
         Buffer distance around orebodies, map units, >= 0.
@@ -287,9 +291,12 @@ def label_cells(
             _label_verified(cells, barren, labels, reasons, barren_source, barren_id)
         case "distance":
             _label_by_distance(cells, ore_geoms, labels, reasons, min_distance, ratio, seed)
+        case "all":
+            _label_all(cells, labels, reasons)
         case _:
             raise UnknownNameError(
-                f"unknown negative strategy {strategy!r}; choose from ['distance', 'verified']."
+                f"unknown negative strategy {strategy!r}; choose from ['all', 'distance', "
+                "'verified']."
             )
     out = cells.copy()
     out["label"] = labels
@@ -322,6 +329,50 @@ def _label_verified(cells: gpd.GeoDataFrame, barren: gpd.GeoDataFrame | None,
             "cell free of orebodies. Expected barren records away from ore; check their CRS and "
             "extent, or use strategy 'distance'."
         )
+
+
+def _label_all(cells: gpd.GeoDataFrame, labels: np.ndarray, reasons: np.ndarray) -> None:
+    usable = (cells["usable"].to_numpy(bool) if "usable" in cells.columns
+              else np.ones(len(cells), bool))
+    chosen = usable & (labels != Label.POSITIVE)
+    if not chosen.any():
+        raise InputDataError("no negative cells: strategy 'all' takes every usable cell without "
+                             "an orebody, and every usable cell holds one.")
+    labels[chosen] = Label.NEGATIVE
+    reasons[chosen] = "background (no known orebody)"
+
+
+def restrict_to_area(cells: gpd.GeoDataFrame, area: BaseGeometry, *, rule: str = "centre",
+                     source: str = "area") -> gpd.GeoDataFrame:
+    """Mark cells outside a study area unusable (``usable`` False, ``drop_reason`` set).
+
+    ``rule="centre"``: a cell is in the area when its centre lies in it (on the boundary
+    counts); ``rule="intersects"``: when it meets the area at all. Returns a copy with the
+    column ``in_area``; the count of cells dropped is logged.
+    """
+    if rule not in ("centre", "intersects"):
+        raise UnknownNameError(f"unknown area rule {rule!r}; choose from ['centre', 'intersects']")
+    if area is None or area.is_empty:
+        raise InputDataError(f"{source}: the study area is empty; check the file and filter.")
+    geoms = cells.geometry.values
+    inside = (shapely.intersects(area, shapely.centroid(geoms)) if rule == "centre"
+              else shapely.intersects(area, geoms))
+    if not inside.any():
+        raise InputDataError(f"{source}: no cell lies in the study area (rule {rule!r}); check "
+                             "its CRS and extent.")
+    out = cells.copy()
+    out["in_area"] = inside
+    if "usable" not in out.columns:
+        out["usable"] = True
+    if "drop_reason" not in out.columns:
+        out["drop_reason"] = ""
+    drop = out["usable"].to_numpy(bool) & ~inside
+    out.loc[drop, "usable"] = False
+    out.loc[drop, "drop_reason"] = f"outside the study area ({rule})"
+    logging.getLogger("oremap").info("%s: %d of %d cells lie outside the study area (rule %r) "
+                                     "and are not used", source, int((~inside).sum()), len(out),
+                                     rule)
+    return out
 
 
 def _label_by_distance(cells: gpd.GeoDataFrame, ore_geoms: np.ndarray, labels: np.ndarray,
