@@ -111,6 +111,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict
         d = dict(base_cfg)
         d["seed"] = args.first_seed + k
         d["train"] = {**d["train"], "epochs": args.epochs}
+        if args.augment is not None:
+            d["train"]["augment"] = args.augment
         if args.models is not None:
             d["train"]["models"] = args.models
         if args.baselines is not None:
@@ -170,7 +172,8 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         "",
         f"Settings: networks {args.models or 'as in each example'}, baselines "
         f"{args.baselines or 'as in each example'}, {args.epochs} epochs, seeds "
-        f"{args.first_seed}..{args.first_seed + args.seeds - 1}; spatial block cross-validation "
+        f"{args.first_seed}..{args.first_seed + args.seeds - 1}, augment "
+        f"{args.augment or 'as in each example'}; spatial block cross-validation "
         "as configured in each example. Cell-level ROC AUC: each fold's held-out labelled "
         "cells, scored by the model that did not see them; rules combine those held-out "
         "scores (weights from the run's Table 1, i.e. from test folds: optimistic for the "
@@ -206,6 +209,8 @@ def main() -> None:
     ap.add_argument("--models", default=None, help="comma-separated networks (default: each "
                     "example's)")
     ap.add_argument("--baselines", default=None, help="comma-separated baselines")
+    ap.add_argument("--augment", default=None, choices=["none", "dihedral"],
+                    help="[train] augment for every data set (default: each example's)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=10)

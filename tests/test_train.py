@@ -475,3 +475,45 @@ def test_load_trained_errors(tmp_path):
 def test_predict_proba_rejects_3d():
     with pytest.raises(InputDataError, match="4-D array"):
         predict_proba(torch.nn.Identity(), np.zeros((2, 3, 4), np.float32))
+
+
+# --------------------------------------------------------------------------- dihedral augmentation
+
+
+def test_dihedral_views_are_the_eight_rotations_and_reflections() -> None:
+    from oremap.train import dihedral, dihedral_batch
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    views = [dihedral(x, k) for k in range(8)]
+    assert torch.equal(views[0], x)
+    assert torch.equal(views[1], torch.rot90(x, 1, dims=(2, 3)))
+    assert torch.equal(views[4], torch.flip(x, dims=(3,)))
+    assert len({tuple(v[0, 0].flatten().tolist()) for v in views}) == 8  # all distinct
+    turns = np.array([5, 2])
+    mixed = dihedral_batch(x, turns)
+    assert torch.equal(mixed[0], dihedral(x[:1], 5)[0])
+    assert torch.equal(mixed[1], dihedral(x[1:], 2)[0])
+
+
+def test_dihedral_training_is_seeded_and_its_predictions_orientation_free(tmp_path: Path) -> None:
+    from oremap.train import dihedral, load_trained, predict_proba
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 2, 16, 16)).astype(np.float32)
+    y = np.array([0, 1] * 20)
+    s = TrainSettings(epochs=2, batch_size=8, profile="fast", workers=0, augment="dihedral")
+    a = train_model("lenet", x, y, out_dir=tmp_path / "a", settings=s, seed=3, progress=False)
+    b = train_model("lenet", x, y, out_dir=tmp_path / "b", settings=s, seed=3, progress=False)
+    plain = train_model("lenet", x, y, out_dir=tmp_path / "c", progress=False, seed=3,
+                        settings=dataclasses.replace(s, augment="none"))
+    assert a.history["train_loss"].tolist() == b.history["train_loss"].tolist()
+    assert a.history["train_loss"].tolist() != plain.history["train_loss"].tolist()
+    model = load_trained(tmp_path / "a" / "lenet", which="last")
+    assert model.oremap_meta["settings"]["augment"] == "dihedral"
+    turned = dihedral(torch.from_numpy(x), 3).numpy()
+    np.testing.assert_allclose(predict_proba(model, x, tta=True),
+                               predict_proba(model, turned, tta=True), atol=1e-6)
+    assert not np.allclose(predict_proba(model, x), predict_proba(model, turned), atol=1e-6)
+    with pytest.raises(ConfigError, match="augment"):
+        train_model("lenet", x, y, out_dir=tmp_path / "a", seed=3, progress=False, resume=True,
+                    settings=dataclasses.replace(s, augment="none"))

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from oremap.errors import ConfigError
-from oremap.limits import TRAIN_BOUNDS, TRAIN_RELATIONS, Imbalance, TrainProfile
+from oremap.limits import TRAIN_BOUNDS, TRAIN_RELATIONS, Augment, Imbalance, TrainProfile
 from oremap.names import BASELINES, MODELS, RULES
 
 if sys.version_info >= (3, 11):
@@ -295,6 +295,10 @@ class TrainConfig(_Model):
     weight_decay: float = Field(0.0, **TRAIN_BOUNDS["weight_decay"].field_kwargs())
     workers: int = Field(8, **TRAIN_BOUNDS["workers"].field_kwargs())
     imbalance: Imbalance = "weighted_loss"
+    augment: Augment = Field(
+        "none", description="dihedral: train on a random one of the 8 rotations/reflections of "
+        "each crop, and average every prediction over the 8 (geological evidence has no "
+        "preferred orientation); none: as given")
     device: str = "auto"
     jobs: int = Field(1, **TRAIN_BOUNDS["jobs"].field_kwargs())
 

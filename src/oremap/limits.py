@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 __all__ = [
+    "AUGMENTATIONS",
+    "Augment",
     "IMBALANCE_MODES",
     "SETTINGS_BOUNDS",
     "TRAIN_BOUNDS",
@@ -31,6 +33,10 @@ IMBALANCE_MODES: tuple[str, ...] = get_args(Imbalance)
 
 #: Model profiles a run may train with (``[train] profile``): a subset of
 #: :data:`oremap.names.PROFILES`; ``"reference"`` checks architectures, it is not for runs.
+#: Training-time augmentation (and the matching test-time augmentation of predictions).
+Augment = Literal["none", "dihedral"]
+AUGMENTATIONS: tuple[str, ...] = get_args(Augment)
+
 TrainProfile = Literal["paper", "fast"]
 TRAIN_PROFILES: tuple[str, ...] = get_args(TrainProfile)
 

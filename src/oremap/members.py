@@ -35,7 +35,7 @@ def train_settings(config: Config, *, epochs: int | None = None) -> Any:
     return TrainSettings(epochs=epochs or t.epochs, batch_size=t.batch_size, lr=t.lr,
                          lr_min=t.lr_min, beta1=t.beta1, weight_decay=t.weight_decay,
                          workers=t.workers, imbalance=t.imbalance, device=t.device,
-                         profile=t.profile)
+                         profile=t.profile, augment=t.augment)
 
 
 def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: int,
@@ -116,7 +116,8 @@ def load_member(name: str, fold_dir: Path, *, device: str = "cpu") -> PredictFn:
     # The last epoch, not the "best" one: best.pt is chosen by the loss on the test split, and
     # choosing a model on the data that then scores it would make every figure optimistic.
     model = load_trained(model_dir, which="last", device=device)
-    return lambda x: predict_proba(model, x, device=device)
+    tta = model.oremap_meta["settings"].get("augment", "none") == "dihedral"
+    return lambda x: predict_proba(model, x, device=device, tta=tta)
 
 
 def ensemble_members(config: Config) -> list[str]:

@@ -47,6 +47,7 @@ from oremap import __version__
 from oremap.errors import ConfigError, InputDataError, UnknownNameError
 from oremap.io import atomic_path, save_figure
 from oremap.limits import (
+    AUGMENTATIONS,
     IMBALANCE_MODES,
     SETTINGS_BOUNDS,
     TRAIN_BOUNDS,
@@ -65,7 +66,7 @@ CHECKPOINT_FORMAT = 1
 _LAST, _BEST, _HISTORY = "last.pt", "best.pt", "history.csv"
 # Settings that change the trajectory: a resumed run must use the same values.
 _RESUME_KEYS = ("epochs", "batch_size", "lr", "lr_min", "beta1", "beta2", "weight_decay",
-                "imbalance", "profile", "patience")
+                "imbalance", "profile", "patience", "augment")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,10 @@ class TrainSettings:
         Model profile passed to :func:`oremap.models.create`.
     patience : int or None
         Stop after this many epochs without improvement of the monitored loss.
+    augment : {"none", "dihedral"}
+        ``"dihedral"``: each training crop is replaced, per epoch, by a seeded random one of
+        its 8 rotations and reflections, and the model's predictions
+        (:func:`predict_proba` via the checkpoint) average the 8.
     """
 
     epochs: int = 50
@@ -111,6 +116,7 @@ class TrainSettings:
     amp: bool = True
     profile: str = "paper"
     patience: int | None = None
+    augment: str = "none"
 
 
 @dataclass
@@ -424,11 +430,13 @@ def load_trained(
                    num_classes=meta["num_classes"], input_size=meta["input_size"],
                    profile=meta["profile"], **meta["options"])
     model.load_state_dict(checkpoint["model"])
+    model.oremap_meta = meta  # how it was trained: predictions follow (e.g. dihedral TTA)
     return model.to(choose_device(device)).eval()
 
 
 def predict_proba(
-    model: nn.Module, X: np.ndarray, *, batch_size: int = 256, device: str = "cpu"
+    model: nn.Module, X: np.ndarray, *, batch_size: int = 256, device: str = "cpu",
+    tta: bool = False,
 ) -> np.ndarray:
     """Probability of class 1 (mineralised) for each patch.
 
@@ -438,6 +446,9 @@ def predict_proba(
         A network returning two logits; it is moved to ``device`` and put in eval mode.
     X : (n, C, S, S) float array or numpy.memmap
         Patches, read ``batch_size`` at a time.
+    tta : bool
+        Average the probability over the 8 rotations and reflections of each patch (for a
+        model trained with ``augment="dihedral"``).
 
     Returns
     -------
@@ -456,8 +467,29 @@ def predict_proba(
         for start in range(0, len(X), batch_size):
             # a copy: memmap slices are read-only and would be paged in anyway
             xb = torch.from_numpy(np.array(X[start:start + batch_size], dtype=np.float32))
-            logits = model(xb.to(torch_device)).float()
-            out[start:start + len(xb)] = torch.softmax(logits, 1)[:, 1].cpu().numpy()
+            xb = xb.to(torch_device)
+            views = [dihedral(xb, k) for k in range(8)] if tta else [xb]
+            p = sum(torch.softmax(model(v).float(), 1)[:, 1] for v in views) / len(views)
+            out[start:start + len(xb)] = p.cpu().numpy()
+    return out
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th (0-7) of the 8 rotations and reflections of square patches (n, C, S, S).
+
+    ``k % 4`` quarter turns counter-clockwise, then a left-right reflection for ``k >= 4``;
+    ``k = 0`` is the identity.
+    """
+    y = torch.rot90(x, k % 4, dims=(2, 3)) if k % 4 else x
+    return torch.flip(y, dims=(3,)) if k >= 4 else y
+
+
+def dihedral_batch(x: torch.Tensor, turns: np.ndarray) -> torch.Tensor:
+    """Each patch ``x[i]`` replaced by its ``turns[i]``-th dihedral view (see :func:`dihedral`)."""
+    out = x.clone()
+    for k in np.unique(turns):
+        rows = torch.from_numpy(np.flatnonzero(turns == k))
+        out[rows] = dihedral(x[rows], int(k))
     return out
 
 
@@ -566,7 +598,11 @@ class _Run:
         task = None
         if bar is not None:
             task = bar.add_task(f"{self.name} {epoch}/{self.s.epochs}", total=len(batches))
-        for xb, yb in self._batches(self.X, self.y, batches):
+        turns = (np.random.default_rng(_derive_seed(self.seed, epoch, 3)).integers(
+            0, 8, len(self.y)) if self.s.augment == "dihedral" else None)
+        for idx, (xb, yb) in zip(batches, self._batches(self.X, self.y, batches)):
+            if turns is not None:  # rows of xb are the crops np.sort(idx) (see _fetch)
+                xb = dihedral_batch(xb, turns[np.sort(idx)])
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 logits = self.model(xb)
             per_sample = F.cross_entropy(logits.float(), yb, reduction="none")
@@ -954,6 +990,8 @@ def _check_settings(s: TrainSettings) -> None:
         both_valid = all(bounds[n].admits(values[n]) for n in (relation.low, relation.high))
         if both_valid and not relation.holds(values):
             problems.append(relation.settings_message(values))
+    if s.augment not in AUGMENTATIONS:
+        problems.append(f"augment must be one of {list(AUGMENTATIONS)} (got {s.augment!r})")
     if s.imbalance not in IMBALANCE_MODES:
         problems.append(f"imbalance must be one of {list(IMBALANCE_MODES)} (got {s.imbalance!r})")
     if problems:
