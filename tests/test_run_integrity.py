@@ -175,7 +175,7 @@ def test_rerun_with_changed_power_recomputes_from_evidence_on(
     cfg = _write_config(tmp_path / "p3.toml", base["data"], **{"geochem.power": 3.0})
     config = load_config(cfg)
     st = contract.status(run_copy, "evidence", config)
-    assert not st.current and "config geochem: " in st.describe()
+    assert not st.current and st.describe() == "config geochem.power: 2.0 -> 3.0"
     with caplog.at_level("INFO", logger="oremap"):
         pipeline.run(config, run_copy, progress=False, config_path=cfg)
     for name in ("samples", "train", "evaluate", "predict", "ensemble", "maps"):
@@ -206,7 +206,7 @@ def test_changed_member_list_keeps_only_checkpoints_that_match_exactly(
                         **{"train.baselines": ["logistic", "woe"]})
     with caplog.at_level("INFO", logger="oremap"):
         pipeline.run(load_config(cfg), run_copy, progress=False, config_path=cfg)
-    assert "stage train: recomputing (config train.baselines" in caplog.text
+    assert "stage train: recomputing (config train.baselines: [\"logistic\"] ->" in caplog.text
     assert "lenet: finished run found" in caplog.text  # same samples, settings, seed
     assert _sha(last) == before
     assert (run_copy / "train" / "fold0" / "woe" / "model.pkl").is_file()
@@ -442,3 +442,12 @@ def test_preflight_is_logged_before_any_work(base: dict[str, Path], tmp_path: Pa
     text = " ".join(res.stderr.split())
     assert text.index("pre-flight:") < text.index("stage evidence")
     assert "368 x 800" in text or "368 rows x 800" in text
+
+
+def test_a_second_demo_in_the_same_folder_is_refused_before_writing_data(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run_quick"
+    RunDir(run_dir).claim()
+    with RunDir(run_dir).locked():
+        res = _cli("demo", "--quick", "--out", tmp_path)
+        _assert_clean_failure(res, f"run folder {run_dir} is in use by process {os.getpid()}")
+    assert not (tmp_path / "data").exists()

@@ -222,7 +222,9 @@ class Inputs:
 
 def config_values(config: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     """``{dotted key: value}`` for ``keys`` of a configuration (JSON values, paths as text)."""
-    data = config.model_dump(mode="json")
+    # Unset optional keys (None) are left out, so that a key added in a later version with a
+    # default of "not set" does not make every earlier result stale.
+    data = config.model_dump(mode="json", exclude_none=True)
     out = {}
     for key in keys:
         node: Any = data
@@ -285,9 +287,8 @@ def changes(old: Mapping[str, Any], new: Inputs) -> list[str]:
     out = []
     old_cfg = old.get("config", {})
     for key in sorted(set(old_cfg) | set(new.config)):
-        a, b = old_cfg.get(key), new.config.get(key)
-        if a != b:
-            out.append(f"config {key}: {_short(a)} -> {_short(b)}")
+        out += [f"config {k}: {_short(a)} -> {_short(b)}"
+                for k, a, b in _leaf_changes(key, old_cfg.get(key), new.config.get(key))]
     old_up = old.get("upstream", {})
     for s in sorted(set(old_up) | set(new.upstream)):
         if old_up.get(s) != new.upstream.get(s):
@@ -302,6 +303,21 @@ def changes(old: Mapping[str, Any], new: Inputs) -> list[str]:
     if old.get("layers") is not None and new.layers is not None and old["layers"] != new.layers:
         out.append(describe_layer_change(old["layers"], new.layers))
     return out
+
+
+def _leaf_changes(key: str, a: Any, b: Any) -> Iterator[tuple[str, Any, Any]]:
+    """``(dotted key, old, new)`` for every differing leaf of two JSON values."""
+    if a == b:
+        return
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            yield from _leaf_changes(f"{key}.{k}", a.get(k), b.get(k))
+    elif (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+          and any(isinstance(x, dict) for x in a)):
+        for i, (x, y) in enumerate(zip(a, b)):
+            yield from _leaf_changes(f"{key}[{i}]", x, y)
+    else:
+        yield key, a, b
 
 
 def describe_layer_change(old: list[str], new: list[str]) -> str:

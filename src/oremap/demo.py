@@ -876,12 +876,16 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overwrite: bool =
     """Write the demo study area into ``out/data`` and run every stage into ``out/run``."""
     from oremap.config import load_config
     from oremap.pipeline import run
+    from oremap.runinfo import RunDir
 
     out = Path(out)
-    files = write_demo(out / "data", seed=seed)
-    cfg_path = out / ("demo_quick.toml" if quick else "demo.toml")
-    write_text(cfg_path, example_config_text("data", quick=quick, seed=seed))
-    config = load_config(cfg_path)
-    logging.getLogger("oremap").info("demo data in %s, configuration %s", files.root, cfg_path)
-    return run(config, out / ("run_quick" if quick else "run"), progress=progress,
-               overwrite=overwrite)
+    rd = RunDir(out / ("run_quick" if quick else "run"))
+    rd.claim()
+    with rd.locked():  # one demo at a time in ``out``: its data are written before the run
+        files = write_demo(out / "data", seed=seed)
+        cfg_path = out / ("demo_quick.toml" if quick else "demo.toml")
+        write_text(cfg_path, example_config_text("data", quick=quick, seed=seed))
+        config = load_config(cfg_path)
+        logging.getLogger("oremap").info("demo data in %s, configuration %s", files.root,
+                                         cfg_path)
+        return run(config, rd.root, progress=progress, overwrite=overwrite)
