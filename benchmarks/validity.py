@@ -40,9 +40,6 @@ import pandas as pd
 
 from oremap import contract, io, pipeline
 from oremap.config import config_from_dict, to_toml
-from oremap.ensemble import combine_columns, read_weights
-from oremap.evaluate import roc_auc
-from oremap.members import ensemble_members
 from oremap.names import member_kind
 
 if sys.version_info >= (3, 11):
@@ -78,26 +75,6 @@ def dataset_config(name: str, work: Path) -> tuple[dict[str, Any], Path]:
     raise SystemExit(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
 
 
-def held_out_cell_auc(table: pd.DataFrame, members: list[str], rules: list[str],
-                      weights: np.ndarray, threshold: float) -> dict[str, list[float]]:
-    """Per name, the cell-level ROC AUC of each fold's held-out labelled cells."""
-    out: dict[str, list[float]] = {n: [] for n in [*members, *rules]}
-    labelled = table["label"].isin([0, 1]).to_numpy()
-    for k in sorted(set(table["test_fold"]) - {-1}):
-        rows = table.loc[labelled & (table["test_fold"] == k).to_numpy()]
-        rows = rows.loc[rows[[f"oof_{m}" for m in members]].notna().all(axis=1)]
-        y = rows["label"].to_numpy()
-        if len(set(y)) < 2:
-            continue
-        for m in members:
-            out[m].append(roc_auc(y, rows[f"oof_{m}"].to_numpy()))
-        combined = combine_columns(rows, members, rules, weights, threshold=threshold,
-                                   prefix="oof_")
-        for r, res in combined.items():
-            out[r].append(roc_auc(y, res.probability))
-    return out
-
-
 def run_dataset(name: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, Any]]:
     work = Path(args.out) / name
     work.mkdir(parents=True, exist_ok=True)
@@ -126,15 +103,12 @@ def run_dataset(name: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict
         seconds.append(time.perf_counter() - t0)
         run = work / "run"
         table = pd.read_csv(run / contract.file("ensemble", "table"))
-        members, rules = ensemble_members(config), list(config.ensemble.rules)
-        weights = read_weights(run / contract.file("ensemble", "weights"), members)
-        for n, v in held_out_cell_auc(table, members, rules, weights,
-                                      config.predict.threshold).items():
-            cell_auc.setdefault(n, []).extend(v)
+        rules = list(config.ensemble.rules)
         comp = pd.read_csv(run / contract.file("ensemble", "comparison"), index_col=0)
         for n in comp.index:
-            folds = str(comp.loc[n, "prediction_rate_auc_folds"]).split()
-            pra.setdefault(n, []).extend(float(x) for x in folds)
+            for store, col in ((cell_auc, "cell_roc_auc_folds"),
+                               (pra, "prediction_rate_auc_folds")):
+                store.setdefault(n, []).extend(float(x) for x in str(comp.loc[n, col]).split())
         truth = run / contract.file("maps", "hidden_truth")
         if truth.is_file():
             for _, row in pd.read_csv(truth).iterrows():

@@ -88,6 +88,8 @@ def test_comparison_names_a_winner(demo_run: Path) -> None:
     text = (demo_run / "ensemble" / "comparison.md").read_text()
     best = comparison["roc_auc_mean"].idxmax()
     assert f"**{best}**" in text
+    assert comparison["cell_roc_auc_mean"].between(0, 1).all()
+    assert f"**{comparison['cell_roc_auc_mean'].idxmax()}**" in text.split("\n- By")[1]
 
 
 def test_stability_across_seeds(demo_run: Path) -> None:

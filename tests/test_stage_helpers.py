@@ -182,3 +182,16 @@ def test_stage_not_ready_message_names_the_command() -> None:
     assert "`oremap samples RUN_DIR`" in str(StageNotReadyError.missing("samples", "x"))
     with pytest.raises(KeyError):
         StageNotReadyError.missing("training", "x")
+
+
+def test_held_out_cell_auc_scores_each_fold_with_the_model_that_did_not_see_it() -> None:
+    table = pd.DataFrame({
+        "label": [1, 0, 0, 1, 0, 0, -1], "test_fold": [0, 0, 0, 1, 1, 1, -1],
+        "oof_lenet": [0.9, 0.2, 0.95, 0.7, 0.1, 0.2, np.nan],
+        "oof_logistic": [0.6, 0.5, 0.1, 0.4, 0.3, 0.2, np.nan]})
+    out = en.held_out_cell_auc(table, ["lenet", "logistic"], ["simple_average"],
+                               np.array([0.5, 0.5]), threshold=0.5)
+    assert out["lenet"] == [pytest.approx(0.5), pytest.approx(1.0)]
+    assert out["logistic"] == [pytest.approx(1.0), pytest.approx(1.0)]
+    # simple average fold 0: 0.75 (ore) vs 0.35 and 0.525 -> 1.0
+    assert out["simple_average"] == [pytest.approx(1.0), pytest.approx(1.0)]
