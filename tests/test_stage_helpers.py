@@ -157,6 +157,14 @@ def test_write_cell_maps_puts_each_cell_value_on_its_cell(tmp_path: Path) -> Non
     with rasterio.open(tmp_path / "prob_simple_average.tif") as src:
         np.testing.assert_allclose(src.read(1), [[0.8, 0.1], [0.4, 0.6]], rtol=1e-6)
         assert src.crs.to_epsg() == 32649
+        assert src.descriptions == ("P(ore) simple_average (rule)",)
+        assert src.tags()["threshold"] == "0.5" and src.tags()["quantity"] == "P(ore)"
+    with rasterio.open(tmp_path / "uncertainty_entropy.tif") as src:
+        assert src.descriptions == ("vote entropy (bits) across members",)
+        assert src.tags()["units"] == "bits"
+    assert maps.describe_map("weighted_voting")[0] == "ore vote share weighted_voting (rule)"
+    assert maps.describe_map("vgg8", continuous=True)[0] == (
+        "P(ore) vgg8 (network, sliding window)")
     assert cm.std.shape == (2, 2)
     for name in ("maps_models.png", "maps_rules.png", "uncertainty.png",
                  "uncertainty_std.tif", "uncertainty_entropy.tif"):

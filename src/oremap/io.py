@@ -244,10 +244,12 @@ def raster_profile(grid: Grid, *, count: int = 1, dtype: str = "float32") -> dic
 
 
 def write_raster(path: PathLike, array: np.ndarray, grid: Grid, *,
-                 band_names: Sequence[str] | None = None) -> Path:
+                 band_names: Sequence[str] | None = None,
+                 tags: dict[str, str] | None = None) -> Path:
     """Write a (rows, cols) or (bands, rows, cols) array on ``grid`` as a GeoTIFF, atomically.
 
-    NaN values are written as the grid's nodata value.
+    NaN values are written as the grid's nodata value. ``band_names`` become the band
+    descriptions (what GIS software shows as the band's name), ``tags`` dataset metadata.
     """
     arr = np.asarray(array, dtype=np.float32)
     if arr.ndim == 2:
@@ -262,6 +264,8 @@ def write_raster(path: PathLike, array: np.ndarray, grid: Grid, *,
             dst.write(arr)
             for i, name in enumerate(band_names or [], start=1):
                 dst.set_band_description(i, name)
+            if tags:
+                dst.update_tags(**tags)
     return Path(path)
 
 

@@ -163,10 +163,13 @@ def cells_to_raster(rows: np.ndarray, cols: np.ndarray, values: np.ndarray,
 
 
 def write_probability_map(path: str | os.PathLike, array: np.ndarray, grid: Grid, *,
-                          band_name: str = "p_ore") -> Path:
-    """Write a (rows, cols) probability raster as a GeoTIFF with ``grid``'s CRS and transform.
+                          band_name: str = "P(ore)", tags: Mapping[str, str] | None = None
+                          ) -> Path:
+    """Write a (rows, cols) map as a GeoTIFF with ``grid``'s CRS and transform.
 
-    NaN pixels are written as ``grid.nodata``. Returns the path.
+    NaN pixels are written as ``grid.nodata``. ``band_name`` is the band description GIS
+    software shows (say what the values are: "P(ore) lenet", "ore vote share ..."), ``tags``
+    dataset metadata (quantity, model or rule, threshold). Returns the path.
 
     Raises
     ------
@@ -176,7 +179,26 @@ def write_probability_map(path: str | os.PathLike, array: np.ndarray, grid: Grid
     arr = np.asarray(array)
     if arr.ndim != 2:
         raise InputDataError(f"probability map must be 2-D (rows, cols); got shape {arr.shape}.")
-    return io.write_raster(path, arr, grid, band_names=[band_name])
+    return io.write_raster(path, arr, grid, band_names=[band_name],
+                           tags={k: str(v) for k, v in (tags or {}).items()})
+
+
+def describe_map(name: str, *, continuous: bool = False) -> tuple[str, dict[str, str]]:
+    """Band description and tags of the map of member or rule ``name``.
+
+    Voting rules map the (weighted) share of ore votes, not a probability; the band says so.
+    """
+    from oremap.names import member_kind
+
+    try:
+        kind = member_kind(name)
+    except KeyError:  # a map of something oremap does not register (Python API)
+        kind = "member"
+    voting = kind == "rule" and name.endswith("_voting")
+    quantity = "ore vote share" if voting else "P(ore)"
+    what = f"{quantity} {name} ({kind}{', sliding window' if continuous else ''})"
+    return what, {"quantity": quantity, "kind": kind, "name": name,
+                  "support": "sliding window" if continuous else "cell"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -757,7 +779,9 @@ def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
     rasters = {m: cells_to_raster(r, c, table[f"p_{m}"].to_numpy(), cgrid) for m in members}
     rasters.update({x: cells_to_raster(r, c, table[f"ens_{x}"].to_numpy(), cgrid) for x in rules})
     for name, arr in rasters.items():
-        write_probability_map(out / f"prob_{name}.tif", arr, cgrid)
+        band, tags = describe_map(name)
+        write_probability_map(out / f"prob_{name}.tif", arr, cgrid, band_name=band,
+                              tags={**tags, "threshold": threshold})
     usable = cells.loc[cells["usable"].astype(bool)]
     plot_panels({m: rasters[m] for m in members}, cgrid, out / "maps_models.png",
                 orebodies=orebodies, cells=usable)
@@ -766,8 +790,14 @@ def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
     probs = np.vstack([table[f"p_{m}"].to_numpy() for m in members])
     std, entropy = uncertainty(probs, threshold=threshold)
     std_r, ent_r = cells_to_raster(r, c, std, cgrid), cells_to_raster(r, c, entropy, cgrid)
-    write_probability_map(out / "uncertainty_std.tif", std_r, cgrid)
-    write_probability_map(out / "uncertainty_entropy.tif", ent_r, cgrid)
+    members_tag = {"members": ",".join(members)}
+    write_probability_map(out / "uncertainty_std.tif", std_r, cgrid,
+                          band_name="std of P(ore) across members",
+                          tags={"quantity": "probability std", **members_tag})
+    write_probability_map(out / "uncertainty_entropy.tif", ent_r, cgrid,
+                          band_name="vote entropy (bits) across members",
+                          tags={"quantity": "vote entropy", "units": "bits",
+                                "threshold": threshold, **members_tag})
     plot_uncertainty(std_r, ent_r, cgrid, out / "uncertainty.png", orebodies=orebodies,
                      cells=usable)
     return CellMaps(cgrid, rasters, std_r, ent_r)
@@ -806,10 +836,16 @@ def write_continuous_maps(maps: Mapping[str, tuple[np.ndarray, Grid]],
     Returns the ensemble map, its grid and the members' std (None for a single member).
     """
     for name, (arr, g2) in maps.items():
-        write_probability_map(out / f"prob_{name}_continuous.tif", arr, g2)
+        band, tags = describe_map(name, continuous=True)
+        write_probability_map(out / f"prob_{name}_continuous.tif", arr, g2, band_name=band,
+                              tags=tags)
     stacked = np.stack([maps[m][0] for m in ensemble_members])
     ens = np.tensordot(weights, stacked, axes=1)
     g2 = maps[ensemble_members[0]][1]
-    write_probability_map(out / "prob_ensemble_continuous.tif", ens, g2)
+    write_probability_map(out / "prob_ensemble_continuous.tif", ens, g2,
+                          band_name="P(ore) weighted average of the members (sliding window)",
+                          tags={"quantity": "P(ore)", "kind": "rule",
+                                "name": "weighted_average", "support": "sliding window",
+                                "members": ",".join(ensemble_members)})
     std = np.std(stacked, axis=0, ddof=1) if len(ensemble_members) > 1 else None
     return ens, g2, std
