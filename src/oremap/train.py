@@ -63,6 +63,10 @@ HISTORY_COLUMNS = [
 ]
 MEMMAP_WORKER_MIN_BYTES = 64 * 2**20
 CHECKPOINT_FORMAT = 1
+#: Crops per forward pass at evaluation and prediction. At 32 x 32 px on CPU, 64 is faster than
+#: 256 for every network (activations stay in cache): x1.67 for the seven together, x2.1 for
+#: ResNet50, identical probabilities (measured by benchmarks/inference.py).
+EVAL_BATCH = 64
 _LAST, _BEST, _HISTORY = "last.pt", "best.pt", "history.csv"
 # Settings that change the trajectory: a resumed run must use the same values.
 _RESUME_KEYS = ("epochs", "batch_size", "lr", "lr_min", "beta1", "beta2", "weight_decay",
@@ -435,7 +439,7 @@ def load_trained(
 
 
 def predict_proba(
-    model: nn.Module, X: np.ndarray, *, batch_size: int = 256, device: str = "cpu",
+    model: nn.Module, X: np.ndarray, *, batch_size: int = EVAL_BATCH, device: str = "cpu",
     tta: bool = False,
 ) -> np.ndarray:
     """Probability of class 1 (mineralised) for each patch.
@@ -637,7 +641,7 @@ class _Run:
             return math.nan, math.nan
         self.model.eval()
         n = len(y)
-        step = max(256, self.s.batch_size)
+        step = max(EVAL_BATCH, self.s.batch_size)
         batches = [np.arange(i, min(i + step, n)) for i in range(0, n, step)]
         loss_sum = weight_sum = correct = 0.0
         with torch.no_grad():
