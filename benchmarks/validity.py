@@ -61,7 +61,7 @@ def dataset_config(name: str, work: Path) -> tuple[dict[str, Any], Path]:
         base = EXAMPLES / "murchison_gold"
         d = tomllib.loads((base / "murchison.toml").read_text())
         if name == "murchison_greenstone":
-            d["samples"]["area"] = {"path": "data/greenstone.gpkg", "layer": "greenstone",
+            d["samples"]["area"] = {"path": "data/murchison.gpkg", "layer": "greenstone",
                                     "rule": "intersects"}
         return d, base
     if name == "demo":

@@ -23,6 +23,7 @@ from oremap.config import Config, TrainConfig, config_from_dict
 from oremap.ensemble import combine, list_rules
 from oremap.errors import ConfigError, InputDataError, UnknownNameError
 from oremap.limits import (
+    AUGMENTATIONS,
     IMBALANCE_MODES,
     SETTINGS_BOUNDS,
     TRAIN_BOUNDS,
@@ -257,6 +258,20 @@ def test_unknown_imbalance_mode_is_rejected_by_both() -> None:
         _config(train={"imbalance": "smote"})
     with pytest.raises(ConfigError, match="imbalance must be one of"):
         _check_settings(_settings(imbalance="smote"))
+
+
+@pytest.mark.parametrize("augment", AUGMENTATIONS)
+def test_every_augmentation_is_accepted_by_both(augment: str) -> None:
+    assert _config(train={"augment": augment}).train.augment == augment
+    _check_settings(_settings(augment=augment))
+
+
+def test_unknown_augmentation_is_rejected_by_both() -> None:
+    assert get_args(TrainConfig.model_fields["augment"].annotation) == AUGMENTATIONS
+    with pytest.raises(ConfigError, match=r"\[train.augment\]"):
+        _config(train={"augment": "mixup"})
+    with pytest.raises(ConfigError, match="augment must be one of"):
+        _check_settings(_settings(augment="mixup"))
 
 
 @pytest.mark.parametrize("profile", TRAIN_PROFILES)

@@ -234,16 +234,17 @@ def config_values(config: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _paths(node: Any, key: str = "") -> Iterator[str]:
+def input_paths(node: Any, key: str = "") -> Iterator[str]:
+    """Every input file named in a (JSON-dumped) configuration: ``path`` and ``truth`` values."""
     if isinstance(node, dict):
         for k, v in node.items():
             if k in ("path", "truth") and isinstance(v, str):
                 yield v
             else:
-                yield from _paths(v, k)
+                yield from input_paths(v, k)
     elif isinstance(node, list):
         for v in node:
-            yield from _paths(v, key)
+            yield from input_paths(v, key)
     elif key == "truth" and isinstance(node, str):
         yield node
 
@@ -256,10 +257,10 @@ def input_files(values: dict[str, Any]) -> dict[str, str]:
     """
     out = {}
     for key, value in values.items():
-        paths = list(_paths({key.rsplit(".", 1)[-1]: value}))
+        paths = list(input_paths({key.rsplit(".", 1)[-1]: value}))
         for p in paths:
             try:
-                out[p] = io.file_digest(p)["sha256"]
+                out[p] = digest(p)["sha256"]
             except OSError as exc:
                 out[p] = f"unreadable: {type(exc).__name__}"
     return dict(sorted(out.items()))
@@ -358,9 +359,30 @@ def damaged_outputs(root: Path, manifest: Mapping[str, Any]) -> list[str]:
             problems.append(f"{rel} is missing")
         elif path.stat().st_size != rec["bytes"]:
             problems.append(f"{rel} has {path.stat().st_size} bytes, {rec['bytes']} were written")
-        elif io.file_digest(path)["sha256"] != rec["sha256"]:
+        elif digest(path)["sha256"] != rec["sha256"]:
             problems.append(f"{rel} was modified after it was written (checksum differs)")
     return problems
+
+
+_DIGESTS: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
+def digest(path: str | Path) -> dict[str, Any]:
+    """:func:`oremap.io.file_digest`, hashed once per process while the file is unchanged.
+
+    One ``oremap run`` checks the same files (the crops, the evidence layers) for several
+    stages; a file whose inode, size and modification time are those it had when it was last
+    hashed in this process is not read again. A truncation or a rewrite changes them.
+    """
+    path = Path(path).resolve()
+    st = path.stat()
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _DIGESTS.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    result = io.file_digest(path)
+    _DIGESTS[path] = (key, result)
+    return result
 
 
 def begin(root: Path, stage: str, inputs: Inputs) -> None:
@@ -376,7 +398,7 @@ def finish(root: Path, stage: str, inputs: Inputs, *,
     from oremap import __version__
 
     root = Path(root)
-    outputs = {f.relative_to(root).as_posix(): io.file_digest(f)
+    outputs = {f.relative_to(root).as_posix(): digest(f)
                for f in output_files(root, stage)}
     started = (read_manifest(root, stage) or {}).get("started", _now())
     manifest = {"stage": stage, "status": "complete", "oremap": __version__,

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
@@ -47,10 +48,14 @@ def temporary_sibling(path: PathLike) -> Path:
     return path.with_name(f".{path.stem}.{token}{TMP_TAG}{path.suffix}")
 
 
+#: ``.<stem>.<pid>-<token>.tmp<suffix>`` (this version), ``.<stem>.tmp<suffix>`` and
+#: ``<name>.tmp`` (earlier versions).
+_TEMPORARY = re.compile(r"^\..+?(\.\d+-[0-9a-f]{8})?\.tmp(\.[^.]+)?$|^.+\.tmp$")
+
+
 def is_temporary(path: PathLike) -> bool:
     """Whether ``path`` is a temporary file left by :func:`atomic_path` (or an older oremap)."""
-    name = Path(path).name
-    return name.startswith(".") and TMP_TAG in name or name.endswith(TMP_TAG)
+    return _TEMPORARY.match(Path(path).name) is not None
 
 
 def remove_temporary_files(folder: PathLike) -> int:

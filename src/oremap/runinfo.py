@@ -230,7 +230,7 @@ def check_out_folder(config: Config, run_dir: Path, config_path: Path | None = N
     oremap writes (and with --overwrite deletes) inside its run folder, so the user's own files
     must not live there. The stored ``config.toml`` of an oremap run folder is allowed.
     """
-    from oremap.contract import _paths
+    from oremap.contract import input_paths
 
     root = Path(run_dir).resolve()
     own = {"config.toml"}
@@ -240,7 +240,7 @@ def check_out_folder(config: Config, run_dir: Path, config_path: Path | None = N
         stored = cp.parent == root and cp.name in own and (root / MARKER).is_file()
         if _inside(cp, root) and not stored:
             found.append(f"the configuration file {cp}")
-    for p in _paths(config.model_dump(mode="json")):
+    for p in input_paths(config.model_dump(mode="json")):
         if _inside(Path(p).resolve(), root):
             found.append(f"the input {p}")
     if found:
