@@ -13,6 +13,7 @@ from oremap.ensemble import (
     UNDECIDED,
     combine,
     dispersion,
+    fit_rule_params,
     list_rules,
     metric_weights,
     prediction_counts,
@@ -41,7 +42,7 @@ PROBS = np.array(
 def test_list_rules_and_registry() -> None:
     assert list_rules() == [
         "simple_average", "weighted_average", "majority_voting", "plurality_voting",
-        "weighted_voting",
+        "weighted_voting", "stacking", "top_k",
     ]
     with pytest.raises(ValueError, match="registered twice"):
         register("simple_average")(lambda probs, *, weights, threshold: (probs[0], probs[0]))
@@ -107,7 +108,9 @@ def test_weighted_voting() -> None:
 def test_every_rule_output_contract(rule: str) -> None:
     rng = np.random.default_rng(1)
     probs = rng.random((5, 30))
-    r = combine(rule, probs, weights=rng.random(5), threshold=0.4)
+    y = (probs[0] + 0.3 * rng.random(30) > 0.6).astype(int)
+    params = fit_rule_params(y, probs, metric="auc", k=2)
+    r = combine(rule, probs, weights=rng.random(5), threshold=0.4, params=params)
     assert r.probability.shape == (30,) and r.prediction.shape == (30,)
     assert np.all((r.probability >= 0) & (r.probability <= 1))
     assert set(np.unique(r.prediction)) <= {1, 0, U}
@@ -265,3 +268,73 @@ def test_ensemble_is_more_stable_across_seeds() -> None:
     assert table.loc["simple_average", "mean_flip_rate"] < table.loc["model_0", "mean_flip_rate"]
     with pytest.raises(InputDataError, match="no entries"):
         seed_variability_table({})
+
+
+def test_learned_rules_need_validation_params() -> None:
+    for rule in ("stacking", "top_k"):
+        with pytest.raises(InputDataError, match="inner validation"):
+            combine(rule, PROBS)
+
+
+def test_top_k_averages_the_members_best_on_validation() -> None:
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 50)
+    good = np.clip(0.3 + 0.4 * y + 0.1 * rng.standard_normal(100), 0, 1)
+    fair = np.clip(0.4 + 0.2 * y + 0.2 * rng.standard_normal(100), 0, 1)
+    noise = rng.random((2, 100))
+    probs = np.vstack([noise[0], good, noise[1], fair])
+    params = fit_rule_params(y, probs, metric="auc", k=2)
+    assert params.top.tolist() == [False, True, False, True]
+    r = combine("top_k", probs, params=params)
+    np.testing.assert_allclose(r.probability, (good + fair) / 2)
+    # weights follow the metric on the validation cells: the informative members weigh most
+    assert params.weights[1] > params.weights[0] and params.weights[1] > params.weights[2]
+
+
+def test_stacking_learns_to_ignore_a_useless_member_and_beats_the_average() -> None:
+    from oremap.evaluate import roc_auc
+
+    rng = np.random.default_rng(4)
+    n = 400
+    y = (rng.random(n) < 0.3).astype(int)
+    signal = 1 / (1 + np.exp(-(2.5 * (y - 0.5) + rng.standard_normal(n))))
+    noise = rng.random((3, n))
+    probs = np.vstack([signal, noise])
+    fit, test = slice(0, 200), slice(200, n)
+    params = fit_rule_params(y[fit], probs[:, fit], metric="auc", k=1)
+    assert params.source == "validation" and params.learned
+    assert abs(params.coef[0]) > 5 * np.abs(params.coef[1:]).max()
+    st = combine("stacking", probs[:, test], params=params).probability
+    avg = combine("simple_average", probs[:, test]).probability
+    assert roc_auc(y[test], st) > roc_auc(y[test], avg) + 0.05
+    # calibrated to the balanced classes: a clear ore cell scores high, a clear barren one low
+    assert st[y[test] == 1].mean() > 0.5 > st[y[test] == 0].mean()
+
+
+def test_fit_rule_params_needs_both_classes() -> None:
+    with pytest.raises(InputDataError, match="one class"):
+        fit_rule_params(np.zeros(6, int), PROBS, metric="auc", k=2)
+
+
+def test_rule_params_round_trip_and_final_mean(tmp_path) -> None:
+    from oremap.ensemble import EnsembleParams, mean_rule_params, read_params, write_params
+
+    rng = np.random.default_rng(5)
+    members = ["lenet", "vgg8", "logistic"]
+    folds = []
+    for _ in range(3):
+        y = np.repeat([0, 1], 20)
+        probs = np.clip(0.5 * y + 0.5 * rng.random((3, 40)), 0, 1)
+        folds.append(fit_rule_params(y, probs, metric="accuracy", k=2))
+    final = mean_rule_params(folds, k=2)
+    np.testing.assert_allclose(final.coef, np.mean([f.coef for f in folds], axis=0))
+    assert final.weights.sum() == pytest.approx(1.0) and final.top.sum() == 2
+    write_params(tmp_path / "w.json", members, EnsembleParams(final=final, folds=folds),
+                 "accuracy")
+    back = read_params(tmp_path / "w.json", members)
+    np.testing.assert_allclose(back.final.coef, final.coef)
+    assert back.final.top.tolist() == final.top.tolist()
+    assert back.fold(1).intercept == pytest.approx(folds[1].intercept)
+    # reading members in another order follows the names
+    other = read_params(tmp_path / "w.json", members[::-1])
+    np.testing.assert_allclose(other.final.weights, final.weights[::-1])

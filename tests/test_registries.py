@@ -108,7 +108,7 @@ def test_declared_names_are_those_registered() -> None:
     assert list_baselines() == list(names.BASELINES) == list(BASELINES)
     assert list_rules() == list(names.RULES) == [
         "simple_average", "weighted_average", "majority_voting", "plurality_voting",
-        "weighted_voting",
+        "weighted_voting", "stacking", "top_k",
     ]
 
 
@@ -191,10 +191,9 @@ def test_declared_bounds() -> None:
     assert described == {
         "epochs": "an integer >= 1", "batch_size": "an integer >= 1", "lr": "> 0",
         "lr_min": ">= 0", "beta1": "> 0 and < 1", "weight_decay": ">= 0", "workers": ">= 0",
-        "jobs": "an integer >= 1",
+        "jobs": "an integer >= 1", "patience": "None or an integer >= 1",
     }
-    assert {n: b.describe() for n, b in SETTINGS_BOUNDS.items()} == {
-        "beta2": ">= 0 and < 1", "patience": "None or >= 1"}
+    assert {n: b.describe() for n, b in SETTINGS_BOUNDS.items()} == {"beta2": ">= 0 and < 1"}
     assert [(r.low, r.high) for r in TRAIN_RELATIONS] == [("lr_min", "lr")]
     assert IMBALANCE_MODES == ("weighted_loss", "balanced_sampler", "none")
     assert TRAIN_PROFILES == ("paper", "fast")

@@ -60,7 +60,9 @@ def test_weights_from_table1_and_weights_json(tmp_path: Path) -> None:
     folds = t1.rename(columns={"accuracy": "accuracy_mean"})
     np.testing.assert_allclose(en.weights_from_table1(folds, ["lenet", "logistic"], "accuracy"),
                                w)
-    en.write_weights(tmp_path / "w.json", ["lenet", "logistic"], w, "accuracy")
+    rp = en.RuleParams(weights=w)
+    en.write_params(tmp_path / "w.json", ["lenet", "logistic"],
+                    en.EnsembleParams(final=rp, folds=[rp]), "accuracy")
     np.testing.assert_allclose(en.read_weights(tmp_path / "w.json", ["logistic", "lenet"]),
                                [0.4, 0.6])
     with pytest.raises(InputDataError, match="no weight for \\['vit'\\]"):

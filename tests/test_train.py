@@ -430,7 +430,7 @@ def test_bad_test_arrays(data, tmp_path):
         ({"beta2": 1.0}, "beta1, beta2 < 1"),
         ({"workers": -1}, "workers must be >= 0"),
         ({"imbalance": "smote"}, "imbalance must be one of"),
-        ({"patience": 0}, "patience must be None or >= 1"),
+        ({"patience": 0}, "patience must be None or an integer >= 1"),
     ],
 )
 def test_bad_settings(change, match, data, tmp_path):

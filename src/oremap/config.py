@@ -22,7 +22,7 @@ from pydantic import (
 
 from oremap.errors import ConfigError
 from oremap.limits import TRAIN_BOUNDS, TRAIN_RELATIONS, Augment, Imbalance, TrainProfile
-from oremap.names import BASELINES, MODELS, RULES
+from oremap.names import BASELINES, LEARNED_RULES, MODELS, RULES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -267,6 +267,10 @@ class SamplesConfig(_Model):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     block_size: int = Field(4, ge=1)
     folds: int = Field(1, ge=1)
+    validation: float = Field(
+        0.2, ge=0, le=0.5, description="share of each fold's training side held out (by the "
+        "split's unit: blocks, cells or crops) as inner validation, for the networks' epoch "
+        "choice, the ensemble weights and the learned rules (stacking, top_k); 0: none")
     compare_random: bool = Field(
         False, description="also evaluate the paper's random crop split, side by side")
 
@@ -299,6 +303,11 @@ class TrainConfig(_Model):
         "none", description="dihedral: train on a random one of the 8 rotations/reflections of "
         "each crop, and average every prediction over the 8 (geological evidence has no "
         "preferred orientation); none: as given")
+    patience: int | None = Field(
+        None, **TRAIN_BOUNDS["patience"].field_kwargs(),
+        description="stop a network after this many epochs without a lower validation loss "
+        "(needs [samples] validation > 0); none: train every epoch (the "
+        "epoch of lowest validation loss is still the one used)")
     device: str = "auto"
     jobs: int = Field(1, **TRAIN_BOUNDS["jobs"].field_kwargs())
 
@@ -334,6 +343,8 @@ class EnsembleConfig(_Model):
     rules: list[str] = Field(default_factory=lambda: list(RULES))
     members: list[str] | None = Field(None, description="models/baselines to combine; all")
     weight_metric: Literal["accuracy", "f1", "auc"] = "accuracy"
+    top_k: int = Field(3, ge=1, description="members averaged by the top_k rule (the k best "
+                       "by ROC AUC on the inner validation cells)")
     stability_seeds: int = Field(
         0, ge=0, description="retrain every member with this many extra seeds (0: skip; "
         ">= 2 to measure seed stability in `oremap run`)")
@@ -413,6 +424,21 @@ class Config(_Model):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"evidence layer names must be unique; repeated: {dup}")
+        return self
+
+    @model_validator(mode="after")
+    def _validation(self) -> Config:
+        if self.samples.validation > 0:
+            return self
+        if self.train.patience is not None:
+            raise ValueError("[train] patience stops on the inner validation loss: set "
+                             "[samples] validation > 0 (e.g. 0.2), or drop patience")
+        learned = [r for r in self.ensemble.rules if r in LEARNED_RULES]
+        if learned:
+            if "rules" in self.ensemble.model_fields_set:
+                raise ValueError(f"[ensemble] rules {learned} learn from the inner validation "
+                                 "set: set [samples] validation > 0 (e.g. 0.2), or drop them")
+            self.ensemble.rules = [r for r in self.ensemble.rules if r not in LEARNED_RULES]
         return self
 
     def members(self) -> list[str]:

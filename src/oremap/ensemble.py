@@ -14,7 +14,7 @@ import pandas as pd
 from oremap import io
 from oremap.errors import DroppedDataWarning, InputDataError, UnknownNameError
 from oremap.labels import UNDECIDED, Label
-from oremap.names import RULES, check_registered, member_kind
+from oremap.names import LEARNED_RULES, RULES, check_registered, member_kind
 
 if TYPE_CHECKING:
     from oremap.members import TestProbabilities
@@ -145,6 +145,7 @@ def combine(
     *,
     weights: Sequence[float] | np.ndarray | None = None,
     threshold: float = 0.5,
+    params: RuleParams | None = None,
 ) -> EnsembleResult:
     """Combine several models' P(ore) per cell with a named rule.
 
@@ -160,6 +161,9 @@ def combine(
         ignore them.
     threshold : float
         Decision threshold on P(ore), in [0, 1]; a model votes ore where ``p >= threshold``.
+    params : RuleParams or None
+        What the rules learned on the inner validation set (:func:`fit_rule_params`); its
+        weights replace ``weights``. Needed by the learned rules (``stacking``, ``top_k``).
 
     Returns
     -------
@@ -177,8 +181,17 @@ def combine(
     if not 0.0 <= threshold <= 1.0:
         raise InputDataError(f"threshold must lie in [0, 1]; got {threshold}.")
     p = _check_probs(probs)
-    w = _normalise_weights(weights, p.shape[0])
-    probability, prediction = _RULES[rule](p, weights=w, threshold=threshold)
+    w = _normalise_weights(params.weights if params is not None else weights, p.shape[0])
+    if rule in LEARNED_RULES:
+        if params is None or not params.learned:
+            raise InputDataError(
+                f"ensemble rule {rule!r} learns from the inner validation set, and none was "
+                "given; set [samples] validation > 0 (e.g. 0.2), or drop it from [ensemble] "
+                "rules")
+        probability, prediction = _RULES[rule](p, weights=w, threshold=threshold,
+                                               params=params)
+    else:
+        probability, prediction = _RULES[rule](p, weights=w, threshold=threshold)
     return EnsembleResult(
         rule=rule,
         probability=np.asarray(probability, dtype=np.float64),
@@ -333,8 +346,186 @@ def weighted_voting(
     return np.clip(w_ore, 0.0, 1.0), pred
 
 
-# The five rules above, in He et al.'s order, are the names declared in oremap.names.RULES.
+# --------------------------------------------------------------------------- learned rules
+
+#: Probabilities are clipped to [EPS, 1 - EPS] before the logit of stacking.
+_EPS = 1e-6
+#: Inverse L2 strength of the stacking logistic regression (scikit-learn's ``C``).
+STACKING_C = 1.0
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(q / (1 - q))
+
+
+@register("stacking")
+def stacking(probs: np.ndarray, *, weights: np.ndarray, threshold: float,
+             params: RuleParams) -> tuple[np.ndarray, np.ndarray]:
+    """Stacking: ``p = sigmoid(b + sum_i c_i logit(p_i))``, a logistic regression fitted on the
+    members' probabilities of the inner validation cells (:func:`fit_rule_params`); ore where
+    ``p >= threshold``. Never undecided. ``weights`` are ignored.
+    """
+    assert params.coef is not None and params.intercept is not None
+    z = params.intercept + params.coef @ _logit(probs)
+    p = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    return p, _threshold_classes(p, threshold)
+
+
+@register("top_k")
+def top_k(probs: np.ndarray, *, weights: np.ndarray, threshold: float,
+          params: RuleParams) -> tuple[np.ndarray, np.ndarray]:
+    """Top k: the mean P(ore) of the k members with the highest ROC AUC on the inner
+    validation cells (:func:`fit_rule_params`); ore where the mean ``>= threshold``. Never
+    undecided. ``weights`` are ignored.
+    """
+    assert params.top is not None
+    mean = probs[params.top].mean(axis=0)
+    return mean, _threshold_classes(mean, threshold)
+
+
+# The rules above, in He et al.'s order then the learned ones, are oremap.names.RULES.
 check_registered("ensemble rule", RULES, _RULES, ordered=True)
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    """What the ensemble rules take from data, for one set of members (one fold, or the map).
+
+    Attributes
+    ----------
+    weights : (n_members,) float array
+        Weights of ``weighted_average`` and ``weighted_voting``, summing to one.
+    top : (n_members,) bool array or None
+        Members averaged by ``top_k``.
+    intercept : float or None
+    coef : (n_members,) float array or None
+        The ``stacking`` logistic regression on the members' logit P(ore).
+    source : str
+        Where they come from: ``"validation"`` (inner validation cells) or ``"test"`` (Table 1
+        of the test split: optimistic for the weighted rules).
+    """
+
+    weights: np.ndarray
+    top: np.ndarray | None = None
+    intercept: float | None = None
+    coef: np.ndarray | None = None
+    source: str = "test"
+
+    @property
+    def learned(self) -> bool:
+        """Whether the learned rules (stacking, top_k) can run."""
+        return self.top is not None and self.coef is not None
+
+    def to_dict(self, members: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source,
+                               "weights": dict(zip(members, self.weights.tolist()))}
+        if self.learned:
+            assert self.top is not None and self.coef is not None
+            out["top_k"] = [m for m, t in zip(members, self.top) if t]
+            out["stacking"] = {"intercept": self.intercept,
+                               "coef": dict(zip(members, self.coef.tolist()))}
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], members: Sequence[str], path: Path) -> RuleParams:
+        missing = [m for m in members if m not in d["weights"]]
+        if missing:
+            raise InputDataError(f"{path} has no weight for {missing}; recompute the ensemble "
+                                 "stage")
+        weights = np.array([float(d["weights"][m]) for m in members])
+        if "stacking" not in d:
+            return cls(weights=weights, source=str(d.get("source", "test")))
+        return cls(weights=weights, top=np.array([m in d["top_k"] for m in members]),
+                   intercept=float(d["stacking"]["intercept"]),
+                   coef=np.array([float(d["stacking"]["coef"][m]) for m in members]),
+                   source=str(d.get("source", "validation")))
+
+
+@dataclass(frozen=True)
+class EnsembleParams:
+    """Rule parameters of each fold (for that fold's held-out figures) and of the final map
+    (the mean over folds, as the final map is the mean of the fold models)."""
+
+    final: RuleParams
+    folds: list[RuleParams]
+
+    def fold(self, k: int) -> RuleParams:
+        return self.folds[k] if len(self.folds) > 1 else self.folds[0]
+
+
+def metric_values(y: np.ndarray, probs: np.ndarray, metric: str, *,
+                  threshold: float = 0.5) -> np.ndarray:
+    """Each member's ``metric`` (accuracy | f1 | auc) on labels ``y``: (n_members,)."""
+    from oremap.evaluate import classification_report
+
+    column = {"accuracy": "accuracy", "f1": "macro_f1", "auc": "roc_auc"}[metric]
+    return np.array([classification_report(y, p, threshold=threshold)[column] for p in probs])
+
+
+def fit_rule_params(y: np.ndarray, probs: np.ndarray, *, metric: str, k: int,
+                    threshold: float = 0.5, seed: int = 0) -> RuleParams:
+    """Fit what the rules learn on inner validation cells.
+
+    Parameters
+    ----------
+    y : (n_cells,) int array
+        Labels (1 ore, 0 barren) of the validation cells; both classes needed.
+    probs : (n_members, n_cells) float array
+        The members' P(ore) of those cells (models that did not train on them).
+    metric : {"accuracy", "f1", "auc"}
+        Weights of the weighted rules are proportional to it (as in He et al.).
+    k : int
+        Members kept by ``top_k`` (the k best by ROC AUC; at most all).
+    threshold, seed
+
+    Returns
+    -------
+    RuleParams
+        ``stacking``: L2-regularised logistic regression (``C`` = :data:`STACKING_C`,
+        balanced class weights, as the members' losses are) on the members' logit P(ore).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    probs = _check_probs(probs)
+    y = np.asarray(y).astype(int)
+    if len(set(y.tolist())) < 2:
+        raise InputDataError(
+            f"the inner validation cells hold one class only ({len(y)} cells); the rules cannot "
+            "learn from them. Raise [samples] validation or use a smaller block_size.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DroppedDataWarning)
+        values = metric_values(y, probs, metric, threshold=threshold)
+        if not np.isfinite(values).any() or np.nansum(values) <= 0:
+            values = np.ones(len(probs))
+        w = np.array(list(metric_weights(dict(enumerate(values))).values()))
+    auc = metric_values(y, probs, "auc")
+    order = np.argsort(-np.nan_to_num(auc, nan=-1.0), kind="stable")
+    top = np.zeros(len(probs), dtype=bool)
+    top[order[:max(1, min(k, len(probs)))]] = True
+    lr = LogisticRegression(C=STACKING_C, class_weight="balanced", max_iter=1000,
+                            random_state=seed)
+    lr.fit(_logit(probs).T, y)
+    return RuleParams(weights=w, top=top, intercept=float(lr.intercept_[0]),
+                      coef=lr.coef_[0].astype(float), source="validation")
+
+
+def mean_rule_params(folds: Sequence[RuleParams], *, k: int | None = None) -> RuleParams:
+    """Parameters of the final map: the mean over folds of weights and stacking coefficients;
+    ``top_k`` keeps the members chosen by the most folds (ties: by the first fold's order)."""
+    if len(folds) == 1:
+        return folds[0]
+    w = np.mean([f.weights for f in folds], axis=0)
+    if not all(f.learned for f in folds):
+        return RuleParams(weights=w / w.sum(), source=folds[0].source)
+    votes = np.sum([f.top for f in folds], axis=0)
+    n_top = int(k if k is not None else folds[0].top.sum())  # type: ignore[union-attr]
+    order = np.argsort(-votes, kind="stable")
+    top = np.zeros(len(w), dtype=bool)
+    top[order[:n_top]] = True
+    return RuleParams(weights=w / w.sum(), top=top,
+                      intercept=float(np.mean([f.intercept for f in folds])),
+                      coef=np.mean([f.coef for f in folds], axis=0), source=folds[0].source)
 
 
 def metric_weights(metric_values: Mapping[str, float]) -> dict[str, float]:
@@ -667,26 +858,40 @@ def weights_from_table1(table1: pd.DataFrame, members: Sequence[str],
     return np.array([w[m] for m in members])
 
 
-def write_weights(path: Path, members: Sequence[str], weights: np.ndarray, metric: str) -> None:
-    """``weights.json``: the metric and one weight per member."""
-    io.write_json(path, {"metric": metric, "weights": dict(zip(members, weights.tolist()))})
+def write_params(path: Path, members: Sequence[str], params: EnsembleParams,
+                 metric: str) -> None:
+    """``weights.json``: the weight metric, and the final and per-fold rule parameters."""
+    io.write_json(path, {"metric": metric, **params.final.to_dict(members),
+                         "folds": [f.to_dict(members) for f in params.folds]})
+
+
+def read_params(path: Path, members: Sequence[str]) -> EnsembleParams:
+    """The rule parameters of ``members`` from a ``weights.json`` (:func:`write_params`)."""
+    stored = io.read_json(path)
+    final = RuleParams.from_dict(stored, members, path)
+    folds = [RuleParams.from_dict(f, members, path) for f in stored.get("folds", [])]
+    return EnsembleParams(final=final, folds=folds or [final])
 
 
 def read_weights(path: Path, members: Sequence[str]) -> np.ndarray:
-    """The weights of ``members`` from a ``weights.json`` written by :func:`write_weights`."""
-    stored = io.read_json(path)["weights"]
-    missing = [m for m in members if m not in stored]
-    if missing:
-        raise InputDataError(f"{path} has no weight for {missing}; recompute the ensemble stage")
-    return np.array([float(stored[m]) for m in members])
+    """The final weights of ``members`` from a ``weights.json`` (:func:`write_params`)."""
+    return read_params(path, members).final.weights
+
+
+def _as_params(params: RuleParams | np.ndarray | None) -> RuleParams | None:
+    if params is None or isinstance(params, RuleParams):
+        return params
+    return RuleParams(weights=np.asarray(params, dtype=float))
 
 
 def combine_columns(table: pd.DataFrame, members: Sequence[str], rules: Sequence[str],
-                    weights: np.ndarray, *, threshold: float,
+                    params: RuleParams | np.ndarray, *, threshold: float,
                     prefix: str = "p_") -> dict[str, EnsembleResult]:
-    """Every rule in ``rules`` applied to the ``<prefix><member>`` columns of a cell table."""
+    """Every rule in ``rules`` applied to the ``<prefix><member>`` columns of a cell table
+    (``params``: rule parameters, or just the weights of the weighted rules)."""
     probs = np.vstack([table[f"{prefix}{m}"].to_numpy() for m in members])
-    return {rule: combine(rule, probs, weights=weights, threshold=threshold) for rule in rules}
+    rp = _as_params(params)
+    return {rule: combine(rule, probs, params=rp, threshold=threshold) for rule in rules}
 
 
 def rule_table1(y: np.ndarray, results: dict[str, Any]) -> pd.DataFrame:
@@ -712,9 +917,9 @@ def rule_table1(y: np.ndarray, results: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
-def compare_members(table: pd.DataFrame, crops: TestProbabilities, weights: np.ndarray,
-                    members: Sequence[str], rules: Sequence[str], *,
-                    threshold: float) -> pd.DataFrame:
+def compare_members(table: pd.DataFrame, crops: TestProbabilities,
+                    params: EnsembleParams | np.ndarray, members: Sequence[str],
+                    rules: Sequence[str], *, threshold: float) -> pd.DataFrame:
     """Every member and rule by ROC AUC and prediction-rate AUC, per fold, mean and spread.
 
     Cell ROC AUC (the headline): each fold's held-out labelled cells, each scored by the model
@@ -723,29 +928,31 @@ def compare_members(table: pd.DataFrame, crops: TestProbabilities, weights: np.n
     cells ranked by the
     fold's model (or rule), counting only the fold's held-out positive cells. Success-rate AUC:
     the final map (mean over folds) against every known positive cell (optimistic: those cells
-    were trained on).
+    were trained on). Rules use each fold's own parameters (``params``; plain weights apply to
+    every fold).
     """
     from oremap.evaluate import roc_auc, success_rate_curve
 
+    params = _as_ensemble_params(params)
     thr, n_folds = threshold, len(crops)
     labels, test_fold = table["label"].to_numpy(), table["test_fold"].to_numpy()
     rules = list(rules)
     roc = {n: [] for n in [*members, *rules]}
     pra = {n: [] for n in [*members, *rules]}
-    cell = held_out_cell_auc(table, members, rules, weights, threshold=thr)
+    cell = held_out_cell_auc(table, members, rules, params, threshold=thr)
     for k, f in enumerate(crops.folds):
         probs = f.stacked(members)
         for m, p in zip(members, probs):
             roc[m].append(roc_auc(f.y, p))
         for r in rules:
-            roc[r].append(roc_auc(f.y, combine(r, probs, weights=weights,
+            roc[r].append(roc_auc(f.y, combine(r, probs, params=params.fold(k),
                                                   threshold=thr).probability))
         suffix = f"_f{k}" if n_folds > 1 else ""
         cell_probs = np.vstack([table[f"p_{m}{suffix}"].to_numpy() for m in members])
         held = (labels == 1) & (test_fold == k)
         scores = dict(zip(members, cell_probs))
-        scores.update({r: combine(r, cell_probs, weights=weights, threshold=thr).probability
-                       for r in rules})
+        scores.update({r: combine(r, cell_probs, params=params.fold(k),
+                                   threshold=thr).probability for r in rules})
         for name, sc in scores.items():
             pra[name].append(success_rate_curve(sc, held).auc if held.any() else np.nan)
     rows = {}
@@ -768,15 +975,17 @@ def compare_members(table: pd.DataFrame, crops: TestProbabilities, weights: np.n
 
 
 def held_out_cell_auc(table: pd.DataFrame, members: Sequence[str], rules: Sequence[str],
-                      weights: np.ndarray, *, threshold: float) -> dict[str, list[float]]:
+                      params: EnsembleParams | np.ndarray, *,
+                      threshold: float) -> dict[str, list[float]]:
     """Per member and rule, the ROC AUC of each fold's held-out labelled cells.
 
     A cell's held-out score is ``oof_<member>`` (from the fold model that did not see it);
-    rules combine the members' held-out scores. Folds whose held-out cells hold one class
-    only are skipped.
+    rules combine the members' held-out scores with the fold's parameters. Folds whose
+    held-out cells hold one class only are skipped.
     """
     from oremap.evaluate import roc_auc
 
+    params = _as_ensemble_params(params)
     out: dict[str, list[float]] = {n: [] for n in [*members, *rules]}
     labelled = table["label"].isin([0, 1]).to_numpy()
     for k in sorted(set(table["test_fold"]) - {-1}):
@@ -787,10 +996,18 @@ def held_out_cell_auc(table: pd.DataFrame, members: Sequence[str], rules: Sequen
             continue
         for m in members:
             out[m].append(roc_auc(y, rows[f"oof_{m}"].to_numpy()))
-        for r, res in combine_columns(rows, members, rules, weights, threshold=threshold,
-                                      prefix="oof_").items():
+        for r, res in combine_columns(rows, members, rules, params.fold(int(k)),
+                                      threshold=threshold, prefix="oof_").items():
             out[r].append(roc_auc(y, res.probability))
     return out
+
+
+def _as_ensemble_params(params: EnsembleParams | np.ndarray) -> EnsembleParams:
+    if isinstance(params, EnsembleParams):
+        return params
+    rp = _as_params(params)
+    assert rp is not None
+    return EnsembleParams(final=rp, folds=[rp])
 
 
 def comparison_markdown(df: pd.DataFrame, n_folds: int) -> str:
@@ -823,7 +1040,7 @@ def comparison_markdown(df: pd.DataFrame, n_folds: int) -> str:
 
 
 def seed_stability_table(tables: Sequence[pd.DataFrame], members: Sequence[str],
-                         rules: Sequence[str], weights: np.ndarray, *,
+                         rules: Sequence[str], params: RuleParams | np.ndarray, *,
                          threshold: float) -> pd.DataFrame:
     """How much members and rules vary across retraining seeds, one row per name.
 
@@ -838,7 +1055,7 @@ def seed_stability_table(tables: Sequence[pd.DataFrame], members: Sequence[str],
         for m in members:
             probs.setdefault(m, []).append(table[f"p_{m}"].to_numpy())
             classes.setdefault(m, []).append((probs[m][-1] >= threshold).astype(int))
-        for rule, res in combine_columns(table, members, rules, weights,
+        for rule, res in combine_columns(table, members, rules, params,
                                          threshold=threshold).items():
             probs.setdefault(rule, []).append(res.probability)
             classes.setdefault(rule, []).append(res.prediction)

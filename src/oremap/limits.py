@@ -154,12 +154,12 @@ TRAIN_BOUNDS: dict[str, Bound] = {
     "weight_decay": Bound(ge=0),
     "workers": Bound(ge=0),
     "jobs": Bound(ge=1, integer=True),
+    "patience": Bound(ge=1, integer=True, optional=True),
 }
 
 #: Bounds of ``TrainSettings`` fields that ``[train]`` does not expose.
 SETTINGS_BOUNDS: dict[str, Bound] = {
     "beta2": Bound(ge=0, lt=1, hint=_ADAM_BETAS),
-    "patience": Bound(ge=1, optional=True),
 }
 
 #: Relations between settings, checked by ``[train]`` and ``TrainSettings`` alike.

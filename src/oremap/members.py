@@ -35,7 +35,7 @@ def train_settings(config: Config, *, epochs: int | None = None) -> Any:
     return TrainSettings(epochs=epochs or t.epochs, batch_size=t.batch_size, lr=t.lr,
                          lr_min=t.lr_min, beta1=t.beta1, weight_decay=t.weight_decay,
                          workers=t.workers, imbalance=t.imbalance, device=t.device,
-                         profile=t.profile, augment=t.augment)
+                         profile=t.profile, augment=t.augment, patience=t.patience)
 
 
 def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: int,
@@ -55,14 +55,20 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
     rows, histories = [], {}
     for fold in range(ss.n_folds):
         fold_dir = train_dir / f"fold{fold}"
-        tr, te = ss.train_indices(fold), ss.test_indices(fold)
+        tr = ss.fit_indices(fold)
+        # Held-out crops monitored after every epoch: the inner validation set when there is
+        # one (its best epoch is then the member used), else the test split (shown in the
+        # loss curves only: the last epoch is used, never one chosen on the test split).
+        te = ss.validation_indices(fold) if ss.has_validation else ss.test_indices(fold)
         x_tr, y_tr = ss.normalised(tr, fold), ss.y[tr]
         x_te, y_te = ss.normalised(te, fold), ss.y[te]
-        log.info("fold %d: %d training crops, %d test crops", fold, len(tr), len(te))
+        log.info("fold %d: %d training crops, %d %s crops", fold, len(tr), len(te),
+                 "validation" if ss.has_validation else "test")
         if config.train.models:
             results = train_models(config.train.models, x_tr, y_tr, x_te, y_te,
                                    out_dir=fold_dir, settings=settings, seed=seed,
-                                   resume=resume, jobs=jobs, progress=progress)
+                                   resume=resume, jobs=jobs, progress=progress,
+                                   monitor="validation" if ss.has_validation else "test")
             for name, res in results.items():
                 if fold == 0:
                     histories[name] = res.history
@@ -113,9 +119,12 @@ def load_member(name: str, fold_dir: Path, *, device: str = "cpu") -> PredictFn:
         raise StageNotReadyError.missing(
             "train", f"model {name!r} has not been trained ({model_dir / 'last.pt'} missing)",
             fold_dir.parent.parent)
-    # The last epoch, not the "best" one: best.pt is chosen by the loss on the test split, and
-    # choosing a model on the data that then scores it would make every figure optimistic.
+    # With inner validation, the epoch with the lowest validation loss (best.pt). Without, the
+    # last epoch: best.pt is then chosen by the loss on the test split, and choosing a model on
+    # the data that then scores it would make every figure optimistic.
     model = load_trained(model_dir, which="last", device=device)
+    if model.oremap_meta.get("monitor") == "validation" and (model_dir / "best.pt").is_file():
+        model = load_trained(model_dir, which="best", device=device)
     tta = model.oremap_meta["settings"].get("augment", "none") == "dihedral"
     return lambda x: predict_proba(model, x, device=device, tta=tta)
 
@@ -130,14 +139,17 @@ def ensemble_members(config: Config) -> list[str]:
     return list(members)
 
 
-def crop_probabilities(config: Config, samples_dir: Path, train_dir: Path) -> TestProbabilities:
-    """P(ore) of every test crop, per fold and member: the basis of every test-split figure."""
+def crop_probabilities(config: Config, samples_dir: Path, train_dir: Path, *,
+                       which: str = "test") -> TestProbabilities:
+    """P(ore) of every test crop (``which="test"``: the basis of every test-split figure) or
+    inner validation crop (``"validation"``: what the ensemble rules learn from), per fold and
+    member."""
     from oremap.samples import load_sample_set
 
     ss = load_sample_set(samples_dir)
     folds = []
     for fold in range(ss.n_folds):
-        te = ss.test_indices(fold)
+        te = ss.test_indices(fold) if which == "test" else ss.validation_indices(fold)
         x_te = ss.normalised(te, fold)
         probs = {m: load_member(m, train_dir / f"fold{fold}")(x_te) for m in config.members()}
         folds.append(FoldProbabilities(indices=te, y=ss.y[te], probs=probs))
@@ -155,6 +167,17 @@ class FoldProbabilities:
     def stacked(self, members: Sequence[str]) -> np.ndarray:
         """(members, crops) probabilities, in the order of ``members``."""
         return np.vstack([self.probs[m] for m in members])
+
+    def by_cell(self, cell_id: np.ndarray) -> FoldProbabilities:
+        """The same, one row per cell (``cell_id`` of every crop of the sample set): a cell's
+        P(ore) is the mean over its crops; ``indices`` become the cell ids."""
+        cells, inverse = np.unique(cell_id[self.indices], return_inverse=True)
+        n = np.bincount(inverse, minlength=len(cells))
+        mean = {m: np.bincount(inverse, weights=p, minlength=len(cells)) / n
+                for m, p in self.probs.items()}
+        y = np.zeros(len(cells), dtype=self.y.dtype)
+        y[inverse] = self.y
+        return FoldProbabilities(indices=cells, y=y, probs=mean)
 
 
 @dataclass(frozen=True)

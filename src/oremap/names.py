@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-__all__ = ["BASELINES", "KINDS", "MODELS", "PROFILES", "RULES", "check_registered",
-           "member_kind"]
+__all__ = ["BASELINES", "KINDS", "LEARNED_RULES", "MODELS", "PAPER_RULES", "PROFILES", "RULES",
+           "check_registered", "member_kind"]
 
 #: Networks of He et al. (2024), in the paper's order (the first is ``[train] models``'
 #: default); :func:`oremap.models.list_models` lists the same names, sorted.
@@ -31,8 +31,16 @@ BASELINES: tuple[str, ...] = ("logistic", "random_forest", "woe")
 
 #: Ensemble rules of He et al. (2024), in the paper's order (the order of
 #: :func:`oremap.ensemble.list_rules` and of ``[ensemble] rules``' default).
-RULES: tuple[str, ...] = ("simple_average", "weighted_average", "majority_voting",
-                          "plurality_voting", "weighted_voting")
+PAPER_RULES: tuple[str, ...] = ("simple_average", "weighted_average", "majority_voting",
+                                "plurality_voting", "weighted_voting")
+
+#: Rules that learn from the inner validation set (``[samples] validation > 0``): a regularised
+#: logistic regression on the members' validation probabilities, and the mean of the k members
+#: best on validation.
+LEARNED_RULES: tuple[str, ...] = ("stacking", "top_k")
+
+#: Every ensemble rule: the paper's five, then the learned ones.
+RULES: tuple[str, ...] = PAPER_RULES + LEARNED_RULES
 
 
 #: What a name in a results table is: one vocabulary for every table and report.

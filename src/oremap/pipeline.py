@@ -83,7 +83,8 @@ def run_samples(config: Config, run_dir: Path, *, progress: bool = True) -> Path
         out = run.stage("samples")
         ss = build_samples(stack, names, grid, cells, crops=crop_spec(config), split=s.split,
                            test_fraction=s.test_fraction, block_size=s.block_size,
-                           folds=s.folds, seed=config.seed, out_dir=out, progress=progress)
+                           folds=s.folds, validation=s.validation, seed=config.seed,
+                           out_dir=out, progress=progress)
         if s.compare_random and s.split != "random":
             build_samples(stack, names, grid, cells, crops=crop_spec(config), split="random",
                           test_fraction=s.test_fraction, block_size=s.block_size, folds=1,
@@ -135,6 +136,9 @@ def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
         out = run.stage("evaluate")
         crops = crop_probabilities(config, samples, train)
         crops.save(run.root / contract.file("evaluate", "test_probs"))
+        if config.samples.validation > 0:
+            crop_probabilities(config, samples, train, which="validation").save(
+                run.root / contract.file("evaluate", "validation_probs"))
         t1, per_fold = crops.table1(members, threshold=config.predict.threshold)
         io.write_csv(run.root / contract.file("evaluate", "table1"), t1, index=True)
         io.write_text(run.root / contract.file("evaluate", "table1_md"), ev.table_to_markdown(t1))
@@ -193,19 +197,19 @@ def run_ensemble(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
     members, rules = ensemble_members(config), config.ensemble.rules
     thr = config.predict.threshold
     with run.timed("ensemble"):
-        t1 = pd.read_csv(run.root / contract.file("evaluate", "table1"), index_col=0)
-        weights = en.weights_from_table1(t1, members, config.ensemble.weight_metric)
-        en.write_weights(run.root / contract.file("ensemble", "weights"), members, weights,
-                         config.ensemble.weight_metric)
+        params = _rule_params(config, run, members)
+        en.write_params(run.root / contract.file("ensemble", "weights"), members, params,
+                        config.ensemble.weight_metric)
         crops = TestProbabilities.load(run.root / contract.file("evaluate", "test_probs"),
                                        members)
-        rule_tables = [en.rule_table1(f.y, {r: en.combine(r, f.stacked(members), weights=weights,
-                                                          threshold=thr) for r in rules})
-                       for f in crops.folds]
+        rule_tables = [en.rule_table1(f.y, {r: en.combine(r, f.stacked(members),
+                                                          params=params.fold(k), threshold=thr)
+                                            for r in rules})
+                       for k, f in enumerate(crops.folds)]
         t1e = rule_tables[0] if len(rule_tables) == 1 else ev.summarise_folds(rule_tables)
         io.write_csv(run.root / contract.file("ensemble", "table1"), t1e, index=True)
         table = pd.read_csv(run.root / contract.file("predict", "predictions"))
-        results = en.combine_columns(table, members, rules, weights, threshold=thr)
+        results = en.combine_columns(table, members, rules, params.final, threshold=thr)
         for rule, res in results.items():
             table[f"ens_{rule}"] = res.probability
             table[f"pred_{rule}"] = res.prediction
@@ -218,11 +222,34 @@ def run_ensemble(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
         io.write_csv(run.root / contract.file("ensemble", "table2"), t2, index=True)
         io.write_csv(run.root / contract.file("ensemble", "stability"),
                      en.stability_table(t2m, t2r), index=True)
-        comparison = en.compare_members(table, crops, weights, members, rules, threshold=thr)
+        comparison = en.compare_members(table, crops, params, members, rules, threshold=thr)
         io.write_csv(run.root / contract.file("ensemble", "comparison"), comparison, index=True)
         io.write_text(run.root / contract.file("ensemble", "comparison_md"),
                       en.comparison_markdown(comparison, len(crops)))
     return stage_folder(run, "ensemble")
+
+
+def _rule_params(config: Config, run: RunDir, members: list[str]) -> Any:
+    """What the rules learn, per fold and for the final map: from the inner validation cells
+    when the run has them, else weights from Table 1 (the test split: optimistic)."""
+    from oremap import ensemble as en
+    from oremap.samples import load_sample_set
+
+    metric, thr = config.ensemble.weight_metric, config.predict.threshold
+    path = run.root / contract.file("evaluate", "validation_probs")
+    if config.samples.validation > 0:
+        cell_id = load_sample_set(stage_folder(run, "samples")).cell_id
+        folds = []
+        for f in TestProbabilities.load(path, members).folds:
+            cells = f.by_cell(cell_id)
+            folds.append(en.fit_rule_params(cells.y, cells.stacked(members), metric=metric,
+                                            k=config.ensemble.top_k, threshold=thr,
+                                            seed=config.seed))
+        return en.EnsembleParams(final=en.mean_rule_params(folds, k=config.ensemble.top_k),
+                                 folds=folds)
+    t1 = pd.read_csv(run.root / contract.file("evaluate", "table1"), index_col=0)
+    final = en.RuleParams(weights=en.weights_from_table1(t1, members, metric))
+    return en.EnsembleParams(final=final, folds=[final])
 
 
 # --------------------------------------------------------------------------- maps
@@ -322,7 +349,7 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
     run = RunDir(run_dir)
     samples = stage_folder(run, "samples")
     members, rules = ensemble_members(config), config.ensemble.rules
-    weights = en.read_weights(run.root / contract.file("ensemble", "weights"), members)
+    params = en.read_params(run.root / contract.file("ensemble", "weights"), members).final
     with run.timed("stability") as extra:
         base = run.stage("stability")
         tables = []
@@ -334,7 +361,7 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
             train_members(config, samples, tdir, seed=seed, resume=True, progress=progress)
             tables.append(predict_cells(config, samples, tdir))
             io.write_csv(tdir / "predictions.csv", tables[-1])
-        df = en.seed_stability_table(tables, members, rules, weights,
+        df = en.seed_stability_table(tables, members, rules, params,
                                      threshold=config.predict.threshold)
         io.write_csv(run.root / contract.file("stability", "seed_stability"), df)
         extra["seeds"] = seeds

@@ -248,6 +248,7 @@ def train_model(
     seed: int,
     resume: bool | Literal["matching"] = False,
     progress: bool = True,
+    monitor: Literal["test", "validation"] = "test",
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train one network and write its checkpoints and history to ``out_dir/<name>``.
@@ -276,6 +277,11 @@ def train_model(
         ``False``: existing checkpoints of ``name`` are replaced.
     progress : bool
         Show a progress bar.
+    monitor : {"test", "validation"}
+        What ``X_test`` is, recorded in the checkpoints: ``"validation"`` (an inner validation
+        set: ``best.pt``, the epoch of lowest loss on it, is the model to use) or ``"test"``
+        (the test split: ``best.pt`` would be chosen on the data that scores it, so the last
+        epoch is the model to use).
     model_kwargs : mapping or None
         Family options for :func:`oremap.models.create` (e.g. ``{"patch_size": 4}``).
 
@@ -311,6 +317,7 @@ def train_model(
         "seed": int(seed),
         "n_train": len(y_train),
         "n_test": 0 if y_test is None else len(y_test),
+        "monitor": monitor,
         "class_counts": np.bincount(y_train, minlength=2).tolist(),
         "data": data_digest(X_train, y_train, X_test, y_test),
         "torch_version": str(torch.__version__),
@@ -343,6 +350,7 @@ def train_models(
     resume: bool | Literal["matching"] = False,
     jobs: int = 1,
     progress: bool = True,
+    monitor: Literal["test", "validation"] = "test",
     model_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, TrainResult]:
     """Train several networks on the same data, one after another or in parallel.
@@ -381,7 +389,8 @@ def train_models(
     if not TRAIN_BOUNDS["jobs"].admits(jobs):
         raise ConfigError(f"jobs must be {TRAIN_BOUNDS['jobs'].describe()}; got {jobs!r}.")
     kwargs = dict(model_kwargs or {})
-    common = dict(out_dir=Path(out_dir), settings=settings, seed=seed, resume=resume)
+    common = dict(out_dir=Path(out_dir), settings=settings, seed=seed, resume=resume,
+                  monitor=monitor)
     if jobs == 1 or len(names) == 1:
         return {
             n: train_model(n, X_train, y_train, X_test, y_test, progress=progress,

@@ -42,6 +42,7 @@ from oremap.samples.split import (
     split_blocks,
     split_cells,
     split_random,
+    split_validation,
 )
 
 __all__ = [
@@ -99,6 +100,9 @@ class SampleSet:
         Contents of ``manifest.json``.
     path : Path or None
         Folder the set was written to.
+    validation : (n_folds, n) bool array or None
+        Inner validation: True where a crop is held out of fold k's training side (see
+        :func:`~oremap.samples.split.split_validation`); None without inner validation.
     """
 
     X: np.ndarray
@@ -114,9 +118,30 @@ class SampleSet:
     split: str
     manifest: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    validation: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether the set carries an inner validation split."""
+        return self.validation is not None
+
+    def fit_indices(self, fold: int = 0) -> np.ndarray:
+        """Training crops of ``fold`` the members are fitted on: the training side less the
+        inner validation set (all of it without inner validation)."""
+        idx = self.train_indices(fold)
+        if self.validation is None:
+            return idx
+        return idx[~self.validation[fold][idx]]
+
+    def validation_indices(self, fold: int = 0) -> np.ndarray:
+        """Crops of ``fold``'s inner validation set (empty without inner validation)."""
+        self._check_fold(fold)
+        if self.validation is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.validation[fold])
 
     def _check_fold(self, fold: int) -> None:
         if not 0 <= fold < self.n_folds:
@@ -235,6 +260,7 @@ def build_samples(
     test_fraction: float = 0.2,
     block_size: int = 4,
     folds: int = 1,
+    validation: float = 0.0,
     seed: int = 0,
     out_dir: Path,
     progress: bool = True,
@@ -270,6 +296,9 @@ def build_samples(
         Block side in cells for ``split="block"``.
     folds : int
         1 for a single split, K > 1 for K-fold cross-validation (one normalisation per fold).
+    validation : float
+        Share of each fold's training side held out as inner validation (by the split's own
+        unit; :func:`~oremap.samples.split.split_validation`), in [0, 0.5]; 0 for none.
     seed : int
         Seed of the split.
     out_dir : Path
@@ -312,6 +341,20 @@ def build_samples(
                                      folds=folds, seed=seed)
         cells["test_fold"] = cell_fold
         crop_fold = cell_fold[plan["cell_pos"]]
+    val = None
+    if validation > 0:
+        if split == "random":
+            val = split_validation(plan["y"], crop_fold, n_folds, split=split,
+                                   fraction=validation, seed=seed)
+        else:
+            cell_val = split_validation(labels, cell_fold, n_folds, split=split,
+                                        fraction=validation, rows=cells["row"].to_numpy(),
+                                        cols=cells["col"].to_numpy(), block_size=block_size,
+                                        seed=seed)
+            val = cell_val[:, plan["cell_pos"]]
+            cells["validation_folds"] = [
+                " ".join(str(k) for k in np.flatnonzero(cell_val[:, i]))
+                for i in range(len(cells))]
     out_dir = Path(out_dir)
     _write_crops(out_dir / "X.npy", stack, cells, plan, spec.size, progress)
     center, scale = _fit_folds(stack, cells, plan, crop_fold, n_folds)
@@ -319,13 +362,16 @@ def build_samples(
               "origin": plan["origin"], "centre": plan["centre"], "test_fold": crop_fold,
               "n_folds": np.int64(n_folds), "layer_names": np.array(names, dtype=str),
               "norm_center": center, "norm_scale": scale, "split": np.array(split)}
+    if val is not None:
+        arrays["validation"] = val
     with atomic_path(out_dir / "meta.npz") as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
     write_json(out_dir / "normalisation.json", _normalisation_doc(names, center, scale))
     counts = _counts(plan["y"], arrays["cell_id"], crop_fold, n_folds)
     write_json(out_dir / "manifest.json", _manifest(
         cells, plan, counts, spec, names, split=split, test_fraction=test_fraction,
-        block_size=block_size, folds=folds, seed=seed))
+        block_size=block_size, folds=folds, seed=seed, validation=validation,
+        validation_counts=_validation_counts(plan["y"], arrays["cell_id"], val)))
     write_vector(out_dir / "cells.gpkg", cells, layer="cells")
     title = f"Cells and labels ({split} split, {len(plan['y'])} crops)"
     save_figure(plot_cells(cells, title=title), out_dir / "cells.png")
@@ -502,6 +548,23 @@ def _manifest(cells: gpd.GeoDataFrame, plan: dict[str, Any], counts: pd.DataFram
     }
 
 
+def _validation_counts(y: np.ndarray, cell_id: np.ndarray,
+                       val: np.ndarray | None) -> list[dict[str, int]]:
+    """Per fold, the inner validation set's crops and cells by class."""
+    if val is None:
+        return []
+    out = []
+    for mask in val:
+        row = {}
+        for label in (Label.POSITIVE, Label.NEGATIVE):
+            m = mask & (y == label)
+            name = _CLASS_NAMES[label]
+            row[f"{name}_crops"] = int(m.sum())
+            row[f"{name}_cells"] = len(np.unique(cell_id[m]))
+        out.append(row)
+    return out
+
+
 # ------------------------------------------------------------------------------------ load
 
 
@@ -534,7 +597,7 @@ def load_sample_set(out_dir: Path) -> SampleSet:
         n_folds=int(arrays["n_folds"]), layer_names=[str(n) for n in arrays["layer_names"]],
         norm_center=arrays["norm_center"], norm_scale=arrays["norm_scale"],
         split=str(arrays["split"]), manifest=read_json(out_dir / "manifest.json"),
-        path=out_dir,
+        path=out_dir, validation=arrays.get("validation"),
     )
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "split_blocks",
     "split_cells",
     "split_random",
+    "split_validation",
 ]
 
 SplitName = Literal["cell", "block", "random"]
@@ -214,3 +215,70 @@ def _check_folds(labels: np.ndarray, fold: np.ndarray, folds: int, *, split: str
                         f"({int((labels == label).sum())} {name} {unit} in all, {folds} "
                         f"fold(s)); expected each class on both sides. Fix: {fix}."
                     )
+
+
+def split_validation(labels: np.ndarray, test_fold: np.ndarray, n_folds: int, *,
+                     split: str, fraction: float, rows: np.ndarray | None = None,
+                     cols: np.ndarray | None = None, block_size: int = 4,
+                     seed: int = 0) -> np.ndarray:
+    """Inner validation: for each fold, a share of its *training* side held out.
+
+    The training side of fold ``k`` (labelled units whose ``test_fold`` is not ``k``) is split
+    again with the fold's own rule: by spatial blocks for ``split="block"``, by cell,
+    stratified, for ``"cell"``, at random for ``"random"`` (then the units are crops). The
+    test fold is never touched, so epoch choice, ensemble weights and stacking fitted on the
+    inner validation set leave the test figures honest.
+
+    Parameters
+    ----------
+    labels : (n,) int array
+        Labels (:class:`Label`) of the units (cells, or crops for ``split="random"``).
+    test_fold : (n,) int array
+        Test fold of each unit, -1 if never in a test set.
+    n_folds : int
+    split : {"cell", "block", "random"}
+    fraction : float
+        Share of each fold's training side held out, in (0, 0.5].
+    rows, cols : (n,) int arrays or None
+        Cell row/column indices (needed for ``split="block"``).
+    block_size, seed
+        As in :func:`split_blocks`; fold ``k`` uses ``seed + 7919 * (k + 1)``.
+
+    Returns
+    -------
+    (n_folds, n) bool array
+        True where the unit is in fold ``k``'s inner validation set.
+
+    Raises
+    ------
+    InputDataError
+        If a fold's validation or remaining training side lacks a class.
+    """
+    labels, test_fold = np.asarray(labels), np.asarray(test_fold)
+    out = np.zeros((n_folds, len(labels)), dtype=bool)
+    for k in range(n_folds):
+        inner = np.where(np.isin(labels, _CLASSES) & (test_fold != k), labels,
+                         int(Label.UNKNOWN))
+        s = seed + 7919 * (k + 1)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", OptimisticSplitWarning)
+                if split == "block":
+                    if rows is None or cols is None:
+                        raise ValueError("split_validation: split='block' needs rows and cols")
+                    got = split_blocks(inner, rows, cols, block_size=block_size,
+                                       test_fraction=fraction, seed=s)
+                elif split == "cell":
+                    got = split_cells(inner, test_fraction=fraction, seed=s)
+                else:
+                    got = split_random(inner, test_fraction=fraction, seed=s)
+        except InputDataError as exc:
+            raise InputDataError(
+                f"inner validation of fold {k} ({fraction:.0%} of its training side, split "
+                f"{split!r}) cannot hold both classes: {exc} Fix: lower or raise [samples] "
+                "validation, use a smaller block_size or fewer folds, or set [samples] "
+                "validation = 0 (epochs and ensemble weights then come from the full "
+                "training run and the test split)."
+            ) from None
+        out[k] = got == 0
+    return out
