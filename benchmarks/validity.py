@@ -135,6 +135,45 @@ def run_dataset(name: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict
     return pd.DataFrame(rows).set_index("name"), info
 
 
+def criteria(df: pd.DataFrame, recommended: str = "stacking") -> list[str]:
+    """The checks of the validity issue, each with its figures and a verdict."""
+    if recommended not in df.index:
+        return []
+    auc, std = df["cell_roc_auc_mean"], df["cell_roc_auc_std"]
+    members = df.index[df["kind"] != "rule"]
+    nets = df.index[df["kind"] == "network"]
+    bases = df.index[df["kind"] == "baseline"]
+    rec = auc[recommended]
+    best_member = auc[members].idxmax()
+    out = ["Checks (cell-level ROC AUC, mean over folds x seeds):", ""]
+
+    def line(ok: bool, text: str) -> None:
+        out.append(f"- {'PASS' if ok else 'FAIL'}: {text}")
+
+    line(bool((rec > auc[members]).all()),
+         f"{recommended} {rec:.3f} beats every single member (best member {best_member} "
+         f"{auc[best_member]:.3f})")
+    line(bool(rec >= auc[best_member] - 0.5 * std[best_member]),
+         f"{recommended} is not below its best member by more than half a fold std "
+         f"({auc[best_member]:.3f} - 0.5 x {std[best_member]:.3f} = "
+         f"{auc[best_member] - 0.5 * std[best_member]:.3f})")
+    if len(nets) and len(bases):
+        bn, bb = auc[nets].idxmax(), auc[bases].idxmax()
+        line(bool(auc[bn] >= auc[bb] - std[bb]),
+             f"best network {bn} {auc[bn]:.3f} within one fold std of best baseline {bb} "
+             f"{auc[bb]:.3f} +- {std[bb]:.3f}")
+        if "random_forest" in df.index:
+            line(bool(std[bn] <= 1.5 * std["random_forest"]),
+                 f"best network's fold std {std[bn]:.3f} <= 1.5 x random forest's "
+                 f"{std['random_forest']:.3f}")
+    spread = df["seed_spread"]
+    if spread.notna().any() and len(nets):
+        line(bool((spread[recommended] < spread[nets]).all()),
+             f"{recommended} seed spread {spread[recommended]:.3f} below every network's "
+             f"({', '.join(f'{n} {spread[n]:.3f}' for n in nets)})")
+    return [*out, ""]
+
+
 def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
              args: argparse.Namespace) -> str:
     lines = [
@@ -148,11 +187,14 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         f"{args.baselines or 'as in each example'}, {args.epochs} epochs, seeds "
         f"{args.first_seed}..{args.first_seed + args.seeds - 1}, augment "
         f"{args.augment or 'as in each example'}; spatial block cross-validation "
-        "as configured in each example. Cell-level ROC AUC: each fold's held-out labelled "
-        "cells, scored by the model that did not see them; rules combine those held-out "
-        "scores (weights from the run's Table 1, i.e. from test folds: optimistic for the "
-        "weighted rules). Mean +- std over folds x seeds. Seed spread: mean over cells of the "
-        "std of the final P(ore) across seeds.",
+        "as configured in each example, with an inner validation set (`[samples] validation`, "
+        "spatial blocks carved out of each fold's training side) from which the networks' "
+        "epoch, the weights of the weighted rules and the learned rules (stacking, top_k) "
+        "come; the test folds are never used to choose anything. Cell-level ROC AUC: each "
+        "fold's held-out labelled cells, scored by the model that did not see them; rules "
+        "combine those held-out scores with the fold's own parameters. Mean +- std over "
+        "folds x seeds. Seed spread: mean over cells of the std of the final P(ore) across "
+        "seeds. The recommended ensemble is `stacking`.",
         "",
     ]
     for name, df in results.items():
@@ -173,6 +215,7 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         lines += ["", "Best by cell-level ROC AUC: " + "; ".join(
             f"{k} {n} ({df.loc[n, 'cell_roc_auc_mean']:.3f} +- "
             f"{df.loc[n, 'cell_roc_auc_std']:.3f})" for k, n in best.items()) + ".", ""]
+        lines += criteria(df)
     return "\n".join(lines) + "\n"
 
 
