@@ -109,3 +109,19 @@ def test_all_neighbours_and_target_threshold(tmp_path: Path) -> None:
         load_config(_example(tmp_path, both))
     with pytest.raises(ConfigError, match="neighbours must be >= 1"):
         load_config(_example(tmp_path, text.replace('neighbours = "all"', "neighbours = 0")))
+
+
+def test_learned_rules_and_patience_need_inner_validation() -> None:
+    base = tomllib.loads(example_config_text("data"))
+    assert config_from_dict(base).samples.validation == 0.2
+    off = dict(base, samples=dict(base["samples"], validation=0))
+    # the example lists stacking and top_k explicitly: refused without validation
+    with pytest.raises(ConfigError, match="learn from the inner validation set"):
+        config_from_dict(off)
+    ens = {k: v for k, v in base["ensemble"].items() if k != "rules"}
+    c = config_from_dict(dict(off, ensemble=ens))  # by default: the paper's five only
+    assert c.ensemble.rules == ["simple_average", "weighted_average", "majority_voting",
+                                "plurality_voting", "weighted_voting"]
+    with pytest.raises(ConfigError, match="patience stops on the inner validation loss"):
+        config_from_dict(dict(off, ensemble=ens, train=dict(base["train"], patience=3)))
+    assert config_from_dict(dict(base, train=dict(base["train"], patience=3))).train.patience == 3

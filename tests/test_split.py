@@ -9,7 +9,13 @@ import pytest
 from oremap.errors import InputDataError, OptimisticSplitWarning, UnknownNameError
 from oremap.grid import Grid
 from oremap.samples import CropSpec, Label, build_samples, make_cells
-from oremap.samples.split import check_split_options, split_blocks, split_cells, split_random
+from oremap.samples.split import (
+    check_split_options,
+    split_blocks,
+    split_cells,
+    split_random,
+    split_validation,
+)
 
 P, N, U = int(Label.POSITIVE), int(Label.NEGATIVE), int(Label.UNKNOWN)
 
@@ -145,3 +151,49 @@ def test_random_split_through_build(tmp_path):
     assert abs(share - 0.2) < 0.01
     shared = set(ss.cell_id[ss.train_indices()]) & set(ss.cell_id[ss.test_indices()])
     assert shared  # the paper's protocol mixes crops of one cell: hence the warning
+
+
+@pytest.mark.parametrize(("split", "folds"), [("cell", 1), ("block", 1), ("block", 4)])
+def test_inner_validation_comes_from_the_training_side_only(tmp_path, split, folds):
+    stack, grid, cells = build_setup()
+    ss = build_samples(stack, ["a", "b"], grid, cells, crops=SPEC, split=split, folds=folds,
+                       block_size=3, validation=0.25, seed=2, out_dir=tmp_path,
+                       progress=False)
+    assert ss.has_validation and ss.validation.shape == (folds, len(ss.y))
+    by_id = cells.set_index("id")
+    block = (by_id.loc[ss.cell_id, "row"].to_numpy() // 3) * 4 + (
+        by_id.loc[ss.cell_id, "col"].to_numpy() // 3)
+    for fold in range(folds):
+        train, test = ss.train_indices(fold), ss.test_indices(fold)
+        fit, val = ss.fit_indices(fold), ss.validation_indices(fold)
+        # a partition of the training side; the test fold is never touched
+        assert sorted([*fit, *val]) == train.tolist()
+        assert not set(val) & set(test) and not set(fit) & set(val)
+        assert set(ss.y[val]) == {P, N} and set(ss.y[fit]) == {P, N}
+        assert not set(ss.cell_id[fit]) & set(ss.cell_id[val])
+        if split == "block":
+            assert not set(block[fit]) & set(block[val])
+        assert 0.1 < len(np.unique(ss.cell_id[val])) / len(np.unique(ss.cell_id[train])) < 0.45
+    manifest = ss.manifest
+    assert manifest["validation"] == 0.25 and len(manifest["validation_counts"]) == folds
+    again = build_samples(stack, ["a", "b"], grid, cells, crops=SPEC, split=split, folds=folds,
+                          block_size=3, validation=0.25, seed=2, out_dir=tmp_path / "again",
+                          progress=False)
+    np.testing.assert_array_equal(again.validation, ss.validation)  # seeded
+
+
+def test_no_inner_validation_keeps_the_whole_training_side(tmp_path):
+    stack, grid, cells = build_setup()
+    ss = build_samples(stack, ["a", "b"], grid, cells, crops=SPEC, split="cell",
+                       seed=2, out_dir=tmp_path, progress=False)
+    assert not ss.has_validation
+    np.testing.assert_array_equal(ss.fit_indices(0), ss.train_indices(0))
+    assert len(ss.validation_indices(0)) == 0
+
+
+def test_inner_validation_without_both_classes_says_how_to_fix():
+    labels = np.array([P, P, N, N, N, N, N, N])
+    fold = np.array([0, -1, 0, -1, -1, -1, -1, -1])
+    with pytest.raises(InputDataError, match=r"inner validation of fold 0.*\[samples\] "
+                       r"validation"):
+        split_validation(labels, fold, 1, split="cell", fraction=0.2)

@@ -22,7 +22,7 @@ from pydantic import (
 
 from oremap.errors import ConfigError
 from oremap.limits import TRAIN_BOUNDS, TRAIN_RELATIONS, Augment, Imbalance, TrainProfile
-from oremap.names import BASELINES, LEARNED_RULES, MODELS, RULES
+from oremap.names import BASELINES, LEARNED_RULES, MODELS, PAPER_RULES, RULES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -426,6 +426,18 @@ class Config(_Model):
             raise ValueError(f"evidence layer names must be unique; repeated: {dup}")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_rules(cls, data: Any) -> Any:
+        """Without inner validation, the default rules are the paper's five."""
+        if not isinstance(data, dict):
+            return data
+        samples, ensemble = data.get("samples") or {}, data.get("ensemble") or {}
+        if isinstance(samples, dict) and isinstance(ensemble, dict) \
+                and samples.get("validation", 0.2) == 0 and "rules" not in ensemble:
+            data = {**data, "ensemble": {**ensemble, "rules": list(PAPER_RULES)}}
+        return data
+
     @model_validator(mode="after")
     def _validation(self) -> Config:
         if self.samples.validation > 0:
@@ -435,10 +447,8 @@ class Config(_Model):
                              "[samples] validation > 0 (e.g. 0.2), or drop patience")
         learned = [r for r in self.ensemble.rules if r in LEARNED_RULES]
         if learned:
-            if "rules" in self.ensemble.model_fields_set:
-                raise ValueError(f"[ensemble] rules {learned} learn from the inner validation "
-                                 "set: set [samples] validation > 0 (e.g. 0.2), or drop them")
-            self.ensemble.rules = [r for r in self.ensemble.rules if r not in LEARNED_RULES]
+            raise ValueError(f"[ensemble] rules {learned} learn from the inner validation "
+                             "set: set [samples] validation > 0 (e.g. 0.2), or drop them")
         return self
 
     def members(self) -> list[str]:

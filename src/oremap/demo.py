@@ -825,6 +825,7 @@ negative = {{ n = {nn}, a = {na}, b = {nb} }}
 nodata_tolerance = 0.0              # share of nodata pixels a cell may hold (paper: 0)
 split = "cell"                      # cell | block | random (the paper's, optimistic)
 test_fraction = 0.2
+validation = 0.2                    # inner validation: epoch choice, weights, stacking (0: off)
 compare_random = {compare}          # also run the paper's random split, side by side
 
 [train]
@@ -844,8 +845,9 @@ threshold = 0.5
 
 [ensemble]
 rules = ["simple_average", "weighted_average", "majority_voting", "plurality_voting",
-         "weighted_voting"]
+         "weighted_voting", "stacking", "top_k"]   # the paper's five, then two learned rules
 weight_metric = "accuracy"          # accuracy | f1 | auc
+top_k = 3                           # top_k: mean of the 3 members best on inner validation
 stability_seeds = {seeds}                 # retrain with this many seeds to measure stability
 
 [maps]
