@@ -60,7 +60,7 @@ def test_demo_outputs_carry_crs_and_cover_every_member(demo_run: Path) -> None:
     assert list(t1.index) == members
     assert ((t1["accuracy"] >= 0) & (t1["accuracy"] <= 1)).all()
     t2 = pd.read_csv(demo_run / "ensemble" / "table2.csv", index_col=0)
-    assert len(t2) == len(members) + 5
+    assert len(t2) == len(members) + 7
 
 
 def test_report_has_every_section(demo_run: Path) -> None:
@@ -120,3 +120,34 @@ def test_every_geotiff_carries_the_grid_crs_and_a_north_up_transform(demo_run: P
             assert DEMO_BOUNDS[0] <= left < right <= DEMO_BOUNDS[2] + 1e-6, path
             assert DEMO_BOUNDS[1] - 1e-6 <= bottom < top <= DEMO_BOUNDS[3] + 1e-6, path
             assert src.nodata is not None, path
+
+
+def test_inner_validation_drives_epochs_weights_and_learned_rules(demo_run: Path) -> None:
+    import torch
+
+    from oremap.ensemble import read_params
+    from oremap.samples import load_sample_set
+
+    ss = load_sample_set(demo_run / "samples")
+    assert ss.has_validation
+    meta = torch.load(demo_run / "train" / "fold0" / "lenet" / "best.pt",
+                      weights_only=False)["meta"]
+    assert meta["monitor"] == "validation"
+    assert meta["n_train"] == len(ss.fit_indices(0))
+    assert meta["n_test"] == len(ss.validation_indices(0))
+    probs = np.load(demo_run / "evaluate" / "validation_probs.npz")
+    np.testing.assert_array_equal(probs["fold0_indices"], ss.validation_indices(0))
+    stored = json.loads((demo_run / "ensemble" / "weights.json").read_text())
+    assert stored["source"] == "validation" and len(stored["top_k"]) == 3
+    members = list(stored["weights"])
+    params = read_params(demo_run / "ensemble" / "weights.json", members)
+    assert params.final.learned and params.final.weights.sum() == pytest.approx(1.0)
+    table = pd.read_csv(demo_run / "ensemble" / "ensemble.csv")
+    for rule in ("stacking", "top_k"):
+        assert table[f"ens_{rule}"].between(0, 1).all()
+    top = [m for m in members if m in stored["top_k"]]
+    np.testing.assert_allclose(table["ens_top_k"],
+                               table[[f"p_{m}" for m in top]].mean(axis=1))
+    comparison = pd.read_csv(demo_run / "ensemble" / "comparison.csv", index_col=0)
+    assert {"stacking", "top_k"} <= set(comparison.index)
+    assert comparison.loc["stacking", "kind"] == "rule"
