@@ -375,3 +375,35 @@ def test_predict_shape_mismatch() -> None:
     with pytest.raises(InputDataError, match=r"crops of shape \(3, 16, 16\)"):
         b.predict_proba(np.zeros((2, 3, 16, 16)))
     assert "n_train=60" in repr(b)
+
+
+def test_pu_bagging_draws_whole_cells_and_scores_out_of_bag() -> None:
+
+    rng = np.random.default_rng(0)
+    n_cells, per_cell = 200, 3
+    groups = np.repeat(np.arange(n_cells), per_cell)
+    ore_cell = rng.random(n_cells) < 0.1
+    y = np.repeat(ore_cell, per_cell).astype(int)
+    X = (rng.standard_normal((len(y), 2, 4, 4)) + 1.5 * y[:, None, None, None]).astype(
+        np.float32)
+    b = fit_baseline("logistic", X, y, layer_names=["a", "b"], seed=3, pu_bags=7,
+                     pu_ratio=2.0, groups=groups)
+    assert b.is_pu and len(b.estimator.estimators_) == 7
+    n_pos = int(ore_cell.sum())
+    for drawn in b.estimator.bag_groups_:
+        assert len(drawn) <= 2 * n_pos and not ore_cell[drawn].any()  # unlabelled cells only
+    bags = b.estimator.bag_proba(b.features(X))
+    np.testing.assert_allclose(b.predict_proba(X), bags.mean(axis=0))
+    oob = b.predict_proba_oob(X, groups)
+    for i in np.flatnonzero(y == 0)[:60]:
+        out = [t for t, g in enumerate(b.estimator.bag_groups_) if groups[i] not in g]
+        want = bags[out, i].mean() if out else bags[:, i].mean()
+        assert oob[i] == pytest.approx(want)
+    # new cells (no bag drew them) get every bag; the ranking still separates ore
+    assert roc_auc_score(y, b.predict_proba(X)) > 0.85
+    again = fit_baseline("logistic", X, y, layer_names=["a", "b"], seed=3, pu_bags=7,
+                         pu_ratio=2.0, groups=groups)
+    np.testing.assert_array_equal(again.predict_proba(X), b.predict_proba(X))
+    plain = fit_baseline("logistic", X, y, layer_names=["a", "b"], seed=3)
+    assert not plain.is_pu
+    np.testing.assert_array_equal(plain.predict_proba_oob(X, groups), plain.predict_proba(X))

@@ -311,6 +311,8 @@ def test_all_strategy_makes_every_other_usable_cell_negative(hand_cells):
     with pytest.raises(InputDataError, match="strategy 'all'"):
         label_cells(hand_cells.assign(usable=[True] + [False] * 11),
                     orebodies=gdf(["ob1"], [p(5, 25)]), strategy="all")
+    pu = label_cells(cells, orebodies=gdf(["ob1"], [p(5, 25)]), strategy="pu_bagging")
+    assert pu["label"].tolist() == out["label"].tolist()  # unlabelled cells scored as background
 
 
 def test_restrict_to_area_centre_and_intersects(hand_cells):

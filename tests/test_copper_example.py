@@ -60,3 +60,31 @@ def test_evidence_and_samples_on_a_coarse_grid(tmp_path: Path) -> None:
     assert 30 <= positives <= 67
     # ratio 1.5, capped by the cells >= 5 km from every deposit (a warning says so)
     assert 0.8 * 1.5 * positives <= negatives <= round(1.5 * positives)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_pu_bagging_end_to_end_on_a_coarse_grid(tmp_path: Path) -> None:
+    import pickle
+
+    import torch
+
+    cfg = load_config(EXAMPLE / "copper.toml", overrides={
+        "grid.pixel_size": 0.3125, "samples.crop_size": 16,
+        "samples.positive": {"n": 1, "a": 1, "b": 1},
+        "samples.negative": {"n": 1, "a": 1, "b": 1}, "samples.block_size": 2,
+        "labels.negatives": "pu_bagging", "labels.ratio": 2.0, "labels.bags": 4,
+        "train.models": ["lenet"], "train.baselines": ["logistic"], "train.epochs": 2,
+        "train.profile": "fast", "maps.continuous": False})
+    run = tmp_path / "run"
+    pipeline.run(cfg, run, progress=False)
+    with open(run / "train" / "fold0" / "logistic" / "model.pkl", "rb") as fh:
+        model = pickle.load(fh)["baseline"]
+    assert model.is_pu and len(model.estimator.estimators_) == 4
+    meta = torch.load(run / "train" / "fold0" / "lenet" / "last.pt", weights_only=False)["meta"]
+    assert meta["settings"]["imbalance"] == "pu_bagging"
+    assert meta["settings"]["pu_ratio"] == 2.0
+    table = pd.read_csv(run / "ensemble" / "ensemble.csv")
+    assert set(table["label"]) == {0, 1}  # presence / background
+    assert table[["p_lenet", "p_logistic", "ens_stacking"]].notna().all().all()
+    comparison = pd.read_csv(run / "ensemble" / "comparison.csv", index_col=0)
+    assert comparison["cell_roc_auc_mean"].between(0, 1).all()

@@ -141,6 +141,11 @@ def test_epoch_order_seeded_and_balanced_sampler():
     b = epoch_order(y, "balanced_sampler", seed=3, epoch=2)
     assert np.array_equal(b, epoch_order(y, "balanced_sampler", seed=3, epoch=2))
     assert len(b) == 1000 and 0.45 < y[b].mean() < 0.55
+    c = epoch_order(y, "pu_bagging", seed=3, epoch=2, pu_ratio=2.0)
+    assert np.array_equal(c, epoch_order(y, "pu_bagging", seed=3, epoch=2, pu_ratio=2.0))
+    # 1000 / (100 + 200) -> 3 bags, each every positive once and 200 unlabelled draws
+    assert len(c) == 900 and (y[c] == 1).sum() == 300
+    assert np.array_equal(np.unique(c[y[c] == 1], return_counts=True)[1], np.full(100, 3))
 
 
 def test_balanced_sampler_trains(data, tmp_path):

@@ -20,6 +20,7 @@ from oremap.names import BASELINES
 
 __all__ = [
     "BASELINES",
+    "PUBagging",
     "STATS",
     "WOE_COLUMNS",
     "Baseline",
@@ -397,6 +398,80 @@ class WeightsOfEvidence(ClassifierMixin, BaseEstimator):
 # ---------------------------------------------------------------------------------------------
 
 
+class PUBagging(ClassifierMixin, BaseEstimator):
+    """Positive-unlabelled bagging (Mordelet and Vert 2014).
+
+    Each of ``n_bags`` copies of ``estimator`` is fitted on every positive sample against a
+    bootstrap sample (with replacement) of ``ratio x n_positive_groups`` unlabelled *groups*
+    (cells: all crops of a drawn cell go into the bag). :meth:`predict_proba` averages the
+    bags; :meth:`predict_proba_oob` averages, for samples of a training group, only the bags
+    that did not draw it (out of bag), so the unlabelled cells of the training area are scored
+    by models that did not call them barren.
+
+    Parameters
+    ----------
+    estimator : classifier
+        Cloned for each bag.
+    n_bags : int
+    ratio : float
+        Unlabelled groups per positive group in a bag.
+    random_state : int
+    """
+
+    def __init__(self, estimator: object = None, n_bags: int = 10, ratio: float = 1.0,
+                 random_state: int = 0) -> None:
+        self.estimator = estimator
+        self.n_bags = n_bags
+        self.ratio = ratio
+        self.random_state = random_state
+
+    def fit(self, F: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
+            **fit_params: object) -> PUBagging:
+        from sklearn.base import clone
+
+        y = np.asarray(y).astype(np.int64)
+        groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+        rng = np.random.default_rng(self.random_state)
+        pos = np.flatnonzero(y == 1)
+        unl_groups = np.unique(groups[y == 0])
+        k = max(1, round(self.ratio * len(np.unique(groups[pos]))))
+        order = np.argsort(groups, kind="stable")
+        names, starts = np.unique(groups[order], return_index=True)
+        rows_of = dict(zip(names.tolist(), np.split(order, starts[1:])))
+        self.estimators_, self.bag_groups_ = [], []
+        for _ in range(self.n_bags):
+            drawn = rng.choice(unl_groups, size=k, replace=True)
+            rows = np.concatenate([pos, *(rows_of[g] for g in drawn.tolist())])
+            est = clone(self.estimator)
+            est.fit(F[rows], y[rows], **fit_params)
+            self.estimators_.append(est)
+            self.bag_groups_.append(np.unique(drawn))
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def bag_proba(self, F: np.ndarray) -> np.ndarray:
+        """(n_bags, n) P(ore) of every bag."""
+        return np.vstack([e.predict_proba(F)[:, list(e.classes_).index(1)]
+                          for e in self.estimators_])
+
+    def predict_proba(self, F: np.ndarray) -> np.ndarray:
+        p = self.bag_proba(F).mean(axis=0)
+        return np.column_stack([1 - p, p])
+
+    def predict_proba_oob(self, F: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """P(ore) (n,) averaged over the bags that did not draw each sample's group (all bags
+        for a group no bag drew)."""
+        bags = self.bag_proba(F)
+        out_of_bag = np.vstack([~np.isin(groups, g) for g in self.bag_groups_])
+        n = out_of_bag.sum(axis=0)
+        oob = (bags * out_of_bag).sum(axis=0) / np.maximum(n, 1)
+        return np.where(n > 0, oob, bags.mean(axis=0))
+
+    def table(self) -> pd.DataFrame:
+        """Weights of evidence of the first bag (``woe`` only)."""
+        return self.estimators_[0].table()
+
+
 class Baseline:
     """A fitted baseline that scores crops like a network: ``predict_proba(X) -> P(ore)``.
 
@@ -467,6 +542,18 @@ class Baseline:
         """
         proba = self.estimator.predict_proba(self.features(X))
         return np.asarray(proba[:, list(self.estimator.classes_).index(1)], dtype=np.float64)
+
+    @property
+    def is_pu(self) -> bool:
+        """Whether the estimator is a :class:`PUBagging` of bags."""
+        return isinstance(self.estimator, PUBagging)
+
+    def predict_proba_oob(self, X: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """P(ore) of crops ``X`` of cells ``groups``; out of bag for PU bagging (see
+        :meth:`PUBagging.predict_proba_oob`), else :meth:`predict_proba`."""
+        if not self.is_pu:
+            return self.predict_proba(X)
+        return self.estimator.predict_proba_oob(self.features(X), np.asarray(groups))
 
     def save(self, path: str | Path) -> None:
         """Pickle to ``path`` atomically (write ``<path>.tmp``, then rename over ``path``)."""
@@ -563,6 +650,7 @@ def _make_estimator(name: str, seed: int, options: dict[str, object]) -> object:
 
 def fit_baseline(name: str, X_train: np.ndarray, y_train: np.ndarray, *,
                  layer_names: Sequence[str], stats: Sequence[str] = ("mean",), seed: int = 0,
+                 pu_bags: int = 0, pu_ratio: float = 1.0, groups: np.ndarray | None = None,
                  **options: object) -> Baseline:
     """Fit a classic MPM baseline on per-crop evidence features.
 
@@ -583,6 +671,13 @@ def fit_baseline(name: str, X_train: np.ndarray, y_train: np.ndarray, *,
         Crop statistics used as features (:func:`crop_features`); default the mean per layer.
     seed : int
         Seeds the estimator (``random_state``); weights of evidence is deterministic anyway.
+    pu_bags : int
+        > 0: positive-unlabelled bagging (:class:`PUBagging`) with this many bags; the 0
+        labels are then unlabelled samples, not verified barren ground.
+    pu_ratio : float
+        Unlabelled groups per positive group in a bag.
+    groups : (n,) array or None
+        Group (cell) of each sample: bags draw whole groups. None: each sample alone.
     **options
         Override the estimator's constructor arguments (scikit-learn names, e.g. ``C=0.1`` or
         ``n_estimators=200``), or for ``woe`` ``min_studentised_contrast`` (1.5) and
@@ -618,10 +713,16 @@ def fit_baseline(name: str, X_train: np.ndarray, y_train: np.ndarray, *,
     y = _check_labels(y_train, crops.shape[0])
     features = crop_features(crops, stats=stats)
     estimator = _make_estimator(name, int(seed), dict(options))
+    if pu_bags > 0:
+        estimator = PUBagging(estimator, n_bags=int(pu_bags), ratio=float(pu_ratio),
+                              random_state=int(seed))
+    fit_params: dict[str, object] = {}
     if name == "woe":
-        estimator.fit(features, y, feature_names=feature_names(layer_names, stats))
+        fit_params["feature_names"] = feature_names(layer_names, stats)
+    if pu_bags > 0:
+        estimator.fit(features, y, groups=groups, **fit_params)
     else:
-        estimator.fit(features, y)
+        estimator.fit(features, y, **fit_params)
     cls = WoeBaseline if name == "woe" else Baseline
     return cls(name, estimator, layer_names=layer_names, stats=stats,
                crop_shape=crops.shape[1:], seed=int(seed), options=dict(options),

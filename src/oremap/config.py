@@ -224,12 +224,17 @@ class LabelsConfig(_Model):
 
     orebodies: VectorSource
     orebody_buffer: float = Field(0.0, ge=0)
-    negatives: Literal["verified", "distance", "all"] = Field(
+    negatives: Literal["verified", "distance", "all", "pu_bagging"] = Field(
         "verified", description="verified (barren holes/trenches) | distance (random cells far "
-        "from ore) | all (every usable cell without ore: presence/background)")
+        "from ore) | all (every usable cell without ore: presence/background) | pu_bagging "
+        "(as all, trained on bags of positives against bootstrap samples of the unlabelled "
+        "cells)")
     barren: list[VectorSource] = Field(default_factory=list)
     min_distance: float | None = Field(None, gt=0)
-    ratio: float | None = Field(None, gt=0)
+    ratio: float | None = Field(None, gt=0, description="distance: negatives per positive "
+                                "cell; pu_bagging: unlabelled cells per positive in a bag "
+                                "(default 1)")
+    bags: int = Field(10, ge=1, description="pu_bagging: bags (models) per baseline")
 
     @model_validator(mode="after")
     def _strategy(self) -> LabelsConfig:

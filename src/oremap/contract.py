@@ -72,7 +72,8 @@ class Stage:
 
 _TRAIN_KEYS = ("seed", "train.models", "train.baselines", "train.profile", "train.epochs",
                "train.batch_size", "train.lr", "train.lr_min", "train.beta1",
-               "train.weight_decay", "train.imbalance", "train.augment", "train.patience")
+               "train.weight_decay", "train.imbalance", "train.augment", "train.patience",
+               "labels.negatives", "labels.ratio", "labels.bags")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("evidence", "evidence layers (IDW geochemistry, geological densities)",

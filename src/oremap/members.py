@@ -32,10 +32,17 @@ def train_settings(config: Config, *, epochs: int | None = None) -> Any:
     from oremap.train import TrainSettings
 
     t = config.train
+    pu = config.labels.negatives == "pu_bagging"
     return TrainSettings(epochs=epochs or t.epochs, batch_size=t.batch_size, lr=t.lr,
                          lr_min=t.lr_min, beta1=t.beta1, weight_decay=t.weight_decay,
-                         workers=t.workers, imbalance=t.imbalance, device=t.device,
-                         profile=t.profile, augment=t.augment, patience=t.patience)
+                         workers=t.workers, imbalance="pu_bagging" if pu else t.imbalance,
+                         device=t.device, profile=t.profile, augment=t.augment,
+                         patience=t.patience, pu_ratio=_pu_ratio(config))
+
+
+def _pu_ratio(config: Config) -> float:
+    """Unlabelled cells per positive in a PU bag (``[labels] ratio``, default 1)."""
+    return float(config.labels.ratio) if config.labels.ratio is not None else 1.0
 
 
 def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: int,
@@ -79,7 +86,10 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
                                  device=str(res.device)))
         for name in config.train.baselines:
             t0 = time.perf_counter()
-            model = fit_baseline(name, x_tr, y_tr, layer_names=ss.layer_names, seed=seed)
+            pu = config.labels.negatives == "pu_bagging"
+            model = fit_baseline(name, x_tr, y_tr, layer_names=ss.layer_names, seed=seed,
+                                 pu_bags=config.labels.bags if pu else 0,
+                                 pu_ratio=_pu_ratio(config), groups=ss.cell_id[tr])
             model.save(fold_dir / name / "model.pkl")
             rows.append(dict(member=name, kind="baseline", fold=fold, epochs=0, best_epoch=0,
                              seconds=round(time.perf_counter() - t0, 2), samples_per_s=np.nan,
@@ -127,6 +137,20 @@ def load_member(name: str, fold_dir: Path, *, device: str = "cpu") -> PredictFn:
         model = load_trained(model_dir, which="best", device=device)
     tta = model.oremap_meta["settings"].get("augment", "none") == "dihedral"
     return lambda x: predict_proba(model, x, device=device, tta=tta)
+
+
+def cell_scorer(name: str, fold_dir: Path,
+                fn: PredictFn) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``fn`` (the member loaded by :func:`load_member`), taking also each crop's cell id: a
+    PU-bagging baseline then scores the cells of its training area out of bag (by the bags
+    that did not draw them)."""
+    from oremap.baselines import Baseline, is_baseline
+
+    if is_baseline(name):
+        model = Baseline.load(fold_dir / name / "model.pkl")
+        if model.is_pu:
+            return model.predict_proba_oob
+    return lambda x, cells: fn(x)
 
 
 def ensemble_members(config: Config) -> list[str]:

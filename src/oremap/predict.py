@@ -12,7 +12,7 @@ import pandas as pd
 
 from oremap.config import Config
 from oremap.inputs import crop_spec
-from oremap.members import PredictFn, load_member
+from oremap.members import PredictFn, cell_scorer, load_member
 
 if TYPE_CHECKING:
     from oremap.evidence import LazyStack
@@ -27,7 +27,8 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
     (whatever its label) takes the mean over the positive-class lattice of crops cut afresh
     from the evidence ``stack`` (test-time augmentation), so all cells are scored alike.
     ``oof_<member>``: for labelled cells in a test fold, the probability from the model that did
-    not see them (NaN otherwise); used for honest curves.
+    not see them (NaN otherwise); used for honest curves. A PU-bagging baseline scores the
+    cells of its training side out of bag (``[labels] negatives = "pu_bagging"``).
     """
     from oremap.samples import load_sample_set
 
@@ -51,7 +52,8 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
         oof = np.full(len(ids), np.nan)
         for fold in range(ss.n_folds):
             fn = load_member(m, train_dir / f"fold{fold}")
-            p = fn(ss.normalised(idx, fold))
+            p = cell_scorer(m, train_dir / f"fold{fold}", fn)(ss.normalised(idx, fold),
+                                                              ss.cell_id[idx])
             if stack is None:
                 p_fold = np.bincount(rows, weights=p, minlength=len(ids)) / np.maximum(counts, 1)
             else:

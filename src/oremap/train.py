@@ -70,7 +70,7 @@ EVAL_BATCH = 64
 _LAST, _BEST, _HISTORY = "last.pt", "best.pt", "history.csv"
 # Settings that change the trajectory: a resumed run must use the same values.
 _RESUME_KEYS = ("epochs", "batch_size", "lr", "lr_min", "beta1", "beta2", "weight_decay",
-                "imbalance", "profile", "patience", "augment")
+                "imbalance", "profile", "patience", "augment", "pu_ratio")
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,11 @@ class TrainSettings:
         Adam parameters.
     workers : int
         Upper bound on DataLoader workers (see the module docstring for the rule).
-    imbalance : {"weighted_loss", "balanced_sampler", "none"}
-        Class-imbalance handling: cross-entropy weighted by inverse class frequency, a
+    imbalance : {"weighted_loss", "balanced_sampler", "none", "pu_bagging"}
+        Class-imbalance handling. ``"pu_bagging"`` (set by ``[labels] negatives =
+        "pu_bagging"``): label 0 means unlabelled; each epoch is a run of bags, each all the
+        positives and a fresh bootstrap sample of ``pu_ratio`` unlabelled crops per positive,
+        with an unweighted loss. Otherwise: cross-entropy weighted by inverse class frequency, a
         seeded :class:`torch.utils.data.WeightedRandomSampler`, or nothing.
     device : str
         ``"auto"`` (CUDA, then MPS, then CPU) or a torch device string.
@@ -121,6 +124,7 @@ class TrainSettings:
     profile: str = "paper"
     patience: int | None = None
     augment: str = "none"
+    pu_ratio: float = 1.0
 
 
 @dataclass
@@ -214,17 +218,30 @@ def class_weights(y: np.ndarray, num_classes: int = 2) -> np.ndarray:
     return len(y) / (num_classes * counts.astype(np.float64))
 
 
-def epoch_order(y: np.ndarray, imbalance: str, seed: int, epoch: int) -> np.ndarray:
+def epoch_order(y: np.ndarray, imbalance: str, seed: int, epoch: int, *,
+                pu_ratio: float = 1.0) -> np.ndarray:
     """Indices of the training samples in the order epoch ``epoch`` visits them.
 
     A random permutation (or, for ``"balanced_sampler"``, ``len(y)`` draws with
-    replacement weighted by inverse class frequency) from a seed derived from
-    ``(seed, epoch)``: the same epoch always gets the same order.
+    replacement weighted by inverse class frequency; for ``"pu_bagging"``, about ``len(y)``
+    samples in bags of every positive plus ``round(pu_ratio x n_positive)`` unlabelled samples
+    drawn with replacement, shuffled) from a seed derived from ``(seed, epoch)``: the same
+    epoch always gets the same order.
 
     Returns
     -------
-    (len(y),) int64 array
+    (n,) int64 array
+        ``n = len(y)`` except for ``"pu_bagging"`` (whole bags).
     """
+    if imbalance == "pu_bagging":
+        rng = np.random.default_rng(_derive_seed(seed, epoch, 1))
+        y = np.asarray(y)
+        pos, unl = np.flatnonzero(y == 1), np.flatnonzero(y != 1)
+        k = max(1, round(pu_ratio * len(pos)))
+        bags = max(1, round(len(y) / (len(pos) + k)))
+        order = np.concatenate([np.concatenate([pos, rng.choice(unl, size=k, replace=True)])
+                                for _ in range(bags)])
+        return rng.permutation(order).astype(np.int64)
     if imbalance == "balanced_sampler":
         generator = torch.Generator().manual_seed(_derive_seed(seed, epoch, 1))
         weights = class_weights(y)[np.asarray(y, dtype=np.int64)]
@@ -602,7 +619,8 @@ class _Run:
 
     def _epoch(self, epoch: int, bar: Any) -> dict[str, float]:
         t0 = time.perf_counter()
-        order = epoch_order(self.y, self.s.imbalance, self.seed, epoch)
+        order = epoch_order(self.y, self.s.imbalance, self.seed, epoch,
+                            pu_ratio=self.s.pu_ratio)
         batches = _split_batches(order, self.s.batch_size)
         torch.manual_seed(_derive_seed(self.seed, epoch, 2))  # dropout masks of this epoch
         lr = self.optimizer.param_groups[0]["lr"]
@@ -1005,7 +1023,10 @@ def _check_settings(s: TrainSettings) -> None:
             problems.append(relation.settings_message(values))
     if s.augment not in AUGMENTATIONS:
         problems.append(f"augment must be one of {list(AUGMENTATIONS)} (got {s.augment!r})")
-    if s.imbalance not in IMBALANCE_MODES:
-        problems.append(f"imbalance must be one of {list(IMBALANCE_MODES)} (got {s.imbalance!r})")
+    if s.imbalance not in (*IMBALANCE_MODES, "pu_bagging"):
+        problems.append(f"imbalance must be one of {[*IMBALANCE_MODES, 'pu_bagging']} "
+                        f"(got {s.imbalance!r})")
+    if not s.pu_ratio > 0:
+        problems.append(f"pu_ratio must be > 0 (got {s.pu_ratio!r})")
     if problems:
         raise ConfigError("invalid TrainSettings: " + "; ".join(problems) + ".")

@@ -186,7 +186,7 @@ def label_cells(
     *,
     orebodies: gpd.GeoDataFrame | None,
     barren: gpd.GeoDataFrame | None = None,
-    strategy: Literal["verified", "distance", "all"] = "verified",
+    strategy: Literal["verified", "distance", "all", "pu_bagging"] = "verified",
     orebody_buffer: float = 0.0,
     min_distance: float | None = None,
     ratio: float | None = None,
@@ -220,6 +220,9 @@ def label_cells(
       ``min_distance`` and ``ratio`` are ignored by ``verified``.
     * ``strategy="all"`` (presence/background, the usual protocol of the MPM literature): every
       usable cell that is not positive is a negative.
+    * ``strategy="pu_bagging"``: labelled as ``"all"`` (the non-positive cells are unlabelled
+      and scored as background); training then draws bags of them
+      (positive-unlabelled bagging, see :mod:`oremap.baselines` and :mod:`oremap.train`).
     * Everything else is unknown.
 
     Parameters
@@ -229,7 +232,7 @@ def label_cells(
     orebodies, barren : GeoDataFrame or None
         Known orebodies and barren records; any geometry type. Reprojected to the cells' CRS
         (logged) when their CRS differs.
-    strategy : {"verified", "distance", "all"}
+    strategy : {"verified", "distance", "all", "pu_bagging"}
         How negatives are chosen.
     orebody_buffer : float
         Buffer distance around orebodies, map units, >= 0.
@@ -291,12 +294,12 @@ def label_cells(
             _label_verified(cells, barren, labels, reasons, barren_source, barren_id)
         case "distance":
             _label_by_distance(cells, ore_geoms, labels, reasons, min_distance, ratio, seed)
-        case "all":
+        case "all" | "pu_bagging":
             _label_all(cells, labels, reasons)
         case _:
             raise UnknownNameError(
                 f"unknown negative strategy {strategy!r}; choose from ['all', 'distance', "
-                "'verified']."
+                "'pu_bagging', 'verified']."
             )
     out = cells.copy()
     out["label"] = labels
