@@ -49,20 +49,26 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-DATASETS = ("copper", "murchison", "murchison_greenstone", "demo")
+DATASETS = ("copper", "murchison", "murchison_greenstone", "demo", "copper_pu", "murchison_pu")
 
 
 def dataset_config(name: str, work: Path) -> tuple[dict[str, Any], Path]:
     """The configuration dict of data set ``name`` and the folder its relative paths use."""
-    if name == "copper":
+    if name.startswith("copper"):
         base = EXAMPLES / "copper_queensland"
-        return tomllib.loads((base / "copper.toml").read_text()), base
+        d = tomllib.loads((base / "copper.toml").read_text())
+        if name == "copper_pu":  # positive-unlabelled bagging instead of distance negatives
+            d["labels"] = {k: v for k, v in d["labels"].items() if k != "min_distance"}
+            d["labels"].update(negatives="pu_bagging", ratio=1.0)
+        return d, base
     if name.startswith("murchison"):
         base = EXAMPLES / "murchison_gold"
         d = tomllib.loads((base / "murchison.toml").read_text())
         if name == "murchison_greenstone":
             d["samples"]["area"] = {"path": "data/murchison.gpkg", "layer": "greenstone",
                                     "rule": "intersects"}
+        if name == "murchison_pu":  # positive-unlabelled bagging instead of all negatives
+            d["labels"].update(negatives="pu_bagging", ratio=1.0)
         return d, base
     if name == "demo":
         from oremap.demo import example_config_text, write_demo
@@ -90,6 +96,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict
         d["train"] = {**d["train"], "epochs": args.epochs}
         if args.augment is not None:
             d["train"]["augment"] = args.augment
+        if args.context is not None:
+            d["samples"] = {**d["samples"], "context": args.context}
         if args.models is not None:
             d["train"]["models"] = args.models
         if args.baselines is not None:
@@ -194,7 +202,9 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         f"Settings: networks {args.models or 'as in each example'}, baselines "
         f"{args.baselines or 'as in each example'}, {args.epochs} epochs, seeds "
         f"{args.first_seed}..{args.first_seed + args.seeds - 1}, augment "
-        f"{args.augment or 'as in each example'}; spatial block cross-validation "
+        f"{args.augment or 'as in each example'}, context "
+        f"{args.context if args.context is not None else 'as in each example'}; spatial "
+        "block cross-validation "
         "as configured in each example, with an inner validation set (`[samples] validation`, "
         "spatial blocks carved out of each fold's training side) from which the networks' "
         "epoch, the weights of the weighted rules and the learned rules (stacking, top_k) "
@@ -236,6 +246,8 @@ def main() -> None:
     ap.add_argument("--baselines", default=None, help="comma-separated baselines")
     ap.add_argument("--augment", default=None, choices=["none", "dihedral"],
                     help="[train] augment for every data set (default: each example's)")
+    ap.add_argument("--context", type=int, default=None,
+                    help="[samples] context for every data set (default: each example's)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=10)

@@ -42,7 +42,7 @@ PROBS = np.array(
 def test_list_rules_and_registry() -> None:
     assert list_rules() == [
         "simple_average", "weighted_average", "majority_voting", "plurality_voting",
-        "weighted_voting", "stacking", "top_k",
+        "weighted_voting", "stacking", "top_k", "selected",
     ]
     with pytest.raises(ValueError, match="registered twice"):
         register("simple_average")(lambda probs, *, weights, threshold: (probs[0], probs[0]))
@@ -338,3 +338,21 @@ def test_rule_params_round_trip_and_final_mean(tmp_path) -> None:
     # reading members in another order follows the names
     other = read_params(tmp_path / "w.json", members[::-1])
     np.testing.assert_allclose(other.final.weights, final.weights[::-1])
+
+
+def test_stacking_never_trusts_a_reversed_member_and_selected_applies_its_choice() -> None:
+    rng = np.random.default_rng(6)
+    n = 300
+    y = (rng.random(n) < 0.3).astype(int)
+    good = 1 / (1 + np.exp(-(2.0 * (y - 0.5) + rng.standard_normal(n))))
+    reversed_ = 1 - 1 / (1 + np.exp(-(1.0 * (y - 0.5) + rng.standard_normal(n))))
+    probs = np.vstack([good, reversed_, rng.random(n)])
+    params = fit_rule_params(y, probs, metric="auc", k=1)
+    assert (params.coef >= 0).all() and params.coef[1] == 0 and params.coef[0] > 0
+    assert set(params.scores) == {"simple_average", "weighted_average", "top_k", "stacking"}
+    # the average is dragged down by the reversed member: a better rule is selected
+    assert params.choice in ("top_k", "stacking")
+    assert params.scores[params.choice] == max(params.scores.values())
+    chosen = combine(params.choice, probs, params=params)
+    np.testing.assert_allclose(combine("selected", probs, params=params).probability,
+                               chosen.probability)

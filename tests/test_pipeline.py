@@ -60,7 +60,7 @@ def test_demo_outputs_carry_crs_and_cover_every_member(demo_run: Path) -> None:
     assert list(t1.index) == members
     assert ((t1["accuracy"] >= 0) & (t1["accuracy"] <= 1)).all()
     t2 = pd.read_csv(demo_run / "ensemble" / "table2.csv", index_col=0)
-    assert len(t2) == len(members) + 7
+    assert len(t2) == len(members) + 8
 
 
 def test_report_has_every_section(demo_run: Path) -> None:
@@ -96,7 +96,7 @@ def test_stability_across_seeds(demo_run: Path) -> None:
     result = runner.invoke(app, ["stability", str(demo_run), "--seeds", "2"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(demo_run / "stability" / "seed_stability.csv", index_col="name")
-    assert len(table) == 10 + 7
+    assert len(table) == 10 + 8
     assert table["mean_flip_rate"].between(0, 1).all()
     assert (table["mean_prob_std_sample"] >= 0).all() and (table["total_std_sample"] >= 0).all()
     # retraining changed the networks' weights, so at least one network's map moved

@@ -108,7 +108,7 @@ def test_declared_names_are_those_registered() -> None:
     assert list_baselines() == list(names.BASELINES) == list(BASELINES)
     assert list_rules() == list(names.RULES) == [
         "simple_average", "weighted_average", "majority_voting", "plurality_voting",
-        "weighted_voting", "stacking", "top_k",
+        "weighted_voting", "stacking", "top_k", "selected",
     ]
 
 

@@ -272,6 +272,10 @@ class SamplesConfig(_Model):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     block_size: int = Field(4, ge=1)
     folds: int = Field(1, ge=1)
+    context: int = Field(
+        0, ge=0, le=10, description="k > 0: each evidence layer gets a companion channel, its "
+        "mean over the (2k+1) x (2k+1) cells around each pixel, so every crop also sees k "
+        "cells of neighbourhood; 0: the cell only")
     validation: float = Field(
         0.2, ge=0, le=0.5, description="share of each fold's training side held out (by the "
         "split's unit: blocks, cells or crops) as inner validation, for the networks' epoch "

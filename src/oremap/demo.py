@@ -845,7 +845,7 @@ threshold = 0.5
 
 [ensemble]
 rules = ["simple_average", "weighted_average", "majority_voting", "plurality_voting",
-         "weighted_voting", "stacking", "top_k"]   # the paper's five, then two learned rules
+         "weighted_voting", "stacking", "top_k", "selected"]  # the paper's five, 3 learned
 weight_metric = "accuracy"          # accuracy | f1 | auc
 top_k = 3                           # top_k: mean of the 3 members best on inner validation
 stability_seeds = {seeds}                 # retrain with this many seeds to measure stability

@@ -124,3 +124,37 @@ def evidence_specs(config: Config, grid: Grid) -> list[Any]:
             measure=layer.measure, radius=layer.radius,
             extent=extent_of(layer.extent, grid, f"{what} extent")))
     return specs
+
+
+def context_stack(config: Config, stack: np.ndarray | LazyStack, names: Sequence[str],
+                  grid: Grid) -> tuple[np.ndarray | LazyStack, list[str]]:
+    """The stack the members see: with ``[samples] context = k > 0``, each evidence layer is
+    followed by its neighbourhood mean (``<layer>@ctx<k>``) over the (2k + 1) x (2k + 1)-cell
+    square centred on each pixel (nodata ignored), so that every crop carries, besides its own
+    pixels, the evidence of k cells around them. ``context = 0``: the stack as it is.
+
+    The smoothed layers are computed in memory (a :class:`LazyStack` is read whole).
+    """
+    from scipy.ndimage import uniform_filter
+
+    from oremap.samples.cells import _cell_pixels
+
+    k = config.samples.context
+    if k == 0:
+        return stack, list(names)
+    g = config.grid
+    px_rows, px_cols = _cell_pixels(grid, cols=g.cell_cols, rows=g.cell_rows,
+                                    cell_size=g.cell_size)
+    size = ((2 * k + 1) * px_rows, (2 * k + 1) * px_cols)
+    arr = np.asarray(stack, dtype=np.float32)
+    out = np.empty((2 * arr.shape[0], *arr.shape[1:]), dtype=np.float32)
+    for i, layer in enumerate(arr):
+        valid = np.isfinite(layer)
+        total = uniform_filter(np.where(valid, layer, 0.0).astype(np.float64), size=size,
+                               mode="constant", cval=0.0)
+        count = uniform_filter(valid.astype(np.float64), size=size, mode="constant", cval=0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            smooth = np.where(count > 1e-9, total / np.maximum(count, 1e-12), np.nan)
+        out[2 * i], out[2 * i + 1] = layer, smooth.astype(np.float32)
+    labels = [n for name in names for n in (name, f"{name}@ctx{k}")]
+    return out, labels

@@ -35,9 +35,10 @@ PAPER_RULES: tuple[str, ...] = ("simple_average", "weighted_average", "majority_
                                 "plurality_voting", "weighted_voting")
 
 #: Rules that learn from the inner validation set (``[samples] validation > 0``): a regularised
-#: logistic regression on the members' validation probabilities, and the mean of the k members
-#: best on validation.
-LEARNED_RULES: tuple[str, ...] = ("stacking", "top_k")
+#: logistic regression on the members' validation probabilities, the mean of the k members
+#: best on validation, and the averaging rule (simple or weighted average, top_k, stacking)
+#: with the best validation ROC AUC.
+LEARNED_RULES: tuple[str, ...] = ("stacking", "top_k", "selected")
 
 #: Every ensemble rule: the paper's five, then the learned ones.
 RULES: tuple[str, ...] = PAPER_RULES + LEARNED_RULES

@@ -22,7 +22,14 @@ from oremap.contract import MAIN, STAGES
 from oremap.demo import example_config_text, run_demo  # noqa: F401 (public API)
 from oremap.errors import InputDataError, StageNotReadyError
 from oremap.grid import Grid
-from oremap.inputs import crop_spec, evidence_specs, label_study_cells, make_grid, read_source
+from oremap.inputs import (
+    context_stack,
+    crop_spec,
+    evidence_specs,
+    label_study_cells,
+    make_grid,
+    read_source,
+)
 from oremap.members import (
     TestProbabilities,
     crop_probabilities,
@@ -79,6 +86,7 @@ def run_samples(config: Config, run_dir: Path, *, progress: bool = True) -> Path
     with run.timed("samples") as extra:
         stack, names, grid = load_stack_auto(ev)
         cells = label_study_cells(config, grid, stack, names)
+        stack, names = context_stack(config, stack, names, grid)
         s = config.samples
         out = run.stage("samples")
         ss = build_samples(stack, names, grid, cells, crops=crop_spec(config), split=s.split,
@@ -177,7 +185,8 @@ def run_predict(config: Config, run_dir: Path, *, progress: bool = True) -> Path
         if config.predict.tta:
             from oremap.evidence import load_stack_auto
 
-            stack = load_stack_auto(stage_folder(run, "evidence"))[0]
+            stack, names, grid = load_stack_auto(stage_folder(run, "evidence"))
+            stack = context_stack(config, stack, names, grid)[0]
         table = predict_cells(config, samples, train, stack=stack)
         io.write_csv(run.root / contract.file("predict", "predictions"), table)
         extra["cells"] = int(len(table))
@@ -299,7 +308,8 @@ def _continuous_maps(config: Config, run: RunDir, out: Path, *,
     from oremap.evidence import load_stack_auto
     from oremap.samples import load_sample_set
 
-    stack, _, sgrid = load_stack_auto(stage_folder(run, "evidence"))
+    stack, names, sgrid = load_stack_auto(stage_folder(run, "evidence"))
+    stack = context_stack(config, stack, names, sgrid)[0]
     cont = maps.member_continuous_maps(
         config.members(), stack, sgrid, load_sample_set(stage_folder(run, "samples")),
         stage_folder(run, "train"), size=config.samples.crop_size, stride=config.maps.stride,
