@@ -158,7 +158,7 @@ def criteria(df: pd.DataFrame, recommended: str = "stacking",
     bases = df.index[df["kind"] == "baseline"]
     rec = auc[recommended]
     best_member = auc[members].idxmax()
-    out = ["Checks (cell-level ROC AUC, mean over folds x seeds):", ""]
+    out = [f"Checks of `{recommended}` (cell-level ROC AUC, mean over folds x seeds):", ""]
 
     def line(ok: bool, text: str) -> None:
         out.append(f"- {'PASS' if ok else 'FAIL'}: {text}")
@@ -212,7 +212,8 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         "fold's held-out labelled cells, scored by the model that did not see them; rules "
         "combine those held-out scores with the fold's own parameters. Mean +- std over "
         "folds x seeds. Seed spread: mean over cells of the std of the final P(ore) across "
-        "seeds. The recommended ensemble is `stacking`.",
+        "seeds. The recommended ensemble is `stacking`; the checks are shown for it and for "
+        "the two averaging rules of the paper.",
         "",
     ]
     for name, df in results.items():
@@ -233,7 +234,8 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         lines += ["", "Best by cell-level ROC AUC: " + "; ".join(
             f"{k} {n} ({df.loc[n, 'cell_roc_auc_mean']:.3f} +- "
             f"{df.loc[n, 'cell_roc_auc_std']:.3f})" for k, n in best.items()) + ".", ""]
-        lines += criteria(df, anchor=ANCHORS.get(name))
+        for rule in ("stacking", "weighted_average", "simple_average"):
+            lines += criteria(df, rule, anchor=ANCHORS.get(name))
     return "\n".join(lines) + "\n"
 
 
