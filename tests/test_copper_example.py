@@ -63,7 +63,7 @@ def test_evidence_and_samples_on_a_coarse_grid(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_pu_bagging_end_to_end_on_a_coarse_grid(tmp_path: Path) -> None:
+def test_pu_bagging_and_context_end_to_end_on_a_coarse_grid(tmp_path: Path) -> None:
     import pickle
 
     import torch
@@ -74,12 +74,17 @@ def test_pu_bagging_end_to_end_on_a_coarse_grid(tmp_path: Path) -> None:
         "samples.negative": {"n": 1, "a": 1, "b": 1}, "samples.block_size": 2,
         "labels.negatives": "pu_bagging", "labels.ratio": 2.0, "labels.bags": 4,
         "train.models": ["lenet"], "train.baselines": ["logistic"], "train.epochs": 2,
-        "train.profile": "fast", "maps.continuous": False})
+        "train.profile": "fast", "maps.continuous": True, "maps.stride": 16,
+        "samples.context": 1})
     run = tmp_path / "run"
     pipeline.run(cfg, run, progress=False)
     with open(run / "train" / "fold0" / "logistic" / "model.pkl", "rb") as fh:
         model = pickle.load(fh)["baseline"]
     assert model.is_pu and len(model.estimator.estimators_) == 4
+    assert model.layer_names == ("lineament_distance", "lineament_distance@ctx1",
+                                 "lineament_density", "lineament_density@ctx1",
+                                 "lineament_buffer_density", "lineament_buffer_density@ctx1")
+    assert (run / "maps" / "prob_lenet.tif").is_file()  # sliding windows over the context stack
     meta = torch.load(run / "train" / "fold0" / "lenet" / "last.pt", weights_only=False)["meta"]
     assert meta["settings"]["imbalance"] == "pu_bagging"
     assert meta["settings"]["pu_ratio"] == 2.0
