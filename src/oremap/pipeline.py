@@ -282,8 +282,11 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
                                   threshold=config.predict.threshold, orebodies=orebodies)
         rule = config.maps.target_rule if config.maps.target_rule in rules else rules[0]
         target = (cm.rasters[rule], cm.grid, cm.std)
+        extra["target_map"] = f"the cell map of {rule} (maps/prob_{rule}.tif)"
         if config.maps.continuous and config.train.models:
             target = _continuous_maps(config, run, out, progress=progress)
+            extra["target_map"] = ("the sliding-window map of weighted_average "
+                                   "(maps/prob_ensemble_continuous.tif)")
         tg = targets.target_areas(target[0], target[1], threshold=config.maps.target_threshold,
                                   top_fraction=config.maps.target_top_fraction,
                                   uncertainty=target[2], orebodies=orebodies)

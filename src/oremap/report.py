@@ -29,6 +29,8 @@ __all__ = [
     "Table",
     "Image",
     "Row",
+    "Details",
+    "Warning_",
     "Block",
     "Section",
     "render_html",
@@ -109,7 +111,22 @@ class Row:
     blocks: Sequence[Block]
 
 
-Block = Paragraph | Preformatted | Note | Missing | Table | Image | Row
+@dataclass(frozen=True)
+class Details:
+    """Blocks folded under a one-line summary (``<details>``), for long or secondary content."""
+
+    summary: str
+    blocks: Sequence[Block]
+
+
+@dataclass(frozen=True)
+class Warning_:
+    """A warning box: something that limits how far the results can be trusted."""
+
+    text: str
+
+
+Block = Paragraph | Preformatted | Note | Missing | Table | Image | Row | Details | Warning_
 
 
 @dataclass
@@ -132,7 +149,8 @@ header{border-bottom:2px solid #2c4f8f;margin-bottom:1em}
 h1{margin-bottom:.1em}.subtitle{color:#555;margin-top:0}
 h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 h3{margin-bottom:.3em}
-nav ol{columns:2;padding-left:1.5em}nav a{text-decoration:none;color:#2c4f8f}
+nav{font-size:.9em}nav h2{display:none}nav ol{list-style:none;padding:0;margin:.4em 0}
+nav li{display:inline;margin-right:1.1em}nav a{text-decoration:none;color:#2c4f8f}
 pre{background:#f5f5f7;padding:.8em;overflow-x:auto;font-size:.85em;border-radius:4px}
 .note{background:#fff6e0;border-left:4px solid #e0a000;padding:.5em .8em;margin:.6em 0}
 .missing{background:#f1f1f1;border-left:4px solid #999;padding:.5em .8em;margin:.6em 0;
@@ -146,7 +164,13 @@ tbody tr:nth-child(even){background:#fafafa}
 figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#444;font-size:.9em}
 .row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
+.row>div{min-width:0;max-width:100%}
 .truncated{color:#777;font-size:.85em}
+td.text{overflow-wrap:anywhere;max-width:36em}th{max-width:36em}
+.warn{background:#fdecea;border-left:4px solid #c62828;padding:.5em .8em;margin:.6em 0}
+.answer{font-size:1.08em;background:#eef5ec;border-left:4px solid #2e7d32;padding:.6em .9em}
+details{margin:.6em 0}summary{cursor:pointer;color:#2c4f8f;font-weight:600}
+main,section{max-width:100%}th{overflow-wrap:normal}
 """
 
 _ANCHOR = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -221,9 +245,15 @@ def _render_block(block: Block) -> str:
         case Row(blocks=blocks):
             inner = "".join(f"<div>{_render_block(b)}</div>" for b in blocks)
             return f'<div class="row">{inner}</div>'
+        case Details(summary=summary, blocks=blocks):
+            inner = "".join(_render_block(b) for b in blocks)
+            return f"<details><summary>{html.escape(summary)}</summary>{inner}</details>"
+        case Warning_(text=text):
+            return f'<p class="warn"><strong>Warning.</strong> {html.escape(text)}</p>'
         case _:
             raise InputDataError(f"cannot render report block of type {type(block).__name__}; "
-                                 "use Paragraph, Preformatted, Note, Missing, Table, Image or Row.")
+                                 "use Paragraph, Preformatted, Note, Missing, Table, Image, Row, "
+                                 "Details or Warning_.")
 
 
 def render_html(title: str, sections: Sequence[Section], *, subtitle: str = "") -> str:
@@ -273,7 +303,7 @@ def render_html(title: str, sections: Sequence[Section], *, subtitle: str = "") 
 
 #: Report sections, in order: (anchor, title).
 SECTION_TITLES: tuple[tuple[str, str], ...] = (
-    ("configuration", "Configuration"),
+    ("summary", "Summary: which map to trust, where to drill"),
     ("data-summary", "Data summary"),
     ("evidence", "Evidence layers"),
     ("training", "Training"),
@@ -284,6 +314,7 @@ SECTION_TITLES: tuple[tuple[str, str], ...] = (
     ("success-rate", "Success-rate curves"),
     ("hidden-truth", "Hidden truth (demo only)"),
     ("timings", "Timings and versions"),
+    ("configuration", "Configuration"),
 )
 
 #: Images that have a fixed place in the report; any other PNG in a stage folder is shown
@@ -407,8 +438,40 @@ def _configuration(run: _Run) -> list[Block]:
     if text is None:
         return [Note("No config.toml in the run directory: the resolved configuration was not "
                      "saved (the pipeline writes it when a run starts).")]
-    return [Paragraph("Resolved configuration of this run (config.toml, verbatim):"),
-            Preformatted(text)]
+    return [Details("Resolved configuration of this run (config.toml, verbatim)",
+                    [Preformatted(text)])]
+
+
+def _summary(run: _Run) -> list[Block]:
+    from oremap.recommend import recommend
+
+    try:
+        rec = recommend(run.dir)
+    except (OSError, ValueError, KeyError) as exc:
+        return [Note(f"The summary could not be computed ({type(exc).__name__}: {exc}).")]
+    if rec is None:
+        return [Missing("ensemble", F("ensemble", "comparison"))]
+    blocks: list[Block] = [Paragraph(
+        f'<p class="answer"><strong>Recommended map: {html.escape(rec.name)}</strong> '
+        f"({html.escape(rec.map_file)}). {html.escape(rec.reason)}</p>", trusted_html=True)]
+    blocks += [Warning_(w) for w in rec.warnings]
+    if rec.targets is not None and len(rec.targets):
+        new = int((rec.targets["ground"] == "new ground").sum())
+        source = f", drawn on {rec.target_map}" if rec.target_map else ""
+        blocks.append(Table(rec.targets, f"Ranked target areas ({len(rec.targets)}; {new} on "
+                                         f"new ground, without a known deposit{source})",
+                            max_rows=12))
+        if rec.drivers:
+            blocks.append(Paragraph(
+                "Drivers: the evidence layers with the largest permutation importance for "
+                f"{rec.name} (drop of ROC AUC when the layer is shuffled): "
+                + ", ".join(f"{k} {v:.3f}" for k, v in rec.drivers.items())
+                + "; the percentile is the layer's mean in the target within the study "
+                "area's values."))
+    blocks.append(Details("Every member and rule by held-out ROC AUC",
+                          [Table(rec.ranking, "Held-out ROC AUC (mean and std over folds), "
+                                              "prediction-rate AUC")]))
+    return blocks
 
 
 def _data_summary(run: _Run) -> list[Block]:
@@ -417,7 +480,8 @@ def _data_summary(run: _Run) -> list[Block]:
         manifest, notes = run.json(F("samples", "manifest"))
         blocks += [_heading("Samples: labels, splits, dropped cells, crops"), *notes]
         if manifest is not None:
-            blocks += _json_blocks(manifest)
+            blocks.append(Details("Sample manifest (every count and option)",
+                                  _json_blocks(manifest)))
         blocks += run.table(F("samples", "counts"), "Label and crop counts per class and split",
                             optional=True)
         blocks += run.image("samples/cells.png", "Cells and their labels")
@@ -435,7 +499,7 @@ def _data_summary(run: _Run) -> list[Block]:
         if layers:
             blocks.append(Table(pd.DataFrame(layers), f"Evidence layers ({len(layers)})"))
         if isinstance(stack.get("grid"), dict):
-            blocks += _json_blocks(stack["grid"], "Grid")
+            blocks.append(Details("Grid", _json_blocks(stack["grid"], "Grid")))
     elif run.ran("evidence"):
         blocks += notes
     return blocks
@@ -502,7 +566,8 @@ def _ensembles(run: _Run) -> list[Block]:
     weights, notes = run.json(F("ensemble", "weights"))
     blocks += [_heading("Ensemble weights"), *notes]
     if weights is not None:
-        blocks += _json_blocks(weights)
+        blocks.append(Details("Ensemble weights and learned rules (weights.json)",
+                              _json_blocks(weights)))
     blocks += run.table(F("ensemble", "table2"), "Table 2: ensembles")
     blocks += run.table(F("ensemble", "stability"), "Stability across folds")
     blocks += run.table(F("stability", "seed_stability"), "Stability across seeds", optional=True)
@@ -510,8 +575,10 @@ def _ensembles(run: _Run) -> list[Block]:
                         "Models and rules: ROC AUC and success-rate AUC over folds",
                         optional=True)
     winner = run.text(F("ensemble", "comparison_md"))
-    if winner:
-        blocks.append(Preformatted(winner.strip()))
+    if winner:  # the verdict lines, as text (the table itself is shown above)
+        for line in winner.splitlines():
+            if line.startswith("- "):
+                blocks.append(Paragraph(line[2:].replace("**", "")))
     return blocks + run.extra_images("ensemble")
 
 
@@ -570,7 +637,7 @@ def _timings(run: _Run) -> list[Block]:
         blocks.append(Note("run.json has no per-stage timings."))
     other = {k: v for k, v in info.items() if k not in ("stages", "versions")}
     if other:
-        blocks += _json_blocks(other, "Run")
+        blocks.append(Details("Run record (run.json)", _json_blocks(other, "Run")))
     if isinstance(info.get("versions"), dict):
         versions = info["versions"]
         blocks.append(Table(pd.DataFrame({"package": list(versions),
@@ -579,8 +646,8 @@ def _timings(run: _Run) -> list[Block]:
     return blocks
 
 
-_COLLECTORS = (_configuration, _data_summary, _evidence, _training, _evaluation, _ensembles,
-               _maps, _targets, _success_rate, _hidden_truth, _timings)
+_COLLECTORS = (_summary, _data_summary, _evidence, _training, _evaluation, _ensembles,
+               _maps, _targets, _success_rate, _hidden_truth, _timings, _configuration)
 
 
 def collect_sections(run_dir: str | os.PathLike) -> list[Section]:
