@@ -151,3 +151,36 @@ def test_inner_validation_drives_epochs_weights_and_learned_rules(demo_run: Path
     comparison = pd.read_csv(demo_run / "ensemble" / "comparison.csv", index_col=0)
     assert {"stacking", "top_k"} <= set(comparison.index)
     assert comparison.loc["stacking", "kind"] == "rule"
+
+
+def test_report_in_a_real_browser_answers_first_and_fits_the_screen(demo_run: Path) -> None:
+    from oremap.browser import chromium, probe
+
+    if chromium() is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    facts = probe(demo_run / "report" / "report.html", width=1400, height=900)
+    assert facts["images"] >= 10 and facts["broken_images"] == []
+    assert facts["scroll_width"] <= facts["viewport"][0] and facts["too_wide"] == []
+    assert not facts["markdown_table_text"]
+    first_screen = facts["viewport"][1]
+    assert facts["answer_top"] is not None and facts["answer_top"] < first_screen
+    assert facts["targets_top"] is not None and facts["targets_top"] < first_screen
+
+
+def test_report_summary_recommends_the_best_held_out_map(demo_run: Path) -> None:
+    from oremap.recommend import recommend
+
+    rec = recommend(demo_run)
+    comparison = pd.read_csv(demo_run / "ensemble" / "comparison.csv", index_col=0)
+    assert rec.name == comparison["cell_roc_auc_mean"].idxmax()
+    assert rec.score.low <= rec.score.mean <= rec.score.high
+    assert "bootstrap over" in rec.score.how  # the quick demo has one split
+    html = (demo_run / "report" / "report.html").read_text()
+    assert html.index("Recommended map") < html.index('id="data-summary"')
+    assert html.index('id="configuration"') > html.index('id="timings"')
+    assert "|:---" not in html
+    ground = set(rec.targets["ground"])
+    assert ground <= {"known", "new ground"} and len(rec.targets) > 0
+    known = rec.targets["ground"] == "known"
+    assert (rec.targets.loc[known, "known deposits"] > 0).all()
+    assert (rec.targets.loc[~known, "known deposits"] == 0).all()
