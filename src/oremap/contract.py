@@ -129,6 +129,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           config=("predict.threshold", "maps", "truth", "samples.context"), folders=("maps",),
           files={"targets": "maps/targets.gpkg", "targets_csv": "maps/targets.csv",
                  "success_rate": "maps/success_rate.csv",
+                 "qgis_project": "maps/oremap.qgs", "styles": "maps/styles",
                  "hidden_truth": "maps/hidden_truth.csv"}),
     Stage("report", "the self-contained HTML report of whatever stages have run",
           needs=(), optional=("evidence", "samples", "train", "evaluate", "predict", "ensemble",

@@ -250,11 +250,14 @@ def raster_profile(grid: Grid, *, count: int = 1, dtype: str = "float32") -> dic
 
 def write_raster(path: PathLike, array: np.ndarray, grid: Grid, *,
                  band_names: Sequence[str] | None = None,
-                 tags: dict[str, str] | None = None) -> Path:
+                 tags: dict[str, str] | None = None, cog: bool = False) -> Path:
     """Write a (rows, cols) or (bands, rows, cols) array on ``grid`` as a GeoTIFF, atomically.
 
     NaN values are written as the grid's nodata value. ``band_names`` become the band
     descriptions (what GIS software shows as the band's name), ``tags`` dataset metadata.
+    ``cog``: a Cloud-Optimized GeoTIFF (GDAL's COG driver: 256 px tiles, DEFLATE, overviews
+    averaged down to one tile), which GIS software and web map servers open at any zoom
+    without reading the whole file.
     """
     arr = np.asarray(array, dtype=np.float32)
     if arr.ndim == 2:
@@ -265,13 +268,31 @@ def write_raster(path: PathLike, array: np.ndarray, grid: Grid, *,
         )
     arr = np.where(np.isfinite(arr), arr, np.float32(grid.nodata))
     with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **raster_profile(grid, count=arr.shape[0])) as dst:
-            dst.write(arr)
-            for i, name in enumerate(band_names or [], start=1):
-                dst.set_band_description(i, name)
-            if tags:
-                dst.update_tags(**tags)
+        if cog:
+            from rasterio.io import MemoryFile
+            from rasterio.shutil import copy as gdal_copy
+
+            profile = {k: v for k, v in raster_profile(grid, count=arr.shape[0]).items()
+                       if k in ("driver", "dtype", "count", "width", "height", "crs",
+                                "transform", "nodata")}
+            with MemoryFile() as mem, mem.open(**profile) as src:
+                _fill(src, arr, band_names, tags)
+                gdal_copy(src, tmp, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
+                          BLOCKSIZE=256, OVERVIEWS="AUTO", RESAMPLING="AVERAGE",
+                          BIGTIFF="IF_SAFER")
+        else:
+            with rasterio.open(tmp, "w", **raster_profile(grid, count=arr.shape[0])) as dst:
+                _fill(dst, arr, band_names, tags)
     return Path(path)
+
+
+def _fill(dst: Any, arr: np.ndarray, band_names: Sequence[str] | None,
+          tags: dict[str, str] | None) -> None:
+    dst.write(arr)
+    for i, name in enumerate(band_names or [], start=1):
+        dst.set_band_description(i, name)
+    if tags:
+        dst.update_tags(**tags)
 
 
 @contextlib.contextmanager

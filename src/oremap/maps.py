@@ -163,13 +163,15 @@ def cells_to_raster(rows: np.ndarray, cols: np.ndarray, values: np.ndarray,
 
 
 def write_probability_map(path: str | os.PathLike, array: np.ndarray, grid: Grid, *,
-                          band_name: str = "P(ore)", tags: Mapping[str, str] | None = None
-                          ) -> Path:
-    """Write a (rows, cols) map as a GeoTIFF with ``grid``'s CRS and transform.
+                          band_name: str = "P(ore)", tags: Mapping[str, str] | None = None,
+                          style: str = "probability") -> Path:
+    """Write a (rows, cols) map as a Cloud-Optimized GeoTIFF with ``grid``'s CRS and
+    transform, and its QGIS style beside it (``<name>.qml``, see :mod:`oremap.qgis`).
 
     NaN pixels are written as ``grid.nodata``. ``band_name`` is the band description GIS
     software shows (say what the values are: "P(ore) lenet", "ore vote share ..."), ``tags``
-    dataset metadata (quantity, model or rule, threshold). Returns the path.
+    dataset metadata (quantity, model or rule, threshold). ``style``: ``probability`` (also
+    vote shares), ``std`` or ``entropy``. Returns the path.
 
     Raises
     ------
@@ -179,8 +181,12 @@ def write_probability_map(path: str | os.PathLike, array: np.ndarray, grid: Grid
     arr = np.asarray(array)
     if arr.ndim != 2:
         raise InputDataError(f"probability map must be 2-D (rows, cols); got shape {arr.shape}.")
-    return io.write_raster(path, arr, grid, band_names=[band_name],
-                           tags={k: str(v) for k, v in (tags or {}).items()})
+    from oremap.qgis import write_style
+
+    out = io.write_raster(path, arr, grid, band_names=[band_name],
+                          tags={k: str(v) for k, v in (tags or {}).items()}, cog=True)
+    write_style(out, style)
+    return out
 
 
 def describe_map(name: str, *, continuous: bool = False) -> tuple[str, dict[str, str]]:
@@ -793,11 +799,11 @@ def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
     members_tag = {"members": ",".join(members)}
     write_probability_map(out / "uncertainty_std.tif", std_r, cgrid,
                           band_name="std of P(ore) across members",
-                          tags={"quantity": "probability std", **members_tag})
+                          tags={"quantity": "probability std", **members_tag}, style="std")
     write_probability_map(out / "uncertainty_entropy.tif", ent_r, cgrid,
                           band_name="vote entropy (bits) across members",
                           tags={"quantity": "vote entropy", "units": "bits",
-                                "threshold": threshold, **members_tag})
+                                "threshold": threshold, **members_tag}, style="entropy")
     plot_uncertainty(std_r, ent_r, cgrid, out / "uncertainty.png", orebodies=orebodies,
                      cells=usable)
     return CellMaps(cgrid, rasters, std_r, ent_r)

@@ -301,6 +301,9 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
             io.write_csv(run.root / contract.file("maps", "hidden_truth"),
                          ev.hidden_truth_scores(config.truth, table, cells, members, rules))
         extra["targets"] = int(len(tg))
+        from oremap.qgis import write_map_package
+
+        write_map_package(run.root, config, grid.crs.to_wkt())
     return out
 
 
