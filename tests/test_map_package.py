@@ -136,3 +136,29 @@ def test_qgis_itself_opens_the_project_with_every_layer_valid(run: Path, tmp_pat
     assert ok == "True" and bad.strip() == ""
     assert int(n) == rasters + 3  # + targets, orebodies, cells
     assert int(styled) == rasters
+
+
+def test_tables_for_gis_carry_coordinates_curve_points_and_every_probability(run: Path) -> None:
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+
+    pred = pd.read_csv(run / "predict" / "predictions.csv")
+    cells = gpd.read_file(run / "samples" / "cells.gpkg").set_index("id")
+    centre = cells.loc[pred["cell_id"]].geometry.centroid
+    np.testing.assert_allclose(pred["x"], centre.x.to_numpy())
+    np.testing.assert_allclose(pred["y"], centre.y.to_numpy())
+    points = pd.read_csv(run / "maps" / "success_rate_points.csv")
+    assert set(points["curve"]) == {"success", "prediction"}
+    for (_, _), curve in points.groupby(["name", "curve"]):
+        assert curve["area_fraction"].is_monotonic_increasing
+        assert curve["captured_fraction"].iloc[0] == 0 and curve["captured_fraction"].iloc[-1] == 1
+    rates = pd.read_csv(run / "maps" / "success_rate.csv").set_index("name")
+    assert rates["success_captured_at_10pct_area"].between(0, 1).all()
+    per_cell = gpd.read_file(run / "maps" / "cells.gpkg")
+    assert len(per_cell) == len(cells) and per_cell.crs == cells.crs
+    table = pd.read_csv(run / "ensemble" / "ensemble.csv")
+    for col in ("p_lenet", "p_logistic", "ens_stacking", "ens_weighted_average"):
+        merged = per_cell.set_index("id").loc[table["cell_id"], col].to_numpy()
+        np.testing.assert_allclose(merged, table[col].to_numpy())
+    assert per_cell.loc[~per_cell["usable"].astype(bool), "p_lenet"].isna().all()

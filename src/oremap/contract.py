@@ -130,6 +130,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           files={"targets": "maps/targets.gpkg", "targets_csv": "maps/targets.csv",
                  "success_rate": "maps/success_rate.csv",
                  "qgis_project": "maps/oremap.qgs", "styles": "maps/styles",
+                 "rate_points": "maps/success_rate_points.csv", "cells": "maps/cells.gpkg",
                  "hidden_truth": "maps/hidden_truth.csv"}),
     Stage("report", "the self-contained HTML report of whatever stages have run",
           needs=(), optional=("evidence", "samples", "train", "evaluate", "predict", "ensemble",

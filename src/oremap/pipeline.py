@@ -297,6 +297,11 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
                                 orebodies=orebodies,
                                 cells=cells.loc[cells["usable"].astype(bool)], targets=tg)
         ev.write_rate_curves(table, members, rules, out)
+        probs = [c for c in table.columns if c.startswith(("p_", "oof_", "ens_", "pred_"))]
+        per_cell = cells[["id", "row", "col", "label", "usable", "geometry"]].merge(
+            table[["cell_id", "test_fold", *probs]].rename(columns={"cell_id": "id"}),
+            on="id", how="left")
+        io.write_vector(run.root / contract.file("maps", "cells"), per_cell, layer="cells")
         if config.truth is not None:
             io.write_csv(run.root / contract.file("maps", "hidden_truth"),
                          ev.hidden_truth_scores(config.truth, table, cells, members, rules))

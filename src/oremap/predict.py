@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
                   stack: np.ndarray | LazyStack | None = None) -> pd.DataFrame:
-    """P(ore) of every usable cell from every member.
+    """P(ore) of every usable cell from every member (with its centre ``x``, ``y`` in the
+    grid's CRS).
 
     ``p_<member>``: labelled cells take the mean over their training/test crops, unknown cells
     their centre crop, averaged over the fold models. With ``[predict] tta = true`` every cell
@@ -40,8 +41,10 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
     use = ((ss.y >= 0) | ss.centre) & np.isin(ss.cell_id, ids)
     idx = np.flatnonzero(use)
     rows = np.array([pos[c] for c in ss.cell_id[idx]])
+    centre = usable.geometry.centroid
     table = pd.DataFrame({"cell_id": ids, "row": usable["row"].to_numpy(),
-                          "col": usable["col"].to_numpy(), "label": usable["label"].to_numpy()})
+                          "col": usable["col"].to_numpy(), "x": centre.x.to_numpy(),
+                          "y": centre.y.to_numpy(), "label": usable["label"].to_numpy()})
     fold_of = np.full(len(ids), -1)
     test_any = ss.test_fold[idx] >= 0
     fold_of[rows[test_any]] = ss.test_fold[idx][test_any]

@@ -295,7 +295,9 @@ def write_map_package(run_dir: Path, config: object, wkt: str) -> Path:
         if tif not in listed:
             layers.append(Layer(tif.stem.removeprefix("prob_"), tif, "raster",
                                 "Every model and rule", style=_pipe_of(tif), visible=False))
-    cells = run_dir / F("samples", "cells")
+    cells = run_dir / F("maps", "cells")  # with every member's and rule's P(ore)
+    if not cells.is_file():
+        cells = run_dir / F("samples", "cells")
     if cells.is_file():
         layers.append(Layer("cells", cells, "vector", "Cells", sublayer="cells",
                             style=vector_renderer("polygon", "none", "120,120,120,255",

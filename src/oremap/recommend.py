@@ -55,6 +55,7 @@ class Recommendation:
     targets: pd.DataFrame | None = None
     drivers: dict[str, float] = field(default_factory=dict)
     target_map: str = ""
+    capture: str = ""
 
 
 def fold_interval(values: list[float]) -> tuple[float, float]:
@@ -148,7 +149,30 @@ def recommend(run_dir: Path) -> Recommendation | None:
     rec.warnings = _warnings(run_dir, table, comp, rec)
     rec.targets, rec.drivers = _targets(run_dir, name)
     rec.target_map = _target_map(run_dir)
+    rec.capture = _capture(run_dir, name)
     return rec
+
+
+def _capture(run_dir: Path, name: str) -> str:
+    """'The top 10 % of the area holds ...' for the recommended map, from success_rate.csv."""
+    path = run_dir / F("maps", "success_rate")
+    if not path.is_file():
+        return ""
+    rates = pd.read_csv(path).set_index("name")
+    if name not in rates.index:
+        return ""
+    row = rates.loc[name]
+    parts = []
+    held = row.get("prediction_captured_at_10pct_area", np.nan)
+    if pd.notna(held):
+        parts.append(f"{100 * held:.0f} % of the held-out deposit cells (prediction rate: the "
+                     "figure to believe)")
+    known = row.get("success_captured_at_10pct_area", np.nan)
+    if pd.notna(known):
+        parts.append(f"{100 * known:.0f} % of all known deposit cells (success rate: "
+                     "optimistic, most were trained on)")
+    return ("The top 10 % of the area on this map holds " + " and ".join(parts) + "."
+            if parts else "")
 
 
 def _target_map(run_dir: Path) -> str:

@@ -454,6 +454,8 @@ def _summary(run: _Run) -> list[Block]:
     blocks: list[Block] = [Paragraph(
         f'<p class="answer"><strong>Recommended map: {html.escape(rec.name)}</strong> '
         f"({html.escape(rec.map_file)}). {html.escape(rec.reason)}</p>", trusted_html=True)]
+    if rec.capture:
+        blocks.append(Paragraph(rec.capture))
     blocks += [Warning_(w) for w in rec.warnings]
     if rec.targets is not None and len(rec.targets):
         new = int((rec.targets["ground"] == "new ground").sum())
