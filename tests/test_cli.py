@@ -26,7 +26,7 @@ def test_config_example_is_valid(tmp_path: Path) -> None:
     assert "[grid]" in result.output and "# " in result.output
     path = tmp_path / "example.toml"
     path.write_text(result.output)
-    write_demo(tmp_path / "demo_data", seed=0)  # the inputs the example names
+    write_demo(tmp_path / "data", seed=0)  # what `oremap demo --out tmp_path` writes
     checked = runner.invoke(app, ["config", "check", str(path)])
     assert checked.exit_code == 0, checked.output
     assert "valid (10 models/baselines, 14 evidence layers)" in checked.output
@@ -45,3 +45,19 @@ def test_stage_without_run_folder_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["samples", str(tmp_path / "nowhere")])
     assert result.exit_code == 2
     assert "holds no config.toml" in result.output
+
+
+def test_warnings_are_one_clean_line_said_once() -> None:
+    import warnings
+
+    from oremap.cli import _one_line_warning
+
+    text = _one_line_warning(UserWarning("dropped 3 cells\n  (nodata)"), UserWarning,
+                             "/x/y.py", 12, "code line")
+    assert text == "UserWarning: dropped 3 cells (nodata)"
+    assert "\n" not in text and "y.py" not in text
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("once")
+        for _ in range(3):
+            warnings.warn("same message", UserWarning, stacklevel=1)
+    assert len(seen) == 1

@@ -6,6 +6,7 @@ import errno
 import logging
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 import typer
@@ -30,6 +31,11 @@ ConfigOpt = typer.Option(None, "--config", "-c",
 _STATE = {"verbose": False}
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    return f"{category.__name__}: {' '.join(str(message).split())}"
+
+
 @app.callback()
 def setup(verbose: bool = typer.Option(False, "--verbose", "-v",
                                        help="debug logging, and tracebacks of errors")) -> None:
@@ -41,6 +47,10 @@ def setup(verbose: bool = typer.Option(False, "--verbose", "-v",
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
     logging.captureWarnings(True)
+    # a warning is one line (no source path or code line), said once per message
+    warnings.formatwarning = _one_line_warning
+    if not sys.warnoptions:
+        warnings.simplefilter("once")
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     logging.getLogger("rasterio").setLevel(logging.WARNING)
     logging.getLogger("pyogrio").setLevel(logging.WARNING)

@@ -747,7 +747,8 @@ away from the orebodies that avoids fertile ground. Cross faults C1-C3 are late 
 EXAMPLE_CONFIG = '''\
 # oremap configuration: the embedded demo study area (a synthetic analogue of the Bawangou
 # gold area of He et al. 2024). Every distance is in map units of [grid] crs (metres here).
-# Relative paths are relative to this file's folder.
+# Relative paths are relative to this file's folder: saved as DIR/my.toml, this file reads
+# the data that `oremap demo --out DIR` writes into DIR/data.
 name = "oremap demo"
 seed = {seed}                        # one seed drives splits, crops, training and sampling
 truth = "{data}/fertility.tif"      # demo only: hidden fertility, to score unknown cells
@@ -860,7 +861,7 @@ target_rule = "weighted_average"
 DEMO_MODELS = ["lenet", "alexnet", "vgg16", "vgg8", "resnet50", "mobilenet_v2", "vit"]
 
 
-def example_config_text(data_dir: str = "demo_data", *, quick: bool = False,
+def example_config_text(data_dir: str = "data", *, quick: bool = False,
                         seed: int = 0) -> str:
     """The commented demo configuration; ``oremap config example`` prints it."""
     xmin, ymin, xmax, ymax = DEMO_BOUNDS

@@ -142,10 +142,11 @@ def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
     members = config.members()
     with run.timed("evaluate"):
         out = run.stage("evaluate")
-        crops = crop_probabilities(config, samples, train)
+        crops = crop_probabilities(config, samples, train, progress=progress)
         crops.save(run.root / contract.file("evaluate", "test_probs"))
         if config.samples.validation > 0:
-            crop_probabilities(config, samples, train, which="validation").save(
+            crop_probabilities(config, samples, train, which="validation",
+                               progress=progress).save(
                 run.root / contract.file("evaluate", "validation_probs"))
         t1, per_fold = crops.table1(members, threshold=config.predict.threshold)
         io.write_csv(run.root / contract.file("evaluate", "table1"), t1, index=True)
@@ -187,7 +188,7 @@ def run_predict(config: Config, run_dir: Path, *, progress: bool = True) -> Path
 
             stack, names, grid = load_stack_auto(stage_folder(run, "evidence"))
             stack = context_stack(config, stack, names, grid)[0]
-        table = predict_cells(config, samples, train, stack=stack)
+        table = predict_cells(config, samples, train, stack=stack, progress=progress)
         io.write_csv(run.root / contract.file("predict", "predictions"), table)
         extra["cells"] = int(len(table))
     return out

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
-                  stack: np.ndarray | LazyStack | None = None) -> pd.DataFrame:
+                  stack: np.ndarray | LazyStack | None = None,
+                  progress: bool = False) -> pd.DataFrame:
     """P(ore) of every usable cell from every member (with its centre ``x``, ``y`` in the
     grid's CRS).
 
@@ -49,7 +50,11 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
     test_any = ss.test_fold[idx] >= 0
     fold_of[rows[test_any]] = ss.test_fold[idx][test_any]
     table["test_fold"] = fold_of
+    from tqdm.auto import tqdm
+
     counts = np.bincount(rows, minlength=len(ids)).astype(float)
+    bar = tqdm(total=len(config.members()) * ss.n_folds, desc="predict", unit="member",
+               disable=not progress)
     for m in config.members():
         total = np.zeros(len(ids))
         oof = np.full(len(ids), np.nan)
@@ -62,6 +67,7 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
             else:
                 p_fold = tta_probabilities(fn, stack, usable, ss, fold, crop_spec(config))
             total += p_fold
+            bar.update()
             if ss.n_folds > 1:
                 table[f"p_{m}_f{fold}"] = p_fold
             in_test = ss.test_fold[idx] == fold
@@ -71,6 +77,7 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
                 oof = np.where(n > 0, s / np.maximum(n, 1), oof)
         table[f"p_{m}"] = total / ss.n_folds
         table[f"oof_{m}"] = oof
+    bar.close()
     return table
 
 
