@@ -275,3 +275,40 @@ def test_axis_labels_and_scale_length() -> None:
     assert maps._nice_length(10_000.0) == 2000.0
     assert maps._nice_length(240.0) == 20.0
     assert maps._nice_length(3.0) == 0.5
+
+
+def test_target_labels_never_cover_each_other_the_arrow_or_the_scale_bar(
+        tmp_path, grid, monkeypatch) -> None:
+    from matplotlib.offsetbox import AnchoredOffsetbox
+    from matplotlib.text import Text
+
+    from oremap.targets import TARGET_LABEL_GID
+
+    p = np.full(grid.shape, 0.1)
+    p[0:2, -3:] = 0.9  # under the north arrow (upper right)
+    p[0:2, -6:-4] = 0.9  # a neighbour
+    p[-2:, 0:3] = 0.9  # on the scale bar (lower left)
+    p[-2:, 4:6] = 0.9
+    targets = target_areas(p, grid, threshold=0.5)
+    assert len(targets) == 4
+    seen = {}
+    real_save = io.save_figure
+
+    def capture(fig, path, **kw):
+        renderer = fig._get_renderer()
+        ax = fig.axes[0]
+        seen["labels"] = [Text.get_window_extent(t, renderer) for t in ax.texts
+                          if t.get_gid() == TARGET_LABEL_GID]  # the text, not its leader
+        seen["others"] = [t.get_window_extent(renderer) for t in ax.texts
+                          if t.get_gid() != TARGET_LABEL_GID]
+        seen["others"] += [a.get_window_extent(renderer) for a in ax.artists
+                           if isinstance(a, AnchoredOffsetbox)]
+        return real_save(fig, path, **kw)
+
+    monkeypatch.setattr(io, "save_figure", capture)
+    maps.plot_prospectivity(p, grid, tmp_path / "m.png", title="t", targets=targets)
+    labels, others = seen["labels"], seen["others"]
+    assert len(labels) == 4 and len(others) >= 2
+    for i, a in enumerate(labels):
+        assert not any(a.overlaps(b) for b in labels[i + 1:])
+        assert not any(a.overlaps(o) for o in others)

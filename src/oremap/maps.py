@@ -550,12 +550,69 @@ def _add_scale_bar(ax: Axes, grid: Grid) -> None:
 
 def _add_north_arrow(ax: Axes) -> None:
     """Grid-north arrow (the grid is north-up) in the upper-right corner."""
-    text = ax.annotate("N", xy=(0.94, 0.97), xytext=(0.94, 0.84), xycoords="axes fraction",
-                       textcoords="axes fraction", ha="center", va="center", fontsize=10,
-                       fontweight="bold",
+    text = ax.annotate("N", xy=(0.95, 0.97), xytext=(0, -32), xycoords="axes fraction",
+                       textcoords="offset points", ha="center", va="center", fontsize=10,
+                       fontweight="bold", gid=_NORTH_GID,
                        arrowprops={"facecolor": "black", "edgecolor": "white", "width": 3,
                                    "headwidth": 9, "headlength": 8})
     text.set_path_effects([patheffects.withStroke(linewidth=2.5, foreground="white")])
+
+
+_NORTH_GID = "oremap-north-arrow"
+#: Offsets (in label heights) tried, in order, for a label that would cover something.
+_LABEL_OFFSETS = [(0, 0), (0, 1.4), (0, -1.4), (1.6, 0), (-1.6, 0), (1.5, 1.3), (-1.5, 1.3),
+                  (1.5, -1.3), (-1.5, -1.3), (0, 2.6), (0, -2.6), (2.9, 0), (-2.9, 0),
+                  (2.6, 2.4), (-2.6, 2.4), (2.6, -2.4), (-2.6, -2.4), (0, 3.8), (0, -3.8)]
+
+
+def place_labels(fig: Figure) -> int:
+    """Move target labels so that none covers another label, the north arrow or the scale
+    bar (a leader line joins a moved label to its target); returns how many still overlap.
+
+    Runs after the layout is fixed; candidate positions are tried in :data:`_LABEL_OFFSETS`
+    order, the best-ranked labels first.
+    """
+    from matplotlib.offsetbox import AnchoredOffsetbox
+
+    from oremap.targets import TARGET_LABEL_GID
+
+    fig.draw_without_rendering()
+    renderer = fig._get_renderer()  # noqa: SLF001 - the layout's renderer, for text extents
+    left = 0
+    for ax in fig.axes:
+        labels = [t for t in ax.texts if t.get_gid() == TARGET_LABEL_GID]
+        if not labels:
+            continue
+        frame = ax.get_window_extent(renderer)
+        taken = [t.get_window_extent(renderer).expanded(1.15, 1.3)
+                 for t in ax.texts if t.get_gid() == _NORTH_GID]
+        taken += [a.get_window_extent(renderer) for a in ax.artists
+                  if isinstance(a, AnchoredOffsetbox)]
+        for label in labels:
+            height = label.get_fontsize() * 1.5
+            best = None
+            for dx, dy in _LABEL_OFFSETS:
+                label.set_position((dx * height, dy * height))
+                box = _text_box(label, renderer)
+                inside = (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
+                          and box.y1 <= frame.y1)
+                if inside and not any(box.overlaps(t) for t in taken):
+                    best = box
+                    break
+            if best is None:
+                label.set_position((0, 0))
+                best = _text_box(label, renderer)
+                left += 1
+            taken.append(best)
+    return left
+
+
+def _text_box(label: Any, renderer: Any) -> Any:
+    """Window extent of an annotation's text and its box, without its leader line."""
+    from matplotlib.text import Text
+
+    label.update_positions(renderer)
+    return Text.get_window_extent(label, renderer).expanded(1.3, 1.4)
 
 
 def _check_map(array: np.ndarray, grid: Grid, what: str) -> np.ndarray:
@@ -600,6 +657,29 @@ def _draw_map(ax: Axes, arr: np.ndarray, grid: Grid, cmap: Colormap, vmin: float
     return image, handles
 
 
+_OVERLAY_COLOURS = ("0.1", "#6a3d9a", "#b15928", "#1f78b4", "#e31a1c", "#33a02c")
+
+
+def _draw_overlays(ax: Axes, grid: Grid, overlays: Mapping[str, gpd.GeoDataFrame]) -> list:
+    """Input geology over the map; one legend handle per layer."""
+    handles: list = []
+    for (name, gdf), colour in zip(overlays.items(), _OVERLAY_COLOURS * 10, strict=False):
+        if gdf is None or not len(gdf):
+            continue
+        gdf = to_grid_crs(gdf, grid, name)
+        kinds = set(gdf.geom_type)
+        if kinds <= {"Point", "MultiPoint"}:
+            gdf.plot(ax=ax, marker="o", color="white", edgecolor=colour, markersize=14,
+                     linewidth=0.8, zorder=4)
+            handles.append(Line2D([], [], marker="o", color=colour, markerfacecolor="white",
+                                  linestyle="none", label=name))
+        else:
+            lines = gdf.boundary if kinds <= {"Polygon", "MultiPolygon"} else gdf
+            lines.plot(ax=ax, color=colour, linewidth=0.5, alpha=0.8, zorder=3)
+            handles.append(Line2D([], [], color=colour, linewidth=0.8, label=name))
+    return handles
+
+
 def _draw_orebodies(ax: Axes, orebodies: gpd.GeoDataFrame) -> list:
     kinds = orebodies.geom_type
     points = orebodies[kinds.isin(["Point", "MultiPoint"])]
@@ -617,12 +697,13 @@ def _draw_orebodies(ax: Axes, orebodies: gpd.GeoDataFrame) -> list:
 def _map_figure(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.PathLike, *,
                 title: str, orebodies: gpd.GeoDataFrame | None, cells: gpd.GeoDataFrame | None,
                 targets: gpd.GeoDataFrame | None, vmin: float, vmax: float, legend_label: str,
-                cmap: Colormap, ncols: int) -> Path:
+                cmap: Colormap, ncols: int, panel: float = 4.6,
+                overlays: Mapping[str, gpd.GeoDataFrame] | None = None) -> Path:
     names = list(arrays)
     ncols = max(1, min(ncols, len(names)))
     nrows = -(-len(names) // ncols)
     aspect = min(max(grid.height / grid.width, 0.3), 2.0)  # keep figures printable
-    fig = Figure(figsize=(4.6 * ncols + 1.2, max(3.0, 4.6 * aspect) * nrows + 0.8),
+    fig = Figure(figsize=(panel * ncols + 1.2, max(3.0, panel * aspect) * nrows + 0.8),
                  layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
@@ -630,6 +711,7 @@ def _map_figure(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.Pat
         panel_title = name if len(names) > 1 else title
         image, handles = _draw_map(ax, arr, grid, cmap, vmin, vmax, panel_title, orebodies,
                                    cells, targets)
+        handles += _draw_overlays(ax, grid, overlays or {})
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
     bar = fig.colorbar(image, ax=list(axes.flat), shrink=0.8)
@@ -637,6 +719,8 @@ def _map_figure(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.Pat
     if len(names) > 1:
         fig.suptitle(title)
     _add_legend(fig, handles)
+    if targets is not None and len(targets):
+        place_labels(fig)
     return io.save_figure(fig, path)
 
 
@@ -651,8 +735,9 @@ def plot_prospectivity(array: np.ndarray, grid: Grid, path: str | os.PathLike, *
                        cells: gpd.GeoDataFrame | None = None,
                        targets: gpd.GeoDataFrame | None = None, vmin: float = 0.0,
                        vmax: float = 1.0, legend_label: str = "P(ore)",
-                       cmap: Colormap | str | None = None) -> Path:
-    """Draw a prospectivity map (low blue, medium green, high red) and save it.
+                       cmap: Colormap | str | None = None,
+                       overlays: Mapping[str, gpd.GeoDataFrame] | None = None) -> Path:
+    """Draw a prospectivity map (low blue, medium green, high red) and save it, 1,200 px wide.
 
     Parameters
     ----------
@@ -676,10 +761,14 @@ def plot_prospectivity(array: np.ndarray, grid: Grid, path: str | os.PathLike, *
         Colour bar label.
     cmap : Colormap, name or None
         Default :data:`PROSPECTIVITY_CMAP` (see :func:`prospectivity_cmap` for why).
+    overlays : mapping of name -> GeoDataFrame, or None
+        Input geology drawn over the map (faults and shear zones as thin dark lines, polygons
+        as outlines, points such as drill holes as small circles), each named in the legend.
 
     The figure has a colour bar, a legend of the overlays, a scale bar (projected CRSs), a
-    grid-north arrow and map coordinates with the CRS's axis names and units. Vector layers in
-    another CRS are reprojected to the grid's CRS.
+    grid-north arrow and map coordinates with the CRS's axis names and units; target labels
+    never cover each other, the arrow or the scale bar. Vector layers in another CRS are
+    reprojected to the grid's CRS.
 
     Raises
     ------
@@ -690,7 +779,8 @@ def plot_prospectivity(array: np.ndarray, grid: Grid, path: str | os.PathLike, *
     """
     return _map_figure({title: array}, grid, path, title=title, orebodies=orebodies,
                        cells=cells, targets=targets, vmin=vmin, vmax=vmax,
-                       legend_label=legend_label, cmap=_cmap(cmap), ncols=1)
+                       legend_label=legend_label, cmap=_cmap(cmap), ncols=1, panel=8.8,
+                       overlays=overlays)
 
 
 def plot_panels(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.PathLike, *,

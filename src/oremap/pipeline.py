@@ -293,10 +293,23 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
                                   uncertainty=target[2], orebodies=orebodies)
         targets.write_targets(tg, run.root / contract.file("maps", "targets"),
                               run.root / contract.file("maps", "targets_csv"))
+        overlays = {}
+        for g in config.geology:  # each source once, however many layers it feeds
+            name = g.layer or Path(g.path).stem
+            if name not in overlays:
+                overlays[name] = read_source(g, grid, what=f"[[geology]] {g.name!r}",
+                                             allow_empty=True)
+        for i, src in enumerate(config.labels.barren):
+            overlays[f"barren records {i + 1}" if len(config.labels.barren) > 1
+                     else "barren records"] = read_source(
+                src, grid, what=f"[[labels.barren]] #{i + 1}", allow_empty=True)
+        what = (f"rule {rule.replace('_', ' ')}" if "cell map" in extra["target_map"]
+                else "weighted average, sliding window")
         maps.plot_prospectivity(target[0], target[1], out / "map_ensemble.png",
-                                title=f"Ensemble prospectivity ({rule.replace('_', ' ')})",
+                                title=f"Ensemble prospectivity ({what}) and target areas",
                                 orebodies=orebodies,
-                                cells=cells.loc[cells["usable"].astype(bool)], targets=tg)
+                                cells=cells.loc[cells["usable"].astype(bool)], targets=tg,
+                                overlays=overlays)
         ev.write_rate_curves(table, members, rules, out)
         probs = [c for c in table.columns if c.startswith(("p_", "oof_", "ens_", "pred_"))]
         per_cell = cells[["id", "row", "col", "label", "usable", "geometry"]].merge(

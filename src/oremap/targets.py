@@ -304,6 +304,10 @@ def write_targets(gdf: gpd.GeoDataFrame, path_gpkg: str | os.PathLike,
     return (io.write_vector(path_gpkg, gdf, layer="targets"), io.write_csv(path_csv, table))
 
 
+#: ``gid`` of the target labels drawn by :func:`label_targets_on_axes`.
+TARGET_LABEL_GID = "oremap-target-label"
+
+
 def label_targets_on_axes(ax: Any, gdf: gpd.GeoDataFrame, *, outline: bool = True,
                           fontsize: float = 9.0, max_labels: int | None = 20) -> None:
     """Draw target areas on matplotlib axes: dashed outlines and their ``rank`` labels.
@@ -322,7 +326,12 @@ def label_targets_on_axes(ax: Any, gdf: gpd.GeoDataFrame, *, outline: bool = Tru
     if max_labels is not None:
         gdf = gdf.head(max_labels)
     for rank, point in zip(gdf["rank"], gdf.geometry.representative_point(), strict=True):
-        ax.annotate(str(rank), xy=(point.x, point.y), ha="center", va="center",
-                    fontsize=fontsize, fontweight="bold", zorder=7,
+        # placed at the point; oremap.maps moves labels that would cover another label, the
+        # north arrow or the scale bar, with a leader line back to the point
+        ax.annotate(str(rank), xy=(point.x, point.y), xytext=(0, 0), textcoords="offset points",
+                    ha="center", va="center", fontsize=fontsize, fontweight="bold", zorder=7,
+                    gid=TARGET_LABEL_GID,
                     bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.85,
-                          "edgecolor": "black", "linewidth": 0.6})
+                          "edgecolor": "black", "linewidth": 0.6},
+                    arrowprops={"arrowstyle": "-", "color": "black", "linewidth": 0.7,
+                                "shrinkA": 0, "shrinkB": 0})
