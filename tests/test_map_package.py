@@ -162,3 +162,16 @@ def test_tables_for_gis_carry_coordinates_curve_points_and_every_probability(run
         merged = per_cell.set_index("id").loc[table["cell_id"], col].to_numpy()
         np.testing.assert_allclose(merged, table[col].to_numpy())
     assert per_cell.loc[~per_cell["usable"].astype(bool), "p_lenet"].isna().all()
+
+
+def test_geopackages_are_version_1_2_for_older_gdal(run: Path) -> None:
+    import sqlite3
+
+    for gpkg in (run / "maps" / "targets.gpkg", run / "maps" / "cells.gpkg",
+                 run / "samples" / "cells.gpkg"):
+        con = sqlite3.connect(gpkg)
+        try:
+            assert con.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47  # "GPKG"
+            assert con.execute("PRAGMA user_version").fetchone()[0] == 10200
+        finally:
+            con.close()

@@ -495,9 +495,15 @@ def read_table(path: PathLike, *, what: str = "table") -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+#: GeoPackage version written: 1.2, which every GDAL since 2.2 (QGIS 3, ArcGIS Pro) reads
+#: without a warning (GDAL 3.10 would write 1.4, which GDAL 3.6 warns about).
+GPKG_VERSION = "1.2"
+
+
 def write_vector(path: PathLike, gdf: gpd.GeoDataFrame, *, layer: str | None = None) -> Path:
     """Write a GeoDataFrame as a GeoPackage (or by extension), atomically, replacing the file."""
     path = Path(path)
+    options = {"VERSION": GPKG_VERSION} if path.suffix.lower() == ".gpkg" else {}
     with atomic_path(path) as tmp:
-        gdf.to_file(tmp, layer=layer or path.stem, engine="pyogrio")
+        gdf.to_file(tmp, layer=layer or path.stem, engine="pyogrio", dataset_options=options)
     return path
