@@ -880,8 +880,11 @@ def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
                               tags={**tags, "threshold": threshold})
     usable = cells.loc[cells["usable"].astype(bool)]
     plot_panels({m: rasters[m] for m in members}, cgrid, out / "maps_models.png",
+                title="Members: P(ore) of each network and baseline (cell maps)",
                 orebodies=orebodies, cells=usable)
     plot_panels({x: rasters[x] for x in rules}, cgrid, out / "maps_rules.png",
+                title="Ensemble rules: P(ore), or ore vote share for the voting rules "
+                      "(cell maps)", legend_label="P(ore) or vote share",
                 orebodies=orebodies, cells=usable)
     probs = np.vstack([table[f"p_{m}"].to_numpy() for m in members])
     std, entropy = uncertainty(probs, threshold=threshold)
