@@ -166,7 +166,7 @@ figcaption{color:#444;font-size:.9em}
 .row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
 .row>div{min-width:0;max-width:100%}
 .truncated{color:#777;font-size:.85em}
-td.text{overflow-wrap:anywhere;max-width:36em}th{max-width:36em}
+td.text{overflow-wrap:anywhere;max-width:22em}th{max-width:22em}
 .warn{background:#fdecea;border-left:4px solid #c62828;padding:.5em .8em;margin:.6em 0}
 .answer{font-size:1.08em;background:#eef5ec;border-left:4px solid #2e7d32;padding:.6em .9em}
 details{margin:.6em 0}summary{cursor:pointer;color:#2c4f8f;font-weight:600}
@@ -187,7 +187,9 @@ def _cell(value: Any) -> tuple[str, bool]:
         return str(int(value)), False
     if isinstance(value, numbers.Real):
         v = float(value)
-        return ("\u2013" if math.isnan(v) else f"{v:.3f}"), False
+        if math.isnan(v):
+            return "\u2013", False
+        return (f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.3f}"), False
     return html.escape(str(value)), True
 
 
@@ -196,7 +198,9 @@ def _render_table(block: Table) -> str:
     if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None:
         df = df.reset_index()
     shown = df.head(block.max_rows)
-    head = "".join(f'<th class="text">{html.escape(str(c))}</th>' for c in shown.columns)
+    # long snake_case headers may break after each underscore, so columns narrow to their values
+    head = "".join(f'<th class="text">{html.escape(str(c)).replace("_", "_<wbr>")}</th>'
+                   for c in shown.columns)
     rows = []
     for record in shown.itertuples(index=False, name=None):
         cells = [_cell(v) for v in record]
@@ -499,7 +503,14 @@ def _data_summary(run: _Run) -> list[Block]:
                   for layer in stack.get("layers", []) if isinstance(layer, dict)]
         blocks.append(_heading("Evidence stack"))
         if layers:
-            blocks.append(Table(pd.DataFrame(layers), f"Evidence layers ({len(layers)})"))
+            df = pd.DataFrame(layers)
+            main = [c for c in ("name", "kind", "measure", "units", "min", "max", "mean",
+                                "valid_fraction", "n_used", "n_dropped", "seconds")
+                    if c in df.columns]
+            rest = ["name", *[c for c in df.columns if c not in main]]
+            blocks.append(Table(df[main], f"Evidence layers ({len(layers)})"))
+            blocks.append(Details("Sources, parameters and checksums of the evidence layers",
+                                  [Table(df[rest])]))
         if isinstance(stack.get("grid"), dict):
             blocks.append(Details("Grid", _json_blocks(stack["grid"], "Grid")))
     elif run.ran("evidence"):
@@ -599,7 +610,12 @@ def _maps(run: _Run) -> list[Block]:
 def _targets(run: _Run) -> list[Block]:
     if not run.ran("maps"):
         return [Missing("maps", F("maps", "targets_csv"))]
-    return run.table(F("maps", "targets_csv"), "Ranked target areas (area in squared map units)")
+    blocks = run.table(F("maps", "targets_csv"), "Ranked target areas (area in squared map "
+                       "units; the full table, with bounds and deposit ids, is maps/targets.csv)")
+    keep = ["rank", "score", "area", "area_share", "mean_prob", "max_prob", "mean_uncertainty",
+            "n_orebodies", "x_centroid", "y_centroid"]
+    return [Table(b.df[[c for c in keep if c in b.df.columns]], b.caption)
+            if isinstance(b, Table) else b for b in blocks]
 
 
 def _success_rate(run: _Run) -> list[Block]:
