@@ -251,7 +251,7 @@ def _drivers(run_dir: Path, name: str,
         imp = imp.loc[imp["member"] == name]
     imp = imp.assign(layer=imp["layer"].str.split("@").str[0])
     top = imp.groupby("layer")["auc_drop_mean"].sum().sort_values(ascending=False)
-    top = top.head(DRIVERS)
+    top = top[top > 0].head(DRIVERS)  # a layer whose shuffling costs nothing drives nothing
     polygons = gpd.read_file(gpkg)
     if len(polygons) != len(targets):
         return None, {}
