@@ -104,7 +104,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
                  "table1_random": "evaluate/table1_random.csv",
                  "test_probs": "evaluate/test_probs.npz",
                  "validation_probs": "evaluate/validation_probs.npz",
-                 "importance": "evaluate/importance.csv"}),
+                 "importance": "evaluate/importance.csv", "woe": "evaluate/woe_table.csv"}),
     Stage("predict", "P(ore) of every usable cell from every model",
           needs=("evidence", "samples", "train"), config=("predict", "samples.context"),
           folders=("predict",),

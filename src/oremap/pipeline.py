@@ -158,6 +158,12 @@ def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
         ev.write_held_out_figures({m: crops.pooled(m) for m in members}, out, threshold=thr)
         ss = load_sample_set(samples)
         f0 = crops.folds[0]
+        if "woe" in members:  # weights of evidence of fold 0, for the report
+            from oremap.baselines import Baseline
+
+            woe = Baseline.load(train / "fold0" / "woe" / "model.pkl")
+            if hasattr(woe, "woe_table"):
+                io.write_csv(run.root / contract.file("evaluate", "woe"), woe.woe_table())
         ev.write_importance({m: load_member(m, train / "fold0") for m in members},
                             ss.normalised(f0.indices, 0), f0.y, ss.layer_names, out,
                             n_repeats=config.maps.permutation_repeats, seed=config.seed)

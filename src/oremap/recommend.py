@@ -117,7 +117,11 @@ def recommend(run_dir: Path) -> Recommendation | None:
         return None
     comp = pd.read_csv(comp_path, index_col=0)
     table = pd.read_csv(table_path)
-    metric = "cell_roc_auc" if comp["cell_roc_auc_mean"].notna().any() else "roc_auc"
+    needed = {"kind", "roc_auc_mean", "roc_auc_folds", "prediction_rate_auc_mean"}
+    if not needed <= set(comp.columns) or comp.empty:
+        return None
+    metric = "cell_roc_auc" if "cell_roc_auc_mean" in comp and \
+        comp["cell_roc_auc_mean"].notna().any() else "roc_auc"
     ranked = comp.sort_values(f"{metric}_mean", ascending=False)
     name = str(ranked.index[0])
     kind = str(ranked.loc[name, "kind"])
@@ -134,6 +138,12 @@ def recommend(run_dir: Path) -> Recommendation | None:
     what = "held-out cells" if metric == "cell_roc_auc" else "held-out crops"
     reason = (f"{name} ({'ensemble rule' if kind == 'rule' else kind}) ranks the {what} best: "
               f"ROC AUC {score.text()}")
+    pra = [float(x) for x in str(ranked.loc[name].get("prediction_rate_auc_folds", "")).split()
+           if x != "nan"]
+    if len(pra) >= 2:
+        low_p, high_p = fold_interval(pra)
+        reason += (f"; prediction-rate AUC {np.mean(pra):.3f} (95 % interval {low_p:.3f} to "
+                   f"{high_p:.3f})")
     if len(ranked) > 1:
         second = str(ranked.index[1])
         reason += (f"; next is {second} with {ranked.loc[second, f'{metric}_mean']:.3f}")

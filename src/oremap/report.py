@@ -454,7 +454,11 @@ def _summary(run: _Run) -> list[Block]:
     except (OSError, ValueError, KeyError) as exc:
         return [Note(f"The summary could not be computed ({type(exc).__name__}: {exc}).")]
     if rec is None:
-        return [Missing("ensemble", F("ensemble", "comparison"))]
+        if not run.ran("ensemble"):
+            return [Missing("ensemble", F("ensemble", "comparison"))]
+        return [Note("No recommendation: this run has no held-out comparison of members and "
+                     f"rules ({F('ensemble', 'comparison')} with held-out ROC AUC per fold, "
+                     f"and {F('ensemble', 'table')}); rerun the ensemble stage.")]
     blocks: list[Block] = [Paragraph(
         f'<p class="answer"><strong>Recommended map: {html.escape(rec.name)}</strong> '
         f"({html.escape(rec.map_file)}). {html.escape(rec.reason)}</p>", trusted_html=True)]
@@ -567,6 +571,9 @@ def _evaluation(run: _Run) -> list[Block]:
                           ("calibration", "Calibration (reliability) diagram")):
         blocks += run.image(f"evaluate/{name}.png", caption)
     blocks += run.table(F("evaluate", "importance"), "Permutation importance of evidence layers")
+    blocks += run.table(F("evaluate", "woe"), "Weights of evidence (fold 0): W+, W-, contrast C "
+                        "and studentised contrast per layer, at the cutoff that maximises it",
+                        optional=True)
     blocks += run.image("evaluate/importance.png", "Permutation importance")
     return blocks + run.extra_images("evaluate", skip=[
         p.relative_to(run.dir).as_posix() for p in matrices])
@@ -590,8 +597,8 @@ def _ensembles(run: _Run) -> list[Block]:
     winner = run.text(F("ensemble", "comparison_md"))
     if winner:  # the verdict lines, as text (the table itself is shown above)
         for line in winner.splitlines():
-            if line.startswith("- "):
-                blocks.append(Paragraph(line[2:].replace("**", "")))
+            if line.strip() and not line.lstrip().startswith("|"):
+                blocks.append(Paragraph(line.removeprefix("- ").replace("**", "")))
     return blocks + run.extra_images("ensemble")
 
 
@@ -614,16 +621,35 @@ def _targets(run: _Run) -> list[Block]:
                        "units; the full table, with bounds and deposit ids, is maps/targets.csv)")
     keep = ["rank", "score", "area", "area_share", "mean_prob", "max_prob", "mean_uncertainty",
             "n_orebodies", "x_centroid", "y_centroid"]
-    return [Table(b.df[[c for c in keep if c in b.df.columns]], b.caption)
-            if isinstance(b, Table) else b for b in blocks]
+    out: list[Block] = []
+    for b in blocks:
+        if isinstance(b, Table):
+            rest = ["rank", *[c for c in b.df.columns if c not in keep]]
+            out += [Table(b.df[[c for c in keep if c in b.df.columns]], b.caption),
+                    Details("The other columns (bounds, known deposit ids)",
+                            [Table(b.df[rest])])]
+        else:
+            out.append(b)
+    return out
 
 
 def _success_rate(run: _Run) -> list[Block]:
     if not run.ran("maps"):
         return [Missing("maps", "maps/success_rate.png")]
-    return [*run.image("maps/success_rate.png", "Success-rate curves"),
-            *run.table(F("maps", "success_rate"), "Success-rate curve summary"),
-            *run.image("maps/prediction_rate.png", "Prediction-rate curves", optional=True)]
+    curves = [*run.image("maps/success_rate.png", "Success rate: all known deposits against "
+                         "the final maps"),
+              *run.image("maps/prediction_rate.png", "Prediction rate: held-out deposits, each "
+                         "scored by the model that did not see it", optional=True)]
+    return [Paragraph("Which curve to believe: the prediction rate. The success rate scores the "
+                      "maps on the deposits they were trained on, so it flatters a model that "
+                      "memorises them; the prediction rate scores each deposit cell with the "
+                      "fold model that never saw it, as a new deposit would be. The table gives "
+                      "both AUCs and the share of deposits inside the top 5, 10 and 20 % of "
+                      "the area."),
+            Row(curves) if len(curves) > 1 else curves[0] if curves else Missing(
+                "maps", "maps/success_rate.png", ran=True),
+            *run.table(F("maps", "success_rate"), "Success- and prediction-rate AUC and area "
+                       "capture")]
 
 
 def _hidden_truth(run: _Run) -> list[Block]:
