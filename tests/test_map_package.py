@@ -47,7 +47,11 @@ def test_every_map_is_a_valid_cog_that_says_what_it_holds(run: Path) -> None:
                 "P(ore)", "ore vote share", "probability std", "vote entropy")
             assert src.crs is not None
     with rasterio.open(run / "maps" / "uncertainty_entropy.tif") as src:
-        assert src.tags()["units"] == "bits"
+        assert src.tags()["units"] == "bits" and src.tags()["run"] == "copper_queensland"
+    with rasterio.open(run / "maps" / "prob_lenet.tif") as src:
+        tags = src.tags()
+        assert tags["name"] == "lenet" and tags["kind"] == "network"
+        assert float(tags["threshold"]) == 0.5 and tags["run"] == "copper_queensland"
     with rasterio.open(run / "maps" / "prob_weighted_voting.tif") as src:
         assert src.descriptions[0].startswith("ore vote share weighted_voting (rule")
 

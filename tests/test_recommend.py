@@ -29,3 +29,18 @@ def test_bootstrap_interval_covers_the_auc_and_narrows_with_more_cells() -> None
         assert low < roc_auc(y, s) < high
         widths.append(high - low)
     assert widths[1] < widths[0] / 2
+
+
+def test_calibration_error_is_zero_when_p_matches_the_observed_share() -> None:
+    import pandas as pd
+
+    from oremap.recommend import calibration_error
+
+    # 10 cells at 0.25 with 1 in 4 deposits... in blocks: perfectly calibrated bins
+    p = np.repeat([0.25, 0.75], 8)
+    y = np.r_[np.tile([1, 0, 0, 0], 2), np.tile([1, 1, 1, 0], 2)]
+    table = pd.DataFrame({"label": y, "oof_net": p})
+    assert calibration_error(table, "net") == pytest.approx(0.0)
+    inflated = table.assign(oof_net=np.where(p < 0.5, 0.75, 0.95))  # class-weighted look
+    assert calibration_error(inflated, "net") == pytest.approx((0.5 + 0.2) / 2)
+    assert np.isnan(calibration_error(table, "missing"))

@@ -862,8 +862,11 @@ class CellMaps:
 
 def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
                     members: Sequence[str], rules: Sequence[str], out: Path, *,
-                    threshold: float, orebodies: gpd.GeoDataFrame | None = None) -> CellMaps:
+                    threshold: float, orebodies: gpd.GeoDataFrame | None = None,
+                    run_tags: Mapping[str, str] | None = None) -> CellMaps:
     """Write ``prob_<member|rule>.tif``, ``uncertainty_{std,entropy}.tif`` and their figures.
+
+    ``run_tags`` (e.g. the run's name and oremap's version) are added to every map's tags.
 
     ``table`` has one row per usable cell with ``row``, ``col``, ``p_<member>`` and
     ``ens_<rule>`` columns (``ensemble/ensemble.csv``); ``cells`` are all cells of the study
@@ -877,7 +880,7 @@ def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
     for name, arr in rasters.items():
         band, tags = describe_map(name)
         write_probability_map(out / f"prob_{name}.tif", arr, cgrid, band_name=band,
-                              tags={**tags, "threshold": threshold})
+                              tags={**tags, "threshold": threshold, **(run_tags or {})})
     usable = cells.loc[cells["usable"].astype(bool)]
     plot_panels({m: rasters[m] for m in members}, cgrid, out / "maps_models.png",
                 title="Members: P(ore) of each network and baseline (cell maps)",
@@ -889,7 +892,7 @@ def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
     probs = np.vstack([table[f"p_{m}"].to_numpy() for m in members])
     std, entropy = uncertainty(probs, threshold=threshold)
     std_r, ent_r = cells_to_raster(r, c, std, cgrid), cells_to_raster(r, c, entropy, cgrid)
-    members_tag = {"members": ",".join(members)}
+    members_tag = {"members": ",".join(members), **(run_tags or {})}
     write_probability_map(out / "uncertainty_std.tif", std_r, cgrid,
                           band_name="std of P(ore) across members",
                           tags={"quantity": "probability std", **members_tag}, style="std")

@@ -285,7 +285,10 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
         cells = gpd.read_file(run.root / contract.file("samples", "cells"))
         grid = make_grid(config)
         orebodies = read_source(config.labels.orebodies, grid, what="[labels.orebodies]")
+        from oremap import __version__
+
         cm = maps.write_cell_maps(table, cells, grid, members, rules, out,
+                                  run_tags={"run": config.name, "oremap": __version__},
                                   threshold=config.predict.threshold, orebodies=orebodies)
         rule = config.maps.target_rule if config.maps.target_rule in rules else rules[0]
         target = (cm.rasters[rule], cm.grid, cm.std)

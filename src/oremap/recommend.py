@@ -211,12 +211,43 @@ def _warnings(run_dir: Path, table: pd.DataFrame, comp: pd.DataFrame,
     if math.isfinite(rec.score.low) and rec.score.high - rec.score.low > 0.2:
         out.append(f"The interval of the recommended map is wide ({rec.score.low:.2f} to "
                    f"{rec.score.high:.2f}): its ranking of the area is uncertain.")
-    flat = [m for m in comp.index[comp["kind"] == "network"]
-            if f"p_{m}" in table and table[f"p_{m}"].std() < NEAR_CONSTANT_STD]
+    nets = list(comp.index[comp["kind"] == "network"])
+    flat = [m for m in nets if f"p_{m}" in table and table[f"p_{m}"].std() < NEAR_CONSTANT_STD]
     if flat:
         out.append(f"Near-constant map (P(ore) std < {NEAR_CONSTANT_STD} over cells): "
                    f"{', '.join(flat)}; such a network has not learned to rank the area.")
+    errors = {m: calibration_error(table, m) for m in nets}
+    bad = {m: e for m, e in errors.items() if e > MAX_CALIBRATION_ERROR}
+    if bad:
+        out.append("Badly calibrated (expected calibration error on held-out cells above "
+                   f"{MAX_CALIBRATION_ERROR}): "
+                   + ", ".join(f"{m} {e:.2f}" for m, e in bad.items())
+                   + ". Their P(ore) is a ranking, not the chance of a deposit (class-weighted "
+                   "training inflates it where deposits are rare): threshold by area share, "
+                   "not at 0.5.")
     return out
+
+
+#: Above this expected calibration error the summary warns that P(ore) is not a probability.
+MAX_CALIBRATION_ERROR = 0.25
+
+
+def calibration_error(table: pd.DataFrame, member: str, *, bins: int = 10) -> float:
+    """Expected calibration error of ``member`` on the held-out labelled cells (``oof_``):
+    the count-weighted mean gap between predicted P(ore) and the observed share of deposits
+    over ``bins`` equal-width bins; NaN without held-out cells."""
+    from oremap.evaluate import calibration_bins
+
+    col = f"oof_{member}"
+    if col not in table:
+        return float("nan")
+    rows = table.loc[table["label"].isin([0, 1]) & table[col].notna()]
+    if rows.empty:
+        return float("nan")
+    b = calibration_bins(rows["label"].to_numpy(), rows[col].to_numpy(), bins=bins)
+    b = b.loc[b["count"] > 0]
+    gap = (b["mean_predicted"] - b["observed_frequency"]).abs()
+    return float((gap * b["count"]).sum() / b["count"].sum())
 
 
 def _targets(run_dir: Path, name: str) -> tuple[pd.DataFrame | None, dict[str, float]]:
