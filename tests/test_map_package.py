@@ -179,3 +179,16 @@ def test_geopackages_are_version_1_2_for_older_gdal(run: Path) -> None:
             assert con.execute("PRAGMA user_version").fetchone()[0] == 10200
         finally:
             con.close()
+
+
+def test_report_of_a_cross_validated_run_fits_the_screen(run: Path) -> None:
+    from oremap.browser import chromium, probe
+
+    if chromium() is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    facts = probe(run / "report" / "report.html")
+    assert facts["too_wide"] == [] and facts["broken_images"] == []
+    assert facts["answer_top"] < facts["viewport"][1]
+    html = (run / "report" / "report.html").read_text()
+    assert "t interval over 4 folds" in html  # block CV: the interval is over folds
+    assert "\u00b1" in html  # fold tables as mean +- std

@@ -355,7 +355,7 @@ class _Run:
         except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
             return [Note(f"{rel} could not be read as a CSV table ({exc}).")]
         # a table written with its index has an unnamed first column
-        return [Table(df.rename(columns={"Unnamed: 0": ""}), caption)]
+        return [Table(_merge_mean_std(df.rename(columns={"Unnamed: 0": ""})), caption)]
 
     def json(self, rel: str) -> tuple[Any, list[Block]]:
         """(parsed JSON or None, blocks with a note when absent or unreadable)."""
@@ -385,6 +385,26 @@ class _Run:
             if rel not in skipped:
                 out.append(Image(path, rel))
         return out
+
+
+def _merge_mean_std(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns ``X_mean`` and ``X_std`` (fold summaries) shown as one column ``X``:
+    "mean ± std", so that fold tables fit the page."""
+    out = df.copy()
+    for col in list(df.columns):
+        name = str(col)
+        if not name.endswith("_mean") or f"{name[:-5]}_std" not in df.columns:
+            continue
+        base, std = name[:-5], f"{name[:-5]}_std"
+        mean_v = pd.to_numeric(df[col], errors="coerce")
+        std_v = pd.to_numeric(df[std], errors="coerce")
+        if mean_v.isna().all():
+            continue
+        merged = [("\u2013" if pd.isna(m) else f"{m:.3f}" if pd.isna(sd) else
+                   f"{m:.3f} \u00b1 {sd:.3f}") for m, sd in zip(mean_v, std_v)]
+        out.insert(out.columns.get_loc(col), base, merged)
+        out = out.drop(columns=[col, std])
+    return out
 
 
 def _heading(text: str) -> Paragraph:
