@@ -269,7 +269,7 @@ def _targets(run_dir: Path, name: str) -> tuple[pd.DataFrame | None, dict[str, f
     })
     drivers, importance = _drivers(run_dir, name, t)
     if drivers is not None:
-        for k in range(DRIVERS):
+        for k in range(max((len(d) for d in drivers), default=0)):
             out[f"driver {k + 1}"] = [d[k] if k < len(d) else "" for d in drivers]
     return out, importance
 
