@@ -245,7 +245,9 @@ def test_plot_prospectivity_draws_everything(tmp_path, grid, prob, monkeypatch) 
     assert path.read_bytes()[:4] == b"\x89PNG"
     assert {"I", "II", "N"} <= set(captured["texts"])
     assert captured["labels"] == ("Easting (m)", "Northing (m)")
-    assert captured["legend"] == ["no data", "cells", "target area", "known orebody"]
+    # one point and one polygon orebody: a legend symbol for each, as drawn
+    assert captured["legend"] == ["no data", "cells", "target area", "known orebody (point)",
+                                  "known orebody (outline)"]
     assert "AnchoredSizeBar" in captured["artists"]
     assert captured["fig"].axes[1].get_ylabel() == "P(ore)"  # the colour bar
 

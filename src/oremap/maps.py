@@ -690,8 +690,21 @@ def _draw_orebodies(ax: Axes, orebodies: gpd.GeoDataFrame) -> list:
     if len(others):
         others.boundary.plot(ax=ax, color="black", linewidth=1.2, zorder=5)
         others.boundary.plot(ax=ax, color="white", linewidth=0.5, zorder=6)
-    return [Line2D([], [], marker="*", color="black", markerfacecolor="white", markersize=10,
-                   linestyle="none", label="known orebody")]
+    handles = []  # legend symbols as drawn: stars for points, white-on-black outlines else
+    if len(points):
+        handles.append(Line2D([], [], marker="*", color="black", markerfacecolor="white",
+                              markersize=10, linestyle="none",
+                              label="known orebody" if not len(others) else
+                              "known orebody (point)"))
+    if len(others):
+        handles.append(Line2D([], [], color="black", linewidth=2.4,
+                              path_effects=[patheffects.Stroke(linewidth=2.4,
+                                                               foreground="black"),
+                                            patheffects.Stroke(linewidth=1.0,
+                                                               foreground="white")],
+                              label="known orebody" if not len(points) else
+                              "known orebody (outline)"))
+    return handles
 
 
 def _map_figure(arrays: Mapping[str, np.ndarray], grid: Grid, path: str | os.PathLike, *,
