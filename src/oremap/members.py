@@ -132,9 +132,15 @@ def load_member(name: str, fold_dir: Path, *, device: str = "cpu") -> PredictFn:
     # With inner validation, the epoch with the lowest validation loss (best.pt). Without, the
     # last epoch: best.pt is then chosen by the loss on the test split, and choosing a model on
     # the data that then scores it would make every figure optimistic.
-    model = load_trained(model_dir, which="last", device=device)
-    if model.oremap_meta.get("monitor") == "validation" and (model_dir / "best.pt").is_file():
+    # best.pt holds the small model alone (last.pt adds the optimiser): read it first, and the
+    # last epoch only when best.pt was not chosen on inner validation.
+    model = None
+    if (model_dir / "best.pt").is_file():
         model = load_trained(model_dir, which="best", device=device)
+        if model.oremap_meta.get("monitor") != "validation":
+            model = None
+    if model is None:
+        model = load_trained(model_dir, which="last", device=device)
     tta = model.oremap_meta["settings"].get("augment", "none") == "dihedral"
     return lambda x: predict_proba(model, x, device=device, tta=tta)
 
@@ -161,6 +167,39 @@ def ensemble_members(config: Config) -> list[str]:
         raise InputDataError(f"[ensemble] members {unknown} are not trained in [train]; "
                              f"trained: {config.members()}")
     return list(members)
+
+
+def held_out_probabilities(config: Config, samples_dir: Path, train_dir: Path, *,
+                           progress: bool = False
+                           ) -> tuple[TestProbabilities, TestProbabilities | None,
+                                      dict[str, PredictFn]]:
+    """P(ore) of every test crop and inner validation crop (None without inner validation),
+    per fold and member, loading each member once; and fold 0's members (for importance)."""
+    from tqdm.auto import tqdm
+
+    from oremap.samples import load_sample_set
+
+    ss = load_sample_set(samples_dir)
+    members = config.members()
+    test, val, fold0 = [], [], {}
+    with tqdm(total=ss.n_folds * len(members), desc="held-out crops", unit="member",
+              disable=not progress) as bar:
+        for fold in range(ss.n_folds):
+            te, va = ss.test_indices(fold), ss.validation_indices(fold)
+            x_te, x_va = ss.normalised(te, fold), ss.normalised(va, fold)
+            p_te, p_va = {}, {}
+            for m in members:
+                fn = load_member(m, train_dir / f"fold{fold}")
+                p_te[m] = fn(x_te)
+                if ss.has_validation:
+                    p_va[m] = fn(x_va)
+                if fold == 0:
+                    fold0[m] = fn
+                bar.update()
+            test.append(FoldProbabilities(indices=te, y=ss.y[te], probs=p_te))
+            val.append(FoldProbabilities(indices=va, y=ss.y[va], probs=p_va))
+    return (TestProbabilities(test), TestProbabilities(val) if ss.has_validation else None,
+            fold0)
 
 
 def crop_probabilities(config: Config, samples_dir: Path, train_dir: Path, *,

@@ -34,7 +34,7 @@ from oremap.members import (
     TestProbabilities,
     crop_probabilities,
     ensemble_members,
-    load_member,
+    held_out_probabilities,
     train_members,
 )
 from oremap.names import member_kind
@@ -142,12 +142,11 @@ def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
     members = config.members()
     with run.timed("evaluate"):
         out = run.stage("evaluate")
-        crops = crop_probabilities(config, samples, train, progress=progress)
+        crops, validation, fold0 = held_out_probabilities(config, samples, train,
+                                                          progress=progress)
         crops.save(run.root / contract.file("evaluate", "test_probs"))
-        if config.samples.validation > 0:
-            crop_probabilities(config, samples, train, which="validation",
-                               progress=progress).save(
-                run.root / contract.file("evaluate", "validation_probs"))
+        if validation is not None:
+            validation.save(run.root / contract.file("evaluate", "validation_probs"))
         t1, per_fold = crops.table1(members, threshold=config.predict.threshold)
         io.write_csv(run.root / contract.file("evaluate", "table1"), t1, index=True)
         io.write_text(run.root / contract.file("evaluate", "table1_md"), ev.table_to_markdown(t1))
@@ -164,7 +163,7 @@ def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
             woe = Baseline.load(train / "fold0" / "woe" / "model.pkl")
             if hasattr(woe, "woe_table"):
                 io.write_csv(run.root / contract.file("evaluate", "woe"), woe.woe_table())
-        ev.write_importance({m: load_member(m, train / "fold0") for m in members},
+        ev.write_importance(fold0,
                             ss.normalised(f0.indices, 0), f0.y, ss.layer_names, out,
                             n_repeats=config.maps.permutation_repeats, seed=config.seed)
         if (run.root / contract.file("train", "random_summary")).exists():
