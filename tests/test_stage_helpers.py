@@ -205,3 +205,19 @@ def test_held_out_cell_auc_scores_each_fold_with_the_model_that_did_not_see_it()
     assert out["logistic"] == [pytest.approx(1.0), pytest.approx(1.0)]
     # simple average fold 0: 0.75 (ore) vs 0.35 and 0.525 -> 1.0
     assert out["simple_average"] == [pytest.approx(1.0), pytest.approx(1.0)]
+
+
+def test_comparison_names_the_winner_with_its_fold_interval() -> None:
+    df = pd.DataFrame({
+        "kind": ["network", "rule"],
+        "cell_roc_auc_mean": [0.80, 0.85], "cell_roc_auc_std": [0.05, 0.05],
+        "cell_roc_auc_folds": ["0.75 0.80 0.85", "0.80 0.85 0.90"],
+        "roc_auc_mean": [0.8, 0.85], "roc_auc_std": [0.05, 0.05],
+        "roc_auc_folds": ["0.75 0.80 0.85", "0.80 0.85 0.90"],
+        "prediction_rate_auc_mean": [0.7, 0.72], "prediction_rate_auc_std": [0.1, 0.1],
+        "prediction_rate_auc_folds": ["0.6 0.7 0.8", "0.62 0.72 0.82"],
+        "success_rate_auc": [0.9, 0.91]}, index=pd.Index(["lenet", "stacking"], name="name"))
+    text = en.comparison_markdown(df, 3)
+    # mean 0.85, sd 0.05, t(0.975, 2) = 4.303: 0.85 +- 0.124 (clipped at 1)
+    assert "**stacking** (rule) wins with 0.850 (95 % interval over folds 0.726 to 0.974)" \
+        in text

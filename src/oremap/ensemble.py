@@ -1118,13 +1118,22 @@ def comparison_markdown(df: pd.DataFrame, n_folds: int) -> str:
         if not df[metric].notna().any():
             continue
         best = df[metric].idxmax()
+        folds_col = metric.replace("_mean", "_folds")
+        interval = ""
+        if folds_col in df.columns:
+            from oremap.recommend import fold_interval
+
+            values = [float(x) for x in str(df.loc[best, folds_col]).split() if x != "nan"]
+            low, high = fold_interval(values)
+            if np.isfinite(low):
+                interval = f" (95 % interval over folds {low:.3f} to {high:.3f})"
         per_kind = ", ".join(
             f"best {kind}: {df.loc[df['kind'] == kind, metric].idxmax()} "
             f"({df.loc[df['kind'] == kind, metric].max():.3f})"
             for kind in ("network", "baseline", "rule") if (df["kind"] == kind).any()
             and df.loc[df["kind"] == kind, metric].notna().any())
         text += (f"- By {what}, {scope}: **{best}** ({df.loc[best, 'kind']}) wins with "
-                 f"{df.loc[best, metric]:.3f}; {per_kind}.\n")
+                 f"{df.loc[best, metric]:.3f}{interval}; {per_kind}.\n")
     return text
 
 
