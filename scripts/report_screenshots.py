@@ -3,7 +3,7 @@
     .venv/bin/python scripts/report_screenshots.py RUN_DIR [--out docs]
 
 writes ``report_first_screen.png`` (what a reader sees on opening the report, 1400 x 900) and
-``report_maps.png`` (the maps section). Needs Debian's ``chromium``.
+``report_maps.png`` (the maps section), as 128-colour PNGs. Needs Debian's ``chromium``.
 """
 
 from __future__ import annotations
@@ -20,9 +20,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     args = ap.parse_args()
     html = args.run_dir / "report" / "report.html"
-    print(screenshot(html, args.out / "report_first_screen.png"))
-    print(screenshot(html, args.out / "report_maps.png", section="maps"))
+    for name, section in (("report_first_screen.png", ""), ("report_maps.png", "maps")):
+        print(_small(screenshot(html, args.out / name, section=section)))
     print(probe(html))
+
+
+def _small(png: Path) -> Path:
+    """Rewrite a screenshot with a 128-colour palette: the repository stays small."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        small = im.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+    small.save(png, optimize=True)
+    return png
 
 
 if __name__ == "__main__":

@@ -202,29 +202,11 @@ def held_out_probabilities(config: Config, samples_dir: Path, train_dir: Path, *
             fold0)
 
 
-def crop_probabilities(config: Config, samples_dir: Path, train_dir: Path, *,
-                       which: str = "test", progress: bool = False) -> TestProbabilities:
-    """P(ore) of every test crop (``which="test"``: the basis of every test-split figure) or
-    inner validation crop (``"validation"``: what the ensemble rules learn from), per fold and
-    member."""
-    from tqdm.auto import tqdm
-
-    from oremap.samples import load_sample_set
-
-    ss = load_sample_set(samples_dir)
-    folds = []
-    members = config.members()
-    with tqdm(total=ss.n_folds * len(members), desc=f"{which} crops", unit="member",
-              disable=not progress) as bar:
-        for fold in range(ss.n_folds):
-            te = ss.test_indices(fold) if which == "test" else ss.validation_indices(fold)
-            x_te = ss.normalised(te, fold)
-            probs = {}
-            for m in members:
-                probs[m] = load_member(m, train_dir / f"fold{fold}")(x_te)
-                bar.update()
-            folds.append(FoldProbabilities(indices=te, y=ss.y[te], probs=probs))
-    return TestProbabilities(folds)
+def crop_probabilities(config: Config, samples_dir: Path, train_dir: Path
+                       ) -> TestProbabilities:
+    """P(ore) of every test crop, per fold and member (the test figures of a sample set
+    without inner validation, such as the paper's random split)."""
+    return held_out_probabilities(config, samples_dir, train_dir)[0]
 
 
 @dataclass(frozen=True)

@@ -99,13 +99,26 @@ def write_style(tif: Path, kind: str, *, vmin: float | None = None,
         lo, hi = FIXED_RANGES[kind]
         ramp_kind = "probability" if kind == "probability" else "uncertainty"
     else:
-        arr, _ = io.read_raster(tif)
-        valid = arr[np.isfinite(arr)]
+        valid = _sample_values(tif)
         lo, hi = (np.percentile(valid, [2, 98]) if valid.size else (0.0, 1.0))
         ramp_kind = "evidence"
     lo = float(lo if vmin is None else vmin)
     hi = float(hi if vmax is None else vmax)
     return io.write_text(out or tif.with_suffix(".qml"), raster_qml(ramp_kind, lo, hi))
+
+
+def _sample_values(tif: Path, *, max_pixels: float = 4e6) -> np.ndarray:
+    """Valid values of a GeoTIFF read at a resolution of at most ``max_pixels`` (overviews or
+    decimation): enough for percentiles, bounded memory for paper-scale layers."""
+    import math
+
+    import rasterio
+
+    with rasterio.open(tif) as src:
+        factor = max(1, math.ceil(math.sqrt(src.width * src.height / max_pixels)))
+        shape = (max(1, src.height // factor), max(1, src.width // factor))
+        values = src.read(1, out_shape=shape, masked=True).astype(float).filled(np.nan)
+    return values[np.isfinite(values)]
 
 
 # --------------------------------------------------------------------------- the project
