@@ -130,12 +130,15 @@ def run_dataset(name: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict
     for n in cell_auc:
         stacked = pd.concat(maps_by_seed[n], axis=1)
         spread = float(stacked.std(axis=1, ddof=1).mean()) if stacked.shape[1] > 1 else np.nan
+        ranks = stacked.rank(axis=0, pct=True)  # each seed's map as percentile ranks of cells
+        rank_spread = float(ranks.std(axis=1, ddof=1).mean()) if stacked.shape[1] > 1 else np.nan
         row = dict(name=n, kind=member_kind(n),
                    cell_roc_auc_mean=np.mean(cell_auc[n]),
                    cell_roc_auc_std=np.std(cell_auc[n], ddof=1),
                    prediction_rate_auc_mean=np.nanmean(pra.get(n, [np.nan])),
                    prediction_rate_auc_std=np.nanstd(pra.get(n, [np.nan]), ddof=1),
-                   seed_spread=spread, folds_x_seeds=len(cell_auc[n]))
+                   seed_spread=spread, rank_spread=rank_spread,
+                   folds_x_seeds=len(cell_auc[n]))
         if truth_auc:
             row["hidden_truth_auc_mean"] = np.mean(truth_auc.get(n, [np.nan]))
         rows.append(row)
@@ -183,12 +186,20 @@ def criteria(df: pd.DataFrame, recommended: str = "stacking",
             line(bool(std[bn] <= 1.5 * std["random_forest"]),
                  f"best network's fold std {std[bn]:.3f} <= 1.5 x random forest's "
                  f"{std['random_forest']:.3f}")
-    spread = df["seed_spread"]
-    if spread.notna().any() and len(nets):
-        line(bool((spread[recommended] < spread[nets]).all()),
-             f"{recommended} seed spread {spread[recommended]:.3f} below every network's "
-             f"({', '.join(f'{n} {spread[n]:.3f}' for n in nets)})")
+    for col, what in (("rank_spread", "rank spread (percentile points / 100)"),
+                      ("seed_spread", "seed spread of raw P(ore)")):
+        spread = df[col] if col in df.columns else pd.Series(np.nan, index=df.index)
+        if spread.notna().any() and len(nets):
+            line(bool((spread[recommended] < spread[nets]).all()),
+                 f"{recommended} {what} {spread[recommended]:.3f} below every network's "
+                 f"({', '.join(f'{n} {spread[n]:.3f}' for n in nets)})")
     return [*out, ""]
+
+
+def _spreads(df: pd.DataFrame, col: str, nets: pd.Index) -> str:
+    if col not in df.columns or not len(nets):
+        return "n/a"
+    return f"{df.loc['weighted_average', col]:.3f} / {df.loc[nets, col].min():.3f}"
 
 
 def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
@@ -214,7 +225,10 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         "fold's held-out labelled cells, scored by the model that did not see them; rules "
         "combine those held-out scores with the fold's own parameters. Mean +- std over "
         "folds x seeds. Seed spread: mean over cells of the std of the final P(ore) across "
-        "seeds. The recommended ensemble is `weighted_average` with its weights from the inner "
+        "seeds; rank spread: the same of each cell's percentile rank in its map (0 to 1), "
+        "which a near-constant map cannot pass by being flat (a map that says 0.5 everywhere "
+        "has no P(ore) spread but ranks its cells at random). "
+        "The recommended ensemble is `weighted_average` with its weights from the inner "
         "validation cells (declared after the first full measurement, in which `stacking` had "
         "a larger seed spread than the networks); the checks are shown for it, for `stacking` "
         "and for `simple_average`. `copper_pu` and `murchison_pu` train the same data with "
@@ -226,10 +240,11 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
     ]
     lines += ["## Summary", "",
               "Cell-level held-out ROC AUC (mean +- std over folds x seeds) of the recommended "
-              "ensemble and of the best single member; seed spread of the ensemble and of the "
-              "least stable network; checks passed (see each data set).", "",
-              "| data set | weighted_average | best member | seed spread (ensemble / "
-              "networks' max) | checks passed |", "|:---|---:|---:|---:|---:|"]
+              "ensemble and of the best single member; seed spreads (ranks, then raw P(ore)) of "
+              "the ensemble and of the most stable network; checks passed (see each data set).",
+              "", "| data set | weighted_average | best member | rank spread (ensemble / "
+              "networks' min) | P(ore) spread (ensemble / networks' min) | checks passed |",
+              "|:---|---:|---:|---:|---:|---:|"]
     for name, df in results.items():
         if "weighted_average" not in df.index:
             continue
@@ -243,7 +258,7 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         lines.append(
             f"| {name} | {r['cell_roc_auc_mean']:.3f} +- {r['cell_roc_auc_std']:.3f} | {best} "
             f"{df.loc[best, 'cell_roc_auc_mean']:.3f} +- {df.loc[best, 'cell_roc_auc_std']:.3f}"
-            f" | {r['seed_spread']:.3f} / {df.loc[nets, 'seed_spread'].max():.3f} | "
+            f" | {_spreads(df, 'rank_spread', nets)} | {_spreads(df, 'seed_spread', nets)} | "
             f"{passed} of {total} |")
     lines.append("")
     for name, df in results.items():
@@ -251,7 +266,8 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         lines += [f"## {name}", "",
                   f"Run time per seed: {', '.join(f'{s:.0f} s' for s in info['seconds'])}.", ""]
         cols = ["kind", "cell_roc_auc_mean", "cell_roc_auc_std", "prediction_rate_auc_mean",
-                "prediction_rate_auc_std", "seed_spread"]
+                "prediction_rate_auc_std", "seed_spread",
+                *(["rank_spread"] if "rank_spread" in df.columns else [])]
         if "hidden_truth_auc_mean" in df.columns:
             cols.append("hidden_truth_auc_mean")
         head = "| name | " + " | ".join(c.replace("_", " ") for c in cols) + " |"

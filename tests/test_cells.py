@@ -227,6 +227,20 @@ def test_distance_strategy(km_cells):
     assert int((chosen["label"] == Label.NEGATIVE).sum()) == 4
 
 
+def test_distance_without_ratio_takes_every_candidate(km_cells):
+    ore = gdf(["a", "b"], [Point(X0 + 1500, Y0 + 8500), Point(X0 + 2500, Y0 + 7500)])
+    out = label_cells(km_cells, orebodies=ore, strategy="distance", min_distance=3000.0,
+                      ratio=None, seed=0)
+    dist = km_cells.geometry.distance(shapely.union_all(ore.geometry.values)).to_numpy()
+    far = (dist >= 3000.0) & (out["label"] != Label.POSITIVE).to_numpy()
+    neg = (out["label"] == Label.NEGATIVE).to_numpy()
+    assert neg.sum() == far.sum() > 4  # every cell >= 3 km, far more than a ratio draw
+    assert np.array_equal(neg, far)
+    other = label_cells(km_cells, orebodies=ore, strategy="distance", min_distance=3000.0,
+                        ratio=None, seed=7)
+    assert other["label"].tolist() == out["label"].tolist()  # no draw: seed-independent
+
+
 def test_distance_too_few_candidates(km_cells):
     ore = gdf(["a"], [Point(X0 + 5000, Y0 + 5000)])  # grid centre, a corner of 4 cells
     # only the 4 corner cells lie >= 5.5 km from it (4 km along x and y: 5.66 km)

@@ -79,8 +79,10 @@ def test_cross_field_rules(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="folds > 1 needs split = 'block'"):
         config_from_dict(bad)
     bad = dict(base, labels=dict(base["labels"], negatives="distance"))
-    with pytest.raises(ConfigError, match="needs min_distance and ratio"):
+    with pytest.raises(ConfigError, match="needs min_distance"):
         config_from_dict(bad)
+    ok = dict(base, labels=dict(base["labels"], negatives="distance", min_distance=100.0))
+    assert config_from_dict(ok).labels.ratio is None  # ratio optional: every far cell
     geology = [dict(base["geology"][0], measure="density")]
     geology[0].pop("radius")
     with pytest.raises(ConfigError, match="needs radius"):

@@ -58,8 +58,12 @@ def test_evidence_and_samples_on_a_coarse_grid(tmp_path: Path) -> None:
     positives = int((cells["label"] == 1).sum())
     negatives = int((cells["label"] == 0).sum())
     assert 30 <= positives <= 67
-    # ratio 1.5, capped by the cells >= 5 km from every deposit (a warning says so)
-    assert 0.8 * 1.5 * positives <= negatives <= round(1.5 * positives)
+    # no ratio: every usable cell >= 5 km from every deposit, none nearer
+    ore = pipeline.gpd.read_file(cfg.labels.orebodies.path, layer=cfg.labels.orebodies.layer)
+    dist = cells.geometry.distance(ore.geometry.union_all()).to_numpy()
+    far = (dist >= 5.0) & (cells["label"] != 1).to_numpy() & cells["usable"].to_numpy(bool)
+    assert negatives == int(far.sum()) > 1.5 * positives
+    assert (dist[(cells["label"] == 0).to_numpy()] >= 5.0).all()
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

@@ -232,16 +232,18 @@ class LabelsConfig(_Model):
     barren: list[VectorSource] = Field(default_factory=list)
     min_distance: float | None = Field(None, gt=0)
     ratio: float | None = Field(None, gt=0, description="distance: negatives per positive "
-                                "cell; pu_bagging: unlabelled cells per positive in a bag "
-                                "(default 1)")
+                                "cell, drawn at random under the seed (left out: every cell "
+                                ">= min_distance, no draw); pu_bagging: unlabelled cells per "
+                                "positive in a bag (default 1)")
     bags: int = Field(10, ge=1, description="pu_bagging: bags (models) per baseline")
 
     @model_validator(mode="after")
     def _strategy(self) -> LabelsConfig:
         if self.negatives == "verified" and not self.barren:
             raise ValueError("negatives = 'verified' needs at least one [[labels.barren]] source")
-        if self.negatives == "distance" and (self.min_distance is None or self.ratio is None):
-            raise ValueError("negatives = 'distance' needs min_distance and ratio")
+        if self.negatives == "distance" and self.min_distance is None:
+            raise ValueError("negatives = 'distance' needs min_distance (and optionally ratio: "
+                             "negatives per positive cell, drawn at random)")
         return self
 
 
