@@ -522,3 +522,37 @@ def test_dihedral_training_is_seeded_and_its_predictions_orientation_free(tmp_pa
     with pytest.raises(ConfigError, match="augment"):
         train_model("lenet", x, y, out_dir=tmp_path / "a", seed=3, progress=False, resume=True,
                     settings=dataclasses.replace(s, augment="none"))
+
+
+@pytest.mark.parametrize("name", ["lenet", "alexnet", "vgg8", "resnet50", "mobilenet_v2", "vit"])
+def test_fast_inference_equals_the_plain_module(name: str) -> None:
+    """predict_proba runs a BatchNorm-folded, channels_last copy on CPU: same probabilities
+    within float32 round-off, for full and partial batches and with TTA; the copy follows
+    the weights when they change."""
+    from oremap.models import create
+    from oremap.train import inference_model, predict_proba
+
+    torch.manual_seed(0)
+    model = create(name, in_channels=3, num_classes=2, input_size=32, profile="fast")
+    model.train()
+    model(torch.randn(8, 3, 32, 32))  # BatchNorm running statistics away from 0 and 1
+    model.eval()
+    x = np.random.default_rng(0).normal(size=(70, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        plain = torch.softmax(model(torch.from_numpy(x)), 1)[:, 1].numpy()
+    fast = predict_proba(model, x, batch_size=64)
+    np.testing.assert_allclose(fast, plain, atol=2e-6)
+    tta = predict_proba(model, x[:5], tta=True)
+    assert tta.shape == (5,) and np.isfinite(tta).all()
+    first = inference_model(model, torch.device("cpu"))[0]
+    assert inference_model(model, torch.device("cpu"))[0] is first  # cached
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.5)  # in place, like an optimiser step
+    rebuilt = inference_model(model, torch.device("cpu"))[0]
+    assert rebuilt is model if first is model else rebuilt is not first
+    has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert (first is not model) == has_bn  # folded copy only where there is BatchNorm
+    with torch.no_grad():
+        changed = torch.softmax(model(torch.from_numpy(x)), 1)[:, 1].numpy()
+    np.testing.assert_allclose(predict_proba(model, x), changed, atol=2e-6)
+    assert "_oremap_inference" not in dict(model.named_modules())  # not a registered submodule
