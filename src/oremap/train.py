@@ -377,9 +377,11 @@ def train_models(
     names : sequence of str
         Model names, each trained into ``out_dir/<name>``.
     jobs : int
-        Number of worker processes (spawned); each uses ``max(1, cpu_count // jobs)``
-        torch threads. ``1`` trains in this process. Memory-mapped inputs are re-opened
-        in the workers, not copied; in-memory arrays are sent to each worker.
+        Number of worker processes (spawned); each uses ``max(1, cores // jobs)`` torch and
+        BLAS threads (``cores``: :func:`available_cores`), so the workers never start more
+        threads than the process may use. ``1`` trains in this process. Memory-mapped
+        inputs are re-opened in the workers, not copied; in-memory arrays are sent to each
+        worker.
     model_kwargs : mapping of name -> mapping, or None
         Family options per model name.
     X_train, y_train, X_test, y_test, out_dir, settings, seed, resume, progress
@@ -414,7 +416,7 @@ def train_models(
                            model_kwargs=kwargs.get(n), **common)
             for n in names
         }
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, available_cores() // jobs)
     arrays = tuple(_portable(a) for a in (X_train, y_train, X_test, y_test))
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
@@ -851,8 +853,22 @@ def _portable(a: Any) -> Any:
                         start + a.ctypes.data - base)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, as set by ``taskset``, a batch
+    scheduler or a container), else the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _init_worker(threads: int) -> None:
+    """A training worker's threads: torch intra-op and the BLAS/OpenMP pools of numpy and
+    scikit-learn, each at ``threads``."""
+    from threadpoolctl import threadpool_limits
+
     torch.set_num_threads(threads)
+    threadpool_limits(threads)
 
 
 def _train_in_worker(name: str, arrays: tuple[Any, ...], options: dict[str, Any],
@@ -886,7 +902,7 @@ def _loader_workers(X: np.ndarray, requested: int) -> int:
     if (not isinstance(X, np.memmap) or X.nbytes < MEMMAP_WORKER_MIN_BYTES
             or "fork" not in multiprocessing.get_all_start_methods()):
         return 0
-    return min(requested, os.cpu_count() or 1)
+    return min(requested, available_cores())
 
 
 def _derive_seed(seed: int, epoch: int, stream: int) -> int:
