@@ -217,3 +217,19 @@ def test_bad_arrays():
         idw(xy, np.array([1.0, np.nan]), xy)
     with pytest.raises(InputDataError, match="targets"):
         idw(xy, np.ones(2), np.array([[np.inf, 0.0]]))
+
+
+@pytest.mark.parametrize("mode", [dict(), dict(neighbours=12), dict(radius=150.0),
+                                  dict(neighbours=8, radius=150.0)])
+def test_threads_give_bitwise_the_same_result(mode: dict) -> None:
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 1000, (300, 2))
+    z = rng.lognormal(size=300)
+    targets = rng.uniform(-50, 1050, (20_003, 2))
+    one = idw(xy, z, targets, workers=1, **mode)
+    blocks = idw(xy, z, targets, workers=1, block_size=1_000, **mode)
+    for workers in (2, 3, -1):
+        np.testing.assert_array_equal(idw(xy, z, targets, workers=workers, **mode), one)
+        # 21 blocks in threads, each as computed alone
+        np.testing.assert_array_equal(
+            idw(xy, z, targets, workers=workers, block_size=1_000, **mode), blocks)

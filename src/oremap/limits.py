@@ -9,6 +9,7 @@ passed the configuration and failed at training). Imports nothing heavy (no torc
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -25,6 +26,7 @@ __all__ = [
     "Bound",
     "Imbalance",
     "TrainProfile",
+    "available_cores",
 ]
 
 #: Class-imbalance handling of ``[train] imbalance`` / ``TrainSettings.imbalance``.
@@ -166,3 +168,12 @@ SETTINGS_BOUNDS: dict[str, Bound] = {
 TRAIN_RELATIONS: tuple[AtMost, ...] = (
     AtMost("lr_min", "lr", "the cosine schedule decays from lr down to lr_min"),
 )
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, as set by ``taskset``, a batch
+    scheduler or a container), else the machine's count; at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)

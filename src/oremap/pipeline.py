@@ -66,8 +66,9 @@ def run_evidence(config: Config, run_dir: Path, *, progress: bool = True,
     specs = evidence_specs(config, grid)
     with run.timed("evidence") as extra:
         out = run.stage("evidence")
+        # IDW in threads over every core the process may use (identical results)
         build_evidence(specs, grid, out, block=config.grid.block, progress=progress,
-                       resume=resume)
+                       resume=resume, workers=-1)
         extra["layers"] = [s.name for s in specs]
     return out
 

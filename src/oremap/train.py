@@ -29,7 +29,6 @@ import logging
 import math
 import mmap
 import multiprocessing
-import os
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -53,6 +52,7 @@ from oremap.limits import (
     TRAIN_BOUNDS,
     TRAIN_RELATIONS,
     Imbalance,
+    available_cores,
 )
 from oremap.models import create, list_models, model_options
 
@@ -851,15 +851,6 @@ def _portable(a: Any) -> Any:
     start = a.offset - a.offset % mmap.ALLOCATIONGRANULARITY
     return _MappedArray(str(a.filename), a.dtype.str, tuple(a.shape),
                         start + a.ctypes.data - base)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, as set by ``taskset``, a batch
-    scheduler or a container), else the machine's count."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _init_worker(threads: int) -> None:

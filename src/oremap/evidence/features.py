@@ -365,31 +365,45 @@ def distance_map(features: Sequence[BaseGeometry] | FeatureSet, grid: Grid, *,
 def _tile_distances(segments: np.ndarray, seg: np.ndarray, tile_of: np.ndarray,
                     xc: np.ndarray, yc: np.ndarray, dx: float, dy: float,
                     n_tiles: int) -> np.ndarray:
-    """Min squared distance per tile pixel over the (tile, segment) pairs; (n_tiles, T*T)."""
+    """Min squared distance per tile pixel over the (tile, segment) pairs; (n_tiles, T*T).
+
+    ``tile_of`` must be sorted. The pairs are taken by their rank within their tile (every
+    tile's first candidate, then every tile's second, ...), so each pass updates each tile at
+    most once with a plain elementwise minimum. The pixel offsets ``q`` from a segment's
+    start are terms of the pixel's row or column alone, broadcast over the tile; the squared
+    distance is ``|q - u v|^2`` with ``u`` the clamped projection on the segment ``v``
+    (no cancellation: exact to round-off whatever the coordinates).
+    """
     off = (np.arange(_TILE) + 0.5 - _TILE / 2)
-    px = np.tile(off * dx, _TILE)  # row-major pixel offsets from the tile centre
-    py = np.repeat(-off * dy, _TILE)
-    out = np.full((n_tiles, _TILE * _TILE), np.inf)
-    starts = np.flatnonzero(np.r_[True, tile_of[1:] != tile_of[:-1]])
-    step = max(1, _PAIR_PIXELS // (_TILE * _TILE))
-    i = 0
-    while i < len(starts):  # chunks of whole tiles, about `step` pairs each
-        j = int(np.searchsorted(starts, starts[i] + step, side="left"))
-        j = max(j, i + 1)
-        lo, hi = starts[i], (starts[j] if j < len(starts) else len(seg))
-        t, s = tile_of[lo:hi], segments[seg[lo:hi]]
-        ax, ay = s[:, 0] - xc[t], s[:, 1] - yc[t]
-        vx, vy = s[:, 2] - s[:, 0], s[:, 3] - s[:, 1]
-        len2 = vx * vx + vy * vy
-        inv = np.where(len2 > 0, 1.0 / np.where(len2 > 0, len2, 1.0), 0.0)
-        qx, qy = px[None, :] - ax[:, None], py[None, :] - ay[:, None]
-        u = np.clip((qx * vx[:, None] + qy * vy[:, None]) * inv[:, None], 0.0, 1.0)
-        ex, ey = qx - u * vx[:, None], qy - u * vy[:, None]
-        d2 = ex * ex + ey * ey
-        red = np.minimum.reduceat(d2, starts[i:j] - lo, axis=0)
-        out[tile_of[starts[i:j]]] = red
-        i = j
-    return out
+    px, py = off * dx, -off * dy  # pixel offsets from the tile centre: columns, rows
+    out = np.full((n_tiles, _TILE, _TILE), np.inf)
+    starts = np.flatnonzero(np.r_[True, tile_of[1:] != tile_of[:-1]]) if len(seg) else \
+        np.zeros(0, np.intp)
+    rank = np.arange(len(seg)) - np.repeat(starts, np.diff(np.r_[starts, len(seg)]))
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.searchsorted(rank[by_rank], np.arange(int(rank.max(initial=-1)) + 2))
+    chunk = max(1, _PAIR_PIXELS // (_TILE * _TILE))
+    for r in range(len(bounds) - 1):
+        for lo in range(bounds[r], bounds[r + 1], chunk):
+            pick = by_rank[lo:min(lo + chunk, bounds[r + 1])]
+            t, sg = tile_of[pick], segments[seg[pick]]
+            vx, vy = sg[:, 2] - sg[:, 0], sg[:, 3] - sg[:, 1]
+            len2 = vx * vx + vy * vy
+            inv = np.where(len2 > 0, 1.0 / np.where(len2 > 0, len2, 1.0), 0.0)
+            qx = px[None, :] - (sg[:, 0] - xc[t])[:, None]  # (pairs, columns)
+            qy = py[None, :] - (sg[:, 1] - yc[t])[:, None]  # (pairs, rows)
+            dot = np.add((qy * vy[:, None])[:, :, None], (qx * vx[:, None])[:, None, :])
+            u = np.multiply(dot, inv[:, None, None])
+            np.clip(u, 0.0, 1.0, out=u)
+            # the offset from the nearest point of the segment, without cancellation
+            ex = np.multiply(u, -vx[:, None, None], out=dot)
+            ex += qx[:, None, :]
+            d2 = np.square(ex, out=ex)
+            ey = np.multiply(u, -vy[:, None, None], out=u)
+            ey += qy[:, :, None]
+            d2 += np.square(ey, out=ey)
+            out[t] = np.minimum(out[t], d2, out=d2)
+    return out.reshape(n_tiles, _TILE * _TILE)
 
 
 # --------------------------------------------------------------------------- rasterising

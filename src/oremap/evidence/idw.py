@@ -276,7 +276,8 @@ class IdwInterpolator:
     radius : float or None
         Search radius in map units, > 0.
     workers : int
-        Threads for the k-d tree queries (-1: all cores).
+        Threads (-1: every core this process may use): blocks of targets are interpolated in
+        that many threads; the result does not depend on it.
 
     Raises
     ------
@@ -317,19 +318,32 @@ class IdwInterpolator:
             step = block_size or max(1, _DENSE_PAIRS // len(self.xy))
         else:
             step = block_size or max(1, _KNN_PAIRS // (self.k or 16))
-        for start in range(0, len(targets), step):
-            stop = min(start + step, len(targets))
-            out[start:stop] = self._block(targets[start:stop])
+        threads = _threads(self.workers)
+        starts = range(0, len(targets), step)  # the same blocks whatever the thread count
+        if threads == 1 or len(starts) == 1:
+            for start in starts:
+                out[start:start + step] = self._block(targets[start:start + step])
+            return out
+        # Blocks in threads: the distance kernels, ufuncs and BLAS release the GIL. Each block
+        # is computed as it is by one thread, so the result does not depend on the threads
+        # (a single block uses the threads in its k-d tree query instead).
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            parts = pool.map(lambda a: self._block(targets[a:a + step], workers=1), starts)
+            for start, part in zip(starts, parts):
+                out[start:start + step] = part
         return out
 
-    def _block(self, t: np.ndarray) -> np.ndarray:
+    def _block(self, t: np.ndarray, workers: int | None = None) -> np.ndarray:
+        workers = self.workers if workers is None else workers
         if self.tree is None:
             d2 = cdist(t, self.xy, "sqeuclidean")
             return self._combine(d2, None)
         if self.k is not None:
             bound = np.inf if self.radius is None else _inclusive(self.radius)
             d, idx = self.tree.query(t, k=self.k, distance_upper_bound=bound,
-                                     workers=self.workers)
+                                     workers=workers)
             if self.k == 1:
                 d, idx = d[:, None], idx[:, None]
             d2 = d * d
@@ -339,7 +353,7 @@ class IdwInterpolator:
                 d2 = np.where(found & (exact <= self.radius**2), exact, np.inf)
             return self._combine(d2, idx)
         counts = self.tree.query_ball_point(t, _inclusive(self.radius), return_length=True,
-                                            workers=self.workers)
+                                            workers=workers)
         ends = np.cumsum(counts)
         out = np.empty(len(t))
         start = 0
@@ -398,6 +412,15 @@ class IdwInterpolator:
         est[rows] = self.values[first] if idx is None else self._zext[idx[rows, first]]
         est[~np.isfinite(d2min)] = np.nan
         return est
+
+
+def _threads(workers: int) -> int:
+    """Threads for ``workers`` (-1: every core this process may use; at least 1)."""
+    if workers == -1 or workers is None:
+        from oremap.limits import available_cores
+
+        return available_cores()
+    return max(1, int(workers))
 
 
 def _scaled_weights(d2: np.ndarray, d2min: np.ndarray, power: float) -> np.ndarray:
@@ -464,7 +487,7 @@ def idw(xy: np.ndarray, values: np.ndarray, targets: np.ndarray, *, power: float
         Targets per block; by default about 262,144 (target, sample) pairs with all
         samples, about a million otherwise (memory stays bounded whatever ``m``).
     workers : int
-        Threads for the k-d tree queries (-1: all cores).
+        Threads (-1: every core the process may use); results do not depend on it.
 
     Returns
     -------

@@ -452,7 +452,7 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
     resume : bool
         Keep layers whose GeoTIFF exists and whose spec hash matches ``stack.json``.
     workers : int
-        Threads for the IDW k-d tree queries (-1: all cores).
+        Threads for IDW (-1: every core the process may use); results do not depend on it.
 
     Returns
     -------
