@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import sys
 import unicodedata
 from pathlib import Path
@@ -400,6 +401,28 @@ class MapsConfig(_Model):
         return self
 
 
+class ComputeConfig(_Model):
+    """``[compute]``: where the heavy work runs. Results do not depend on it."""
+
+    scheduler: SafeStr = Field(
+        "local", description="local (this process; no Dask) | processes (a Dask LocalCluster "
+        "on this machine) | the address of a running Dask scheduler, e.g. tcp://host:8786 "
+        "(the run folder must then be on storage every worker sees)")
+    workers: int | None = Field(None, ge=1, description="processes: worker processes "
+                                "(default: the cores this process may use / "
+                                "threads_per_worker)")
+    threads_per_worker: int = Field(1, ge=1, description="processes: threads per worker; "
+                                    "every task also sets torch and BLAS to this many threads")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, v: str) -> str:
+        if v in ("local", "processes") or re.fullmatch(r"(tcp|tls|inproc|ucx)://\S+", v):
+            return v
+        raise ValueError(f"scheduler must be 'local', 'processes' or a Dask scheduler address "
+                         f"such as 'tcp://host:8786'; got {v!r}")
+
+
 class Config(_Model):
     """The whole configuration of one oremap run."""
 
@@ -414,6 +437,7 @@ class Config(_Model):
     predict: PredictConfig = PredictConfig()
     ensemble: EnsembleConfig = EnsembleConfig()
     maps: MapsConfig = MapsConfig()
+    compute: ComputeConfig = ComputeConfig()
     truth: Path | None = Field(
         None, description="optional hidden-truth raster (demo) to score unknown-cell ranking")
 

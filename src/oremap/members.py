@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,60 +47,122 @@ def _pu_ratio(config: Config) -> float:
 
 
 def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: int,
-                  resume: bool | str = False, jobs: int = 1,
-                  progress: bool = True) -> pd.DataFrame:
+                  resume: bool | str = False, jobs: int = 1, progress: bool = True,
+                  client: Any = None) -> pd.DataFrame:
     """Train every network and baseline on every fold of a sample set; returns a summary.
 
     ``resume`` is passed to :func:`oremap.train.train_model`. Folders of members no longer
-    configured are removed, so the stage's outputs are exactly its members.
+    configured are removed, so the stage's outputs are exactly its members. With a Dask
+    ``client`` (``[compute]``), each (fold, member) is one task (:func:`train_member_task`)
+    with ``[compute] threads_per_worker`` torch threads; ``jobs`` is then not used.
     """
-    from oremap.baselines import fit_baseline
     from oremap.samples import load_sample_set
     from oremap.train import plot_loss_curves, train_models
 
     ss = load_sample_set(samples_dir)
-    settings = train_settings(config)
     rows, histories = [], {}
-    for fold in range(ss.n_folds):
-        fold_dir = train_dir / f"fold{fold}"
-        tr = ss.fit_indices(fold)
-        # Held-out crops monitored after every epoch: the inner validation set when there is
-        # one (its best epoch is then the member used), else the test split (shown in the
-        # loss curves only: the last epoch is used, never one chosen on the test split).
-        te = ss.validation_indices(fold) if ss.has_validation else ss.test_indices(fold)
-        x_tr, y_tr = ss.normalised(tr, fold), ss.y[tr]
-        x_te, y_te = ss.normalised(te, fold), ss.y[te]
-        log.info("fold %d: %d training crops, %d %s crops", fold, len(tr), len(te),
-                 "validation" if ss.has_validation else "test")
-        if config.train.models:
-            results = train_models(config.train.models, x_tr, y_tr, x_te, y_te,
-                                   out_dir=fold_dir, settings=settings, seed=seed,
-                                   resume=resume, jobs=jobs, progress=progress,
-                                   monitor="validation" if ss.has_validation else "test")
-            for name, res in results.items():
-                if fold == 0:
-                    histories[name] = res.history
-                rows.append(dict(member=name, kind="network", fold=fold,
-                                 epochs=len(res.history), best_epoch=res.best_epoch,
-                                 seconds=round(res.seconds, 2),
-                                 samples_per_s=round(res.samples_per_second, 1),
-                                 device=str(res.device)))
-        for name in config.train.baselines:
-            t0 = time.perf_counter()
-            pu = config.labels.negatives == "pu_bagging"
-            model = fit_baseline(name, x_tr, y_tr, layer_names=ss.layer_names, seed=seed,
-                                 pu_bags=config.labels.bags if pu else 0,
-                                 pu_ratio=_pu_ratio(config), groups=ss.cell_id[tr])
-            model.save(fold_dir / name / "model.pkl")
-            rows.append(dict(member=name, kind="baseline", fold=fold, epochs=0, best_epoch=0,
-                             seconds=round(time.perf_counter() - t0, 2), samples_per_s=np.nan,
-                             device="cpu"))
+    if client is not None:
+        from oremap.compute import run_tasks, worker_threads
+
+        pairs = [(fold, name) for fold in range(ss.n_folds) for name in config.members()]
+        tag = uuid.uuid4().hex[:8]  # keys unique to this call on a long-lived cluster
+        done = run_tasks(
+            client, train_member_task,
+            [(config, Path(samples_dir), Path(train_dir), fold, name, seed, resume,
+              worker_threads(config.compute)) for fold, name in pairs],
+            keys=[f"oremap-train-{tag}-fold{fold}-{name}" for fold, name in pairs],
+            desc="train (Dask)", progress=progress)
+        for (fold, name), (row, history) in zip(pairs, done):
+            rows.append(row)
+            if fold == 0 and history is not None:
+                histories[name] = history
+    else:
+        settings = train_settings(config)
+        for fold in range(ss.n_folds):
+            fold_dir = train_dir / f"fold{fold}"
+            x_tr, y_tr, x_te, y_te, tr, monitor = _fold_arrays(ss, fold)
+            if config.train.models:
+                results = train_models(config.train.models, x_tr, y_tr, x_te, y_te,
+                                       out_dir=fold_dir, settings=settings, seed=seed,
+                                       resume=resume, jobs=jobs, progress=progress,
+                                       monitor=monitor)
+                for name, res in results.items():
+                    if fold == 0:
+                        histories[name] = res.history
+                    rows.append(_network_row(name, fold, res))
+            for name in config.train.baselines:
+                rows.append(_fit_baseline_member(config, ss, fold, name, x_tr, y_tr, tr,
+                                                 fold_dir, seed))
     _remove_unconfigured(train_dir, config.members())
     if histories:
         plot_loss_curves(histories, train_dir / Path(contract.file("train", "loss_curves")).name)
     summary = pd.DataFrame(rows)
     io.write_csv(train_dir / Path(contract.file("train", "summary")).name, summary)
     return summary
+
+
+def train_member_task(config: Config, samples_dir: Path, train_dir: Path, fold: int, name: str,
+                      seed: int, resume: bool | str, threads: int
+                      ) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """One (fold, member) of :func:`train_members`, as a Dask task: the summary row, and
+    the loss history of a network (None for a baseline).
+
+    Reads the sample set from the (shared) run folder and writes the member's checkpoints
+    or model file atomically, exactly as the local loop does, with ``threads`` torch and
+    BLAS threads. Run again after a lost worker, it gives the same result (a network
+    restarts, or resumes bit for bit with ``resume``).
+    """
+    from oremap.compute import set_threads
+    from oremap.samples import load_sample_set
+    from oremap.train import train_model
+
+    set_threads(threads)
+    ss = load_sample_set(samples_dir)
+    fold_dir = Path(train_dir) / f"fold{fold}"
+    x_tr, y_tr, x_te, y_te, tr, monitor = _fold_arrays(ss, fold)
+    if name in config.train.models:
+        res = train_model(name, x_tr, y_tr, x_te, y_te, out_dir=fold_dir,
+                          settings=train_settings(config), seed=seed, resume=resume,
+                          progress=False, monitor=monitor)
+        return _network_row(name, fold, res), res.history
+    return _fit_baseline_member(config, ss, fold, name, x_tr, y_tr, tr, fold_dir, seed), None
+
+
+def _fold_arrays(ss: Any, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                              np.ndarray, str]:
+    """Training crops and labels of ``fold``, the crops monitored after every epoch and
+    their labels, the training indices, and what is monitored."""
+    tr = ss.fit_indices(fold)
+    # Held-out crops monitored after every epoch: the inner validation set when there is one
+    # (its best epoch is then the member used), else the test split (shown in the loss
+    # curves only: the last epoch is used, never one chosen on the test split).
+    te = ss.validation_indices(fold) if ss.has_validation else ss.test_indices(fold)
+    log.info("fold %d: %d training crops, %d %s crops", fold, len(tr), len(te),
+             "validation" if ss.has_validation else "test")
+    return (ss.normalised(tr, fold), ss.y[tr], ss.normalised(te, fold), ss.y[te], tr,
+            "validation" if ss.has_validation else "test")
+
+
+def _network_row(name: str, fold: int, res: Any) -> dict[str, Any]:
+    return dict(member=name, kind="network", fold=fold, epochs=len(res.history),
+                best_epoch=res.best_epoch, seconds=round(res.seconds, 2),
+                samples_per_s=round(res.samples_per_second, 1), device=str(res.device))
+
+
+def _fit_baseline_member(config: Config, ss: Any, fold: int, name: str, x_tr: np.ndarray,
+                         y_tr: np.ndarray, tr: np.ndarray, fold_dir: Path,
+                         seed: int) -> dict[str, Any]:
+    from oremap.baselines import fit_baseline
+
+    t0 = time.perf_counter()
+    pu = config.labels.negatives == "pu_bagging"
+    model = fit_baseline(name, x_tr, y_tr, layer_names=ss.layer_names, seed=seed,
+                         pu_bags=config.labels.bags if pu else 0, pu_ratio=_pu_ratio(config),
+                         groups=ss.cell_id[tr])
+    model.save(fold_dir / name / "model.pkl")
+    return dict(member=name, kind="baseline", fold=fold, epochs=0, best_epoch=0,
+                seconds=round(time.perf_counter() - t0, 2), samples_per_s=np.nan,
+                device="cpu")
 
 
 def _remove_unconfigured(train_dir: Path, members: Sequence[str]) -> None:

@@ -7,6 +7,7 @@ them all in order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from oremap import contract, io
+from oremap.compute import cluster
 from oremap.config import Config
 from oremap.contract import MAIN, STAGES
 from oremap.demo import example_config_text, run_demo  # noqa: F401 (public API)
@@ -56,19 +58,22 @@ log = logging.getLogger("oremap")
 
 @stage("evidence")
 def run_evidence(config: Config, run_dir: Path, *, progress: bool = True,
-                 resume: bool = True) -> Path:
-    """Stage 1: IDW geochemistry and geological density layers -> ``evidence/``."""
+                 resume: bool = True, client: Any = None) -> Path:
+    """Stage 1: IDW geochemistry and geological density layers -> ``evidence/``.
+
+    With a Dask ``client`` (or ``[compute]`` asking for a cluster) each layer is a task.
+    """
     from oremap.evidence import build_evidence
 
     run = RunDir(run_dir)
     grid = make_grid(config)
     log.info("grid: %s", grid.describe())
     specs = evidence_specs(config, grid)
-    with run.timed("evidence") as extra:
+    with run.timed("evidence") as extra, _client(config, client) as client:
         out = run.stage("evidence")
         # IDW in threads over every core the process may use (identical results)
         build_evidence(specs, grid, out, block=config.grid.block, progress=progress,
-                       resume=resume, workers=-1)
+                       resume=resume, workers=-1, client=client)
         extra["layers"] = [s.name for s in specs]
     return out
 
@@ -110,22 +115,33 @@ def run_samples(config: Config, run_dir: Path, *, progress: bool = True) -> Path
 
 @stage("train")
 def run_train(config: Config, run_dir: Path, *, resume: bool = False, jobs: int | None = None,
-              progress: bool = True) -> Path:
-    """Stage 3: train networks and baselines -> ``train/`` (and ``train_random/``)."""
+              progress: bool = True, client: Any = None) -> Path:
+    """Stage 3: train networks and baselines -> ``train/`` (and ``train_random/``).
+
+    With a Dask ``client`` (see :mod:`oremap.compute`) each (fold, member) is a task; else
+    the stage opens one itself when ``[compute]`` asks for a cluster.
+    """
     run = RunDir(run_dir)
     samples = stage_folder(run, "samples")
     jobs = jobs or config.train.jobs
-    with run.timed("train") as extra:
+    with run.timed("train") as extra, _client(config, client) as client:
         out = run.stage("train")
         summary = train_members(config, samples, out, seed=config.seed, resume=resume,
-                                jobs=jobs, progress=progress)
+                                jobs=jobs, progress=progress, client=client)
         if (run.root / contract.file("samples", "random_manifest")).exists():
             log.info("training again on the paper's random crop split, for comparison")
             train_members(config, run.root / contract.file("samples", "random"),
                           run.stage(contract.file("train", "random")),
-                          seed=config.seed, resume=resume, jobs=jobs, progress=progress)
+                          seed=config.seed, resume=resume, jobs=jobs, progress=progress,
+                          client=client)
         extra["members"] = sorted(set(summary["member"])) if len(summary) else []
     return out
+
+
+def _client(config: Config, client: Any) -> Any:
+    """``client`` as it is (owned by the caller), or a cluster of ``[compute]`` for the
+    duration of one stage (None, and no Dask, for ``scheduler = "local"``)."""
+    return contextlib.nullcontext(client) if client is not None else cluster(config.compute)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -453,22 +469,39 @@ def run(config: Config, run_dir: Path, *, stages: Sequence[str] = MAIN,
             plan.insert(plan.index("ensemble") + 1, "stability")
         elif contract.read_manifest(rd.root, "stability") is not None:
             contract.clear(rd.root, "stability")  # no longer configured: stale
-        last = run_dir
-        for name in plan:
-            st = contract.status(rd.root, name, config)
-            if st.current and not STAGES[name].always and (resume or name != "train"):
-                log.info("stage %s: up to date, reused", name)
-                last = rd.root / STAGES[name].folder
-                continue
-            if contract.read_manifest(rd.root, name) is not None and not STAGES[name].always:
-                log.info("stage %s: recomputing (%s)", name, st.describe())
-            kwargs: dict[str, Any] = {"progress": progress}
-            if name == "train":
-                # same inputs: resume; other inputs: keep only the models whose checkpoints
-                # match the new samples and settings exactly (each checkpoint checks them)
-                kwargs["resume"] = resume and (True if st.same_inputs else "matching")
-            last = STAGE_FUNCTIONS[name](config, run_dir, **kwargs)
+        with contextlib.ExitStack() as stack:
+            last = _run_plan(config, rd, run_dir, plan, resume=resume, progress=progress,
+                             cluster_of=lambda: stack.enter_context(cluster(config.compute)))
         rd.finish()
+    return last
+
+
+#: Stages whose work runs as Dask tasks when ``[compute]`` asks for a cluster.
+DASK_STAGES = ("evidence", "train")
+
+
+def _run_plan(config: Config, rd: RunDir, run_dir: Path, plan: Sequence[str], *,
+              resume: bool, progress: bool, cluster_of: Callable[[], Any]) -> Path:
+    """Run the stages of ``plan`` that are not current; the Dask cluster (``cluster_of``)
+    is started only when a stage that uses it runs, and then serves the later ones."""
+    last, client = run_dir, None
+    for name in plan:
+        st = contract.status(rd.root, name, config)
+        if st.current and not STAGES[name].always and (resume or name != "train"):
+            log.info("stage %s: up to date, reused", name)
+            last = rd.root / STAGES[name].folder
+            continue
+        if contract.read_manifest(rd.root, name) is not None and not STAGES[name].always:
+            log.info("stage %s: recomputing (%s)", name, st.describe())
+        kwargs: dict[str, Any] = {"progress": progress}
+        if name == "train":
+            # same inputs: resume; other inputs: keep only the models whose checkpoints
+            # match the new samples and settings exactly (each checkpoint checks them)
+            kwargs["resume"] = resume and (True if st.same_inputs else "matching")
+        if name in DASK_STAGES and config.compute.scheduler != "local":
+            client = client if client is not None else cluster_of()
+            kwargs["client"] = client
+        last = STAGE_FUNCTIONS[name](config, run_dir, **kwargs)
     return last
 
 

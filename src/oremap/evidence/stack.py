@@ -426,7 +426,7 @@ def _parameters(spec: Spec) -> dict[str, Any]:
 
 def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: int = 2048,
                    previews: bool = True, progress: bool = True, resume: bool = True,
-                   workers: int = 1) -> EvidenceManifest:
+                   workers: int = 1, client: Any = None) -> EvidenceManifest:
     """Compute every evidence layer on ``grid`` window by window and write the stack.
 
     Writes ``out_dir/layers/<name>.tif`` (float32, nodata = ``grid.nodata`` outside coverage,
@@ -453,6 +453,8 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
         Keep layers whose GeoTIFF exists and whose spec hash matches ``stack.json``.
     workers : int
         Threads for IDW (-1: every core the process may use); results do not depend on it.
+    client : distributed.Client or None
+        Build each layer as a Dask task on this cluster (``[compute]``), bitwise the same.
 
     Returns
     -------
@@ -484,7 +486,22 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
     with Progress(*columns, disable=not progress, transient=False) as bar:
         layers_task = bar.add_task("evidence layers", total=len(specs))
         windows_task = bar.add_task("windows", total=grid.n_windows(block))
-        for p, digest in zip(prepared, hashes, strict=True):
+        if client is not None:  # one Dask task per layer to (re)build
+            todo: list[tuple[Spec, str]] = []
+            for p, digest in zip(prepared, hashes, strict=True):
+                old = previous.get(p.spec.name)
+                if old is not None and old.spec_hash == digest and old.intact(out_dir):
+                    log.info("evidence layer %s: unchanged, kept %s", p.spec.name, old.path)
+                    done[p.spec.name] = old
+                    bar.advance(layers_task)
+                else:
+                    todo.append((p.spec, digest))
+            _build_layers_on(client, todo, grid, out_dir, block, previews, done,
+                             lambda: (bar.advance(layers_task),
+                                      _write_manifest(out_dir, grid, specs, done, previous,
+                                                      hashes)))
+        in_process = list(zip(prepared, hashes, strict=True)) if client is None else []
+        for p, digest in in_process:
             name = p.spec.name
             old = previous.get(name)
             if old is not None and old.spec_hash == digest and old.intact(out_dir):
@@ -504,6 +521,46 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
     _remove_unlisted(out_dir, manifest, previous)
     log.info("evidence stack: %d layers written to %s", len(specs), out_dir)
     return manifest
+
+
+def _build_layers_on(client: Any, todo: Sequence[tuple[Spec, str]], grid: Grid, out_dir: Path,
+                     block: int, previews: bool, done: dict[str, LayerRecord],
+                     advance: Any) -> None:
+    """Build the layers ``todo`` as Dask tasks (:func:`layer_task`), recording each in
+    ``done`` as it completes; the first error cancels the rest and is raised unchanged."""
+    import uuid
+
+    from distributed import as_completed
+
+    tag = uuid.uuid4().hex[:8]
+    futures = {client.submit(layer_task, spec, digest, grid, out_dir, block, previews,
+                             key=f"oremap-evidence-{tag}-{spec.name}", pure=False): spec.name
+               for spec, digest in todo}
+    try:
+        for future in as_completed(list(futures)):
+            done[futures[future]] = future.result()
+            advance()
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+
+
+def layer_task(spec: Spec, digest: str, grid: Grid, out_dir: Path, block: int,
+               previews: bool) -> LayerRecord:
+    """One evidence layer as a Dask task: prepared and built on the worker, written
+    atomically to ``out_dir`` (shared storage) exactly as by :func:`build_evidence` locally,
+    with IDW in the worker's threads (the result does not depend on them)."""
+    try:
+        from distributed import get_worker
+
+        threads = max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        threads = 1
+    from oremap.compute import set_threads
+
+    set_threads(threads)
+    return _build_layer(_prepare(spec, grid), digest, grid, Path(out_dir), block, previews,
+                        threads, lambda: None)
 
 
 def _remove_unlisted(out_dir: Path, manifest: EvidenceManifest,

@@ -1,0 +1,127 @@
+"""Scale-out on Dask distributed: the ``[compute]`` section.
+
+``scheduler = "local"`` (the default) runs everything in this process, as always: Dask is not
+imported and no process is started. ``"processes"`` starts a :class:`distributed.LocalCluster`
+on this machine (loopback only); an address (``"tcp://host:8786"``) connects to a running
+scheduler, whose workers must see the run folder at the same path (shared storage).
+
+The units of work submitted are plain functions of this package (importable on every worker)
+whose outputs are files written atomically in the run folder, so a task that a worker lost
+midway is simply run again by Dask (``allowed-failures`` retries) with the same result. Every
+task sets torch and the BLAS pools to ``threads_per_worker`` threads, so tasks never
+oversubscribe the cores. An error of bad input raised in a task reaches the caller as the
+same exception, with the same message, as in a local run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from oremap.errors import ConfigError
+from oremap.limits import available_cores
+
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Client
+
+    from oremap.config import ComputeConfig
+
+log = logging.getLogger("oremap.compute")
+
+__all__ = ["cluster", "run_tasks", "set_threads", "worker_threads"]
+
+
+def worker_threads(compute: ComputeConfig) -> int:
+    """Torch/BLAS threads of each task: ``threads_per_worker``."""
+    return int(compute.threads_per_worker)
+
+
+def set_threads(threads: int) -> None:
+    """Torch intra-op threads and the BLAS/OpenMP pools of numpy and scikit-learn."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(max(1, int(threads)))
+    threadpool_limits(max(1, int(threads)))
+
+
+@contextlib.contextmanager
+def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None = None
+            ) -> Iterator[Client | None]:
+    """A Dask client for ``compute``, or None for ``scheduler = "local"``.
+
+    ``"processes"``: a LocalCluster of ``workers`` processes (default: the cores this process
+    may use divided by ``threads_per_worker``) bound to 127.0.0.1, closed on exit. An address:
+    a client of that scheduler (the cluster stays up). ``echo`` receives the dashboard link.
+
+    Raises
+    ------
+    ConfigError
+        If Dask is not installed, or the scheduler cannot be reached.
+    """
+    if compute is None or compute.scheduler == "local":
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:  # pragma: no cover - dask is a dependency of the `scale` extra
+        raise ConfigError(
+            f"[compute] scheduler = {compute.scheduler!r} needs Dask distributed: "
+            "pip install 'dask[distributed]' (or the oremap extra: pip install 'oremap[scale]'),"
+            " or set scheduler = \"local\".") from None
+    local = None
+    try:
+        if compute.scheduler == "processes":
+            threads = worker_threads(compute)
+            workers = compute.workers or max(1, available_cores() // threads)
+            local = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                                 host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                 silence_logs=logging.ERROR)
+            client = Client(local)
+        else:
+            client = Client(compute.scheduler, timeout="30s")
+    except OSError as exc:
+        if local is not None:
+            local.close()
+        raise ConfigError(f"[compute] scheduler {compute.scheduler!r}: cannot start or reach "
+                          f"it ({exc}). Check the address and that the scheduler runs, or "
+                          "set scheduler = \"local\".") from None
+    link = client.dashboard_link
+    (echo or log.info)(f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at "
+                       f"{client.scheduler.address}; dashboard {link}")
+    try:
+        yield client
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
+
+
+def run_tasks(client: Client, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], *,
+              keys: Sequence[str], desc: str, progress: bool = True,
+              retries: int = 0) -> list[Any]:
+    """Run ``fn(*args)`` for every ``args`` of ``calls`` on the cluster; results in order.
+
+    One progress bar, fed by task completions. A task whose worker was lost midway is run
+    again by the scheduler (Dask's ``distributed.scheduler.allowed-failures``); ``retries``
+    adds retries of tasks that raised (0: an error of bad input is deterministic). The first
+    task that fails cancels the others and its exception is raised here, unchanged.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    futures = [client.submit(fn, *args, key=key, pure=False, retries=retries)
+               for key, args in zip(keys, calls, strict=True)]
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    with tqdm(total=len(futures), desc=desc, unit="task", disable=not progress) as bar:
+        try:
+            for future in as_completed(futures):
+                results[index[future.key]] = future.result()  # raises the task's error
+                bar.update()
+        except BaseException:
+            client.cancel(futures)
+            raise
+    return results
