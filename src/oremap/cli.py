@@ -140,13 +140,18 @@ def run_cmd(config: Path = typer.Argument(..., help="TOML configuration"),
                 False, help="first delete what oremap wrote in the run folder (only a folder "
                 "oremap made; never your own files)"),
             no_resume: bool = typer.Option(False, "--no-resume",
-                                           help="retrain even if checkpoints exist")) -> None:
+                                           help="retrain even if checkpoints exist"),
+            scheduler: str = typer.Option(
+                None, "--scheduler", help="[compute] scheduler: local, processes (a Dask "
+                "cluster on this machine) or a Dask scheduler address (tcp://host:8786); "
+                "results do not depend on it")) -> None:
     """Run every stage on the data described by CONFIG."""
     from oremap import pipeline
     from oremap.config import load_config
 
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, overrides={"compute.scheduler": scheduler}
+                          if scheduler else None)
         run_dir = out or Path("runs") / config.stem
         last = pipeline.run(cfg, run_dir, resume=not no_resume, overwrite=overwrite,
                             config_path=config)

@@ -392,14 +392,15 @@ def run_report(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
 
 @stage("stability")
 def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, client: Any = None) -> Path:
     """Retrain every member with ``seeds`` seeds; measure how predictions and counts vary.
 
     Seeds are ``config.seed + 1000 * k`` for k = 1..K (the split stays that of the run, only
     initialisation, batch order and dropout change). Per model and rule: the mean over cells of
     the sample std of P(ore) across seeds, the mean flip rate (share of seed pairs giving a cell
     different classes; voting rules count refusals as their own class), and the sample std of
-    each Table 2 count across seeds. Written to ``stability/seed_stability.csv``.
+    each Table 2 count across seeds. Written to ``stability/seed_stability.csv``. With Dask
+    (``client`` or ``[compute]``) each seed's (fold, member) trainings are tasks.
     """
     from oremap import ensemble as en
 
@@ -410,7 +411,7 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
     samples = stage_folder(run, "samples")
     members, rules = ensemble_members(config), config.ensemble.rules
     params = en.read_params(run.root / contract.file("ensemble", "weights"), members).final
-    with run.timed("stability") as extra:
+    with run.timed("stability") as extra, _client(config, client) as client:
         base = run.stage("stability")
         tables = []
         for k in range(1, seeds + 1):
@@ -418,7 +419,8 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
             tdir = base / f"seed{seed}"
             log.info("stability: retraining every member with seed %d (%d of %d)", seed, k,
                      seeds)
-            train_members(config, samples, tdir, seed=seed, resume=True, progress=progress)
+            train_members(config, samples, tdir, seed=seed, resume=True, progress=progress,
+                          client=client)
             tables.append(predict_cells(config, samples, tdir))
             io.write_csv(tdir / "predictions.csv", tables[-1])
         df = en.seed_stability_table(tables, members, rules, params,
@@ -477,7 +479,7 @@ def run(config: Config, run_dir: Path, *, stages: Sequence[str] = MAIN,
 
 
 #: Stages whose work runs as Dask tasks when ``[compute]`` asks for a cluster.
-DASK_STAGES = ("evidence", "train")
+DASK_STAGES = ("evidence", "train", "stability")
 
 
 def _run_plan(config: Config, rd: RunDir, run_dir: Path, plan: Sequence[str], *,
