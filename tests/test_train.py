@@ -315,7 +315,7 @@ def test_memmap_with_loader_workers_matches_in_memory(data, tmp_path, monkeypatc
     np.save(path, X)
     mm = np.load(path, mmap_mode="r")
     monkeypatch.setattr(T, "MEMMAP_WORKER_MIN_BYTES", 0)
-    assert T._loader_workers(mm, 8) == min(8, T.os.cpu_count())
+    assert T._loader_workers(mm, 8) == min(8, T.available_cores())
     assert T._loader_workers(X, 8) == 0
     settings = dataclasses.replace(FAST, epochs=2, workers=2)
     a = train_model("lenet", mm, y, out_dir=tmp_path / "mm", settings=settings, seed=0,

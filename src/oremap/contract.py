@@ -145,7 +145,7 @@ ORDER: tuple[str, ...] = tuple(STAGES)
 MAIN: tuple[str, ...] = tuple(s for s in ORDER if s != "stability")
 #: Keys that change neither values nor meaning of any result (names, resources, limits).
 NO_EFFECT: tuple[str, ...] = ("name", "grid.block", "grid.max_pixels", "train.jobs",
-                              "train.workers", "train.device")
+                              "train.workers", "train.device", "compute")
 #: Files of the run folder itself.
 RUN_FILES = {"config": "config.toml", "info": "run.json"}
 

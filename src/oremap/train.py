@@ -16,7 +16,7 @@ and cuDNN make runs close but not bit-identical.
 Data loading: ``X`` may be a :class:`numpy.memmap`; batches are read by index, never the
 whole array. Rule for ``TrainSettings.workers``: in-memory arrays are batched in the main
 process (a worker would only add pickling overhead); a memmap of at least
-:data:`MEMMAP_WORKER_MIN_BYTES` uses ``min(workers, os.cpu_count())`` forked DataLoader
+:data:`MEMMAP_WORKER_MIN_BYTES` uses ``min(workers, available_cores())`` forked DataLoader
 workers that read their batches from the mapped file (0 workers where fork is unavailable).
 """
 
