@@ -329,7 +329,10 @@ class IdwInterpolator:
         # (a single block uses the threads in its k-d tree query instead).
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+        from threadpoolctl import threadpool_limits
+
+        # one BLAS thread per block: the blocks are the parallelism (no oversubscription)
+        with threadpool_limits(1), ThreadPoolExecutor(max_workers=threads) as pool:
             parts = pool.map(lambda a: self._block(targets[a:a + step], workers=1), starts)
             for start, part in zip(starts, parts):
                 out[start:start + step] = part
