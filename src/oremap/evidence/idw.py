@@ -320,22 +320,23 @@ class IdwInterpolator:
             step = block_size or max(1, _KNN_PAIRS // (self.k or 16))
         threads = _threads(self.workers)
         starts = range(0, len(targets), step)  # the same blocks whatever the thread count
-        if threads == 1 or len(starts) == 1:
-            for start in starts:
-                out[start:start + step] = self._block(targets[start:start + step])
-            return out
-        # Blocks in threads: the distance kernels, ufuncs and BLAS release the GIL. Each block
-        # is computed as it is by one thread, so the result does not depend on the threads
-        # (a single block uses the threads in its k-d tree query instead).
-        from concurrent.futures import ThreadPoolExecutor
-
         from threadpoolctl import threadpool_limits
 
-        # one BLAS thread per block: the blocks are the parallelism (no oversubscription)
-        with threadpool_limits(1), ThreadPoolExecutor(max_workers=threads) as pool:
-            parts = pool.map(lambda a: self._block(targets[a:a + step], workers=1), starts)
-            for start, part in zip(starts, parts):
-                out[start:start + step] = part
+        # One BLAS thread: a block's weighted sums (a matrix product) then add in one order
+        # whatever the machine, so the result does not depend on the cores or the threads.
+        with threadpool_limits(1, user_api="blas"):
+            if threads == 1 or len(starts) == 1:
+                for start in starts:
+                    out[start:start + step] = self._block(targets[start:start + step])
+                return out
+            # Blocks in threads (the distance kernels, ufuncs and BLAS release the GIL), each
+            # computed as by one thread; a single block uses the threads in its k-d tree query.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                parts = pool.map(lambda a: self._block(targets[a:a + step], workers=1), starts)
+                for start, part in zip(starts, parts):
+                    out[start:start + step] = part
         return out
 
     def _block(self, t: np.ndarray, workers: int | None = None) -> np.ndarray:
