@@ -32,7 +32,14 @@ from test_run_integrity import _config_dict  # noqa: E402
 
 COMPARED = ("evidence/layers/Au.tif", "evidence/layers/As.tif",
             "evidence/layers/shear_zones.tif", "predict/predictions.csv",
-            "ensemble/ensemble.csv", "evaluate/test_probs.npz")
+            "ensemble/ensemble.csv", "evaluate/test_probs.npz",
+            "maps/prob_lenet_continuous.tif", "maps/prob_ensemble_continuous.tif")
+
+
+def _config(data: Path) -> dict[str, Any]:
+    d = _config_dict(data)
+    d["maps"].update(continuous=True, stride=16)  # sliding-window maps: (member, fold) tasks
+    return d
 
 
 def _sha(path: Path) -> str:
@@ -51,7 +58,7 @@ def local_run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        pipeline.run(config_from_dict(_config_dict(data)), run, progress=False)
+        pipeline.run(config_from_dict(_config(data)), run, progress=False)
     finally:
         torch.set_num_threads(threads)
     return run
@@ -84,7 +91,7 @@ def test_unreachable_scheduler_is_a_clean_error() -> None:
 
 def test_processes_cluster_gives_the_local_results(data: Path, local_run: Path,
                                                    tmp_path: Path) -> None:
-    d = _config_dict(data)
+    d = _config(data)
     d["compute"] = {"scheduler": "processes", "workers": 2, "threads_per_worker": 1}
     run = tmp_path / "run"
     pipeline.run(config_from_dict(d), run, progress=False)
@@ -128,9 +135,8 @@ def test_a_worker_killed_during_training_is_replaced(data: Path, local_run: Path
     worker and the run ends with the same checkpoints' predictions as the local run."""
     from distributed import Client, LocalCluster
 
-    d = _config_dict(data)
     run = tmp_path / "run"
-    config = config_from_dict(d)
+    config = config_from_dict(_config(data))
     pipeline.run(config, run, stages=("evidence", "samples"), progress=False)
     killed: list[int] = []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",

@@ -920,27 +920,45 @@ def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
 
 def member_continuous_maps(members: Sequence[str], stack: np.ndarray | LazyStack, grid: Grid,
                            sample_set: Any, train_dir: Path, *, size: int, stride: int,
-                           progress: bool = True) -> dict[str, tuple[np.ndarray, Grid]]:
+                           progress: bool = True, tasks: Any = None
+                           ) -> dict[str, tuple[np.ndarray, Grid]]:
     """Sliding-window P(ore) maps of every member: the mean over its fold models.
 
-    Each fold's model sees windows normalised with that fold's scaling.
+    Each fold's model sees windows normalised with that fold's scaling. ``tasks``: a
+    function mapping the (member, fold) pairs to their ``(map, grid)`` (each a Dask task,
+    see :func:`oremap.pipeline.run_maps`); the folds are then summed in the same order.
     """
-    from oremap.members import load_member
-
+    pairs = [(name, fold) for name in members for fold in range(sample_set.n_folds)]
+    if tasks is not None:
+        done = dict(zip(pairs, tasks(pairs)))
+    else:
+        done = {(name, fold): member_window_map(name, fold, stack, grid, sample_set, train_dir,
+                                                size=size, stride=stride, progress=progress)
+                for name, fold in pairs}
     out: dict[str, tuple[np.ndarray, Grid]] = {}
     for name in members:
         acc, g2 = None, None
         for fold in range(sample_set.n_folds):
-            fn = load_member(name, train_dir / f"fold{fold}")
-
-            def predict(x: np.ndarray, fn: PredictFn = fn, fold: int = fold) -> np.ndarray:
-                return fn(sample_set.normalise(x, fold))
-
-            arr, g2 = sliding_window_map(predict, stack, grid, size=size, stride=stride,
-                                         progress=progress)
+            arr, g2 = done[(name, fold)]
             acc = arr if acc is None else acc + arr
         out[name] = (acc / sample_set.n_folds, g2)
     return out
+
+
+def member_window_map(name: str, fold: int, stack: np.ndarray | LazyStack, grid: Grid,
+                      sample_set: Any, train_dir: Path, *, size: int, stride: int,
+                      progress: bool = False) -> tuple[np.ndarray, Grid]:
+    """The sliding-window map of one member's fold model, on windows normalised with that
+    fold's scaling."""
+    from oremap.members import load_member
+
+    fn = load_member(name, Path(train_dir) / f"fold{fold}")
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return fn(sample_set.normalise(x, fold))
+
+    return sliding_window_map(predict, stack, grid, size=size, stride=stride,
+                              progress=progress)
 
 
 def write_continuous_maps(maps: Mapping[str, tuple[np.ndarray, Grid]],

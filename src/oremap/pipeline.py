@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -288,8 +289,13 @@ def _rule_params(config: Config, run: RunDir, members: list[str]) -> Any:
 
 
 @stage("maps")
-def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
-    """Stage 6: probability maps, uncertainty, targets, success-rate curves -> ``maps/``."""
+def run_maps(config: Config, run_dir: Path, *, progress: bool = True,
+             client: Any = None) -> Path:
+    """Stage 6: probability maps, uncertainty, targets, success-rate curves -> ``maps/``.
+
+    With a Dask ``client`` (or ``[compute]`` asking for a cluster) each (member, fold)
+    sliding-window map is a task.
+    """
     from oremap import evaluate as ev
     from oremap import maps, targets
 
@@ -310,7 +316,8 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
         target = (cm.rasters[rule], cm.grid, cm.std)
         extra["target_map"] = f"the cell map of {rule} (maps/prob_{rule}.tif)"
         if config.maps.continuous and config.train.models:
-            target = _continuous_maps(config, run, out, progress=progress)
+            with _client(config, client) as client:
+                target = _continuous_maps(config, run, out, progress=progress, client=client)
             extra["target_map"] = ("the sliding-window map of weighted_average "
                                    "(maps/prob_ensemble_continuous.tif)")
         tg = targets.target_areas(target[0], target[1], threshold=config.maps.target_threshold,
@@ -351,19 +358,51 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     return out
 
 
-def _continuous_maps(config: Config, run: RunDir, out: Path, *,
-                     progress: bool) -> tuple[np.ndarray, Grid, np.ndarray | None]:
-    """Sliding-window maps of every member and their weighted ensemble (the target map)."""
+def window_map_task(config: Config, root: Path, name: str, fold: int,
+                    threads: int) -> tuple[np.ndarray, Grid]:
+    """One (member, fold) sliding-window map as a Dask task, read from the (shared) run
+    folder ``root`` and computed exactly as locally, with ``threads`` torch threads."""
+    from oremap import maps
+    from oremap.compute import set_threads
+    from oremap.evidence import load_stack_auto
+    from oremap.samples import load_sample_set
+
+    set_threads(threads)
+    run = RunDir(root)
+    stack, names, sgrid = load_stack_auto(stage_folder(run, "evidence"))
+    stack = context_stack(config, stack, names, sgrid)[0]
+    return maps.member_window_map(name, fold, stack, sgrid,
+                                  load_sample_set(stage_folder(run, "samples")),
+                                  stage_folder(run, "train"), size=config.samples.crop_size,
+                                  stride=config.maps.stride)
+
+
+def _continuous_maps(config: Config, run: RunDir, out: Path, *, progress: bool,
+                     client: Any = None) -> tuple[np.ndarray, Grid, np.ndarray | None]:
+    """Sliding-window maps of every member and their weighted ensemble (the target map);
+    with a Dask ``client`` each (member, fold) map is a task (:func:`window_map_task`)."""
     from oremap import maps
     from oremap.evidence import load_stack_auto
     from oremap.samples import load_sample_set
 
     stack, names, sgrid = load_stack_auto(stage_folder(run, "evidence"))
     stack = context_stack(config, stack, names, sgrid)[0]
+    tasks = None
+    if client is not None:
+        from oremap.compute import run_tasks, worker_threads
+
+        def tasks(pairs: Sequence[tuple[str, int]]) -> list[Any]:
+            tag = uuid.uuid4().hex[:8]
+            return run_tasks(client, window_map_task,
+                             [(config, run.root, name, fold, worker_threads(config.compute))
+                              for name, fold in pairs],
+                             keys=[f"oremap-map-{tag}-{name}-fold{fold}" for name, fold in pairs],
+                             desc="sliding-window maps (Dask)", progress=progress)
+
     cont = maps.member_continuous_maps(
         config.members(), stack, sgrid, load_sample_set(stage_folder(run, "samples")),
         stage_folder(run, "train"), size=config.samples.crop_size, stride=config.maps.stride,
-        progress=progress)
+        progress=progress, tasks=tasks)
     from oremap.ensemble import read_weights
 
     ens_members = ensemble_members(config)
@@ -479,7 +518,7 @@ def run(config: Config, run_dir: Path, *, stages: Sequence[str] = MAIN,
 
 
 #: Stages whose work runs as Dask tasks when ``[compute]`` asks for a cluster.
-DASK_STAGES = ("evidence", "train", "stability")
+DASK_STAGES = ("evidence", "train", "stability", "maps")
 
 
 def _run_plan(config: Config, rd: RunDir, run_dir: Path, plan: Sequence[str], *,
