@@ -33,7 +33,8 @@ from test_run_integrity import _config_dict  # noqa: E402
 COMPARED = ("evidence/layers/Au.tif", "evidence/layers/As.tif",
             "evidence/layers/shear_zones.tif", "predict/predictions.csv",
             "ensemble/ensemble.csv", "evaluate/test_probs.npz",
-            "maps/prob_lenet_continuous.tif", "maps/prob_ensemble_continuous.tif")
+            "maps/prob_lenet_continuous.tif", "maps/prob_ensemble_continuous.tif",
+            "evaluate/importance.csv")
 
 
 def _config(data: Path) -> dict[str, Any]:

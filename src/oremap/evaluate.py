@@ -739,19 +739,43 @@ def permutation_importance(
     if n_repeats < 1:
         raise InputDataError(f"n_repeats must be >= 1; got {n_repeats}.")
 
-    def score(data: np.ndarray) -> float:
-        return roc_auc(t, _scores(np.asarray(predict_fn(data)).ravel(), "predict_fn output",
-                                  t.size))
+    perms = importance_permutations(t.size, len(layer_names), n_repeats, seed)
+    baseline = importance_score(predict_fn, X, t)
+    drops = np.stack([layer_drops(predict_fn, X, t, c, perms[c], baseline)
+                      for c in range(len(layer_names))])
+    return importance_table(drops, baseline, layer_names)
 
+
+def importance_permutations(n: int, layers: int, n_repeats: int, seed: int) -> np.ndarray:
+    """The permutations of :func:`permutation_importance`, (layers, n_repeats, n): drawn
+    layer by layer, repeat by repeat, from one generator seeded with ``seed``."""
     rng = np.random.default_rng(seed)
-    baseline = score(X)
+    return np.stack([np.stack([rng.permutation(n) for _ in range(n_repeats)])
+                     for _ in range(layers)]).reshape(layers, n_repeats, n)
+
+
+def importance_score(predict_fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray,
+                     t: np.ndarray) -> float:
+    """ROC AUC of ``predict_fn`` on ``X`` against 0/1 labels ``t``."""
+    return roc_auc(t, _scores(np.asarray(predict_fn(X)).ravel(), "predict_fn output", t.size))
+
+
+def layer_drops(predict_fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, t: np.ndarray,
+                c: int, perms: np.ndarray, baseline: float) -> np.ndarray:
+    """Drops in ROC AUC, one per permutation of ``perms`` (repeats, n), when layer ``c`` of
+    ``X`` is shuffled across samples and the other layers stay in place."""
     work = X.copy()
-    drops = np.empty((len(layer_names), n_repeats))
-    for c in range(len(layer_names)):
-        for r in range(n_repeats):
-            work[:, c] = X[rng.permutation(t.size), c]
-            drops[c, r] = baseline - score(work)
-        work[:, c] = X[:, c]
+    out = np.empty(len(perms))
+    for r, perm in enumerate(perms):
+        work[:, c] = X[perm, c]
+        out[r] = baseline - importance_score(predict_fn, work, t)
+    return out
+
+
+def importance_table(drops: np.ndarray, baseline: float,
+                     layer_names: Sequence[str]) -> pd.DataFrame:
+    """The table of :func:`permutation_importance` from its drops (layers, repeats)."""
+    n_repeats = drops.shape[1]
     std = drops.std(axis=1, ddof=1) if n_repeats > 1 else np.full(len(layer_names), np.nan)
     return pd.DataFrame(
         {"auc_drop_mean": drops.mean(axis=1), "auc_drop_std": std, "baseline_auc": baseline},
@@ -1048,11 +1072,16 @@ def write_held_out_figures(pooled: Mapping[str, tuple[np.ndarray, np.ndarray]], 
 
 def write_importance(predict_fns: Mapping[str, Callable[[np.ndarray], np.ndarray]],
                      x: np.ndarray, y: np.ndarray, layer_names: Sequence[str], out: Path, *,
-                     n_repeats: int, seed: int) -> pd.DataFrame:
-    """Permutation importance of every layer for every member -> ``importance.csv/.png``."""
-    imp = {m: permutation_importance(fn, x, y, layer_names=layer_names, n_repeats=n_repeats,
-                                     seed=seed)
-           for m, fn in predict_fns.items()}
+                     n_repeats: int, seed: int,
+                     tables: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Permutation importance of every layer for every member -> ``importance.csv/.png``.
+
+    ``tables``: the members' tables computed elsewhere (Dask tasks), used as they are.
+    """
+    imp = dict(tables) if tables is not None else {
+        m: permutation_importance(fn, x, y, layer_names=layer_names, n_repeats=n_repeats,
+                                  seed=seed)
+        for m, fn in predict_fns.items()}
     table = pd.concat([df.reset_index().assign(member=m) for m, df in imp.items()],
                       ignore_index=True)
     io.write_csv(out / "importance.csv", table)

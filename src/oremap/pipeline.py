@@ -38,6 +38,7 @@ from oremap.members import (
     crop_probabilities,
     ensemble_members,
     held_out_probabilities,
+    load_member,
     train_members,
 )
 from oremap.names import member_kind
@@ -149,8 +150,13 @@ def _client(config: Config, client: Any) -> Any:
 
 
 @stage("evaluate")
-def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
-    """Stage 4: Table 1, confusion matrices, ROC/PR/calibration, importance -> ``evaluate/``."""
+def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True,
+                 client: Any = None) -> Path:
+    """Stage 4: Table 1, confusion matrices, ROC/PR/calibration, importance -> ``evaluate/``.
+
+    With a Dask ``client`` (or ``[compute]`` asking for a cluster) the permutation
+    importance of each (member, layer) is a task (:func:`importance_task`).
+    """
     from oremap import evaluate as ev
     from oremap.samples import load_sample_set
 
@@ -181,9 +187,12 @@ def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
             woe = Baseline.load(train / "fold0" / "woe" / "model.pkl")
             if hasattr(woe, "woe_table"):
                 io.write_csv(run.root / contract.file("evaluate", "woe"), woe.woe_table())
-        ev.write_importance(fold0,
-                            ss.normalised(f0.indices, 0), f0.y, ss.layer_names, out,
-                            n_repeats=config.maps.permutation_repeats, seed=config.seed)
+        with _client(config, client) as client:
+            tables = None if client is None else _importance_on(client, config, run.root, f0,
+                                                                ss.layer_names, progress)
+            ev.write_importance(fold0, ss.normalised(f0.indices, 0), f0.y, ss.layer_names,
+                                out, n_repeats=config.maps.permutation_repeats,
+                                seed=config.seed, tables=tables)
         if (run.root / contract.file("train", "random_summary")).exists():
             rnd = crop_probabilities(config, run.root / contract.file("samples", "random"),
                                      run.root / contract.file("train", "random"))
@@ -192,6 +201,48 @@ def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
             ev.write_held_out_figures({m: rnd.pooled(m) for m in members}, out, threshold=thr,
                                       suffix="_random", curves=False)
     return out
+
+
+def _importance_on(client: Any, config: Config, root: Path, f0: Any,
+                   layer_names: Sequence[str], progress: bool) -> dict[str, pd.DataFrame]:
+    """The permutation importance tables of every member, one Dask task per (member,
+    layer), with the permutations and baseline scores of the local computation (so the
+    same figures)."""
+    from oremap import evaluate as ev
+    from oremap.compute import run_tasks, worker_threads
+
+    t = np.asarray(f0.y).astype(int)
+    repeats = config.maps.permutation_repeats
+    perms = ev.importance_permutations(len(t), len(layer_names), repeats, config.seed)
+    members = config.members()
+    baseline = {m: ev.roc_auc(t, np.asarray(f0.probs[m], dtype=np.float64)) for m in members}
+    pairs = [(m, c) for m in members for c in range(len(layer_names))]
+    tag = uuid.uuid4().hex[:8]
+    drops = run_tasks(client, importance_task,
+                      [(config, root, m, c, perms[c], baseline[m],
+                        worker_threads(config.compute)) for m, c in pairs],
+                      keys=[f"oremap-importance-{tag}-{m}-{c}" for m, c in pairs],
+                      desc="permutation importance (Dask)", progress=progress)
+    by = dict(zip(pairs, drops))
+    return {m: ev.importance_table(np.stack([by[(m, c)] for c in range(len(layer_names))]),
+                                   baseline[m], layer_names) for m in members}
+
+
+def importance_task(config: Config, root: Path, member: str, layer: int, perms: np.ndarray,
+                    baseline: float, threads: int) -> np.ndarray:
+    """Drops in ROC AUC of ``member`` (fold 0) when evidence layer ``layer`` of its held-out
+    crops is shuffled by each of ``perms``: one Dask task, read from the run folder."""
+    from oremap import evaluate as ev
+    from oremap.compute import set_threads
+    from oremap.samples import load_sample_set
+
+    set_threads(threads)
+    run = RunDir(root)
+    ss = load_sample_set(stage_folder(run, "samples"))
+    te = ss.test_indices(0)
+    fn = load_member(member, stage_folder(run, "train") / "fold0")
+    return ev.layer_drops(fn, ss.normalised(te, 0), np.asarray(ss.y[te]).astype(int), layer,
+                          perms, baseline)
 
 
 # --------------------------------------------------------------------------- predict
@@ -518,7 +569,7 @@ def run(config: Config, run_dir: Path, *, stages: Sequence[str] = MAIN,
 
 
 #: Stages whose work runs as Dask tasks when ``[compute]`` asks for a cluster.
-DASK_STAGES = ("evidence", "train", "stability", "maps")
+DASK_STAGES = ("evidence", "train", "evaluate", "stability", "maps")
 
 
 def _run_plan(config: Config, rd: RunDir, run_dir: Path, plan: Sequence[str], *,
