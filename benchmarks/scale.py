@@ -66,6 +66,12 @@ def _stage(stage: str, config: Any, run: Path, client: Any) -> float:
     return time.perf_counter() - t0
 
 
+def _warm_up() -> None:
+    import oremap.evidence  # noqa: F401
+    import oremap.members  # noqa: F401
+    import oremap.train  # noqa: F401
+
+
 def _weights_diff(run: Path, reference: Path) -> str:
     """Largest difference between the networks' weights (``best.pt``) of two runs."""
     import torch
@@ -82,7 +88,10 @@ def _weights_diff(run: Path, reference: Path) -> str:
 
 def _ways(stage: str, config: Any, base: Path, work: Path, outputs: list[str]) -> dict:
     """Seconds of ``stage`` locally, on 1 worker and on 2 workers; outputs compared."""
+    import dask
     from distributed import Client, LocalCluster
+
+    from oremap.compute import worker_environ
 
     results = {}
     for label, workers in (("local", 0), ("1 worker", 1), ("2 workers", 2)):
@@ -94,21 +103,29 @@ def _ways(stage: str, config: Any, base: Path, work: Path, outputs: list[str]) -
             seconds = _stage(stage, config, run, None)
             peak = float("nan")
         else:
-            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                              host="127.0.0.1", dashboard_address=None,
-                              silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-                client.run(lambda: None)  # workers up and imported before timing
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}), \
+                    LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                 host="127.0.0.1", dashboard_address=None,
+                                 silence_logs=logging.ERROR) as cluster, \
+                    Client(cluster) as client:
+                client.run(_warm_up)  # workers up, torch and oremap imported, before timing
                 seconds = _stage(stage, config, run, client)
                 peak = max(client.run(_peak_mib).values())
+        # outputs against the local run's (evidence, bitwise), or the networks' weights
+        # against the 1-worker run's (the same thread count per task; the local run trains
+        # on every core, and float round-off then takes training elsewhere)
         if not workers:
             same = "reference"
         elif outputs:
-            same = str(all(_sha(run / o) == _sha(work / f"{stage}_0" / o) for o in outputs))
+            same = "bitwise equal to local: " + str(
+                all(_sha(run / o) == _sha(work / f"{stage}_0" / o) for o in outputs))
+        elif workers == 1:
+            same = "reference for the networks' weights"
         else:
-            same = _weights_diff(run, work / f"{stage}_0")
+            same = "against 1 worker: " + _weights_diff(run, work / f"{stage}_1")
         results[label] = dict(seconds=seconds, peak_mib=peak, same=same, run=run)
         print(f"  {stage:9s} {label:10s} {seconds:7.1f} s   worker peak RSS "
-              f"{peak:6.0f} MiB   against local: {same}", flush=True)
+              f"{peak:6.0f} MiB   {same}", flush=True)
     r1, r2 = results["1 worker"]["seconds"], results["2 workers"]["seconds"]
     print(f"  {stage:9s} speed-up of 2 workers over 1: x{r1 / r2:.2f} (goal >= 1.7 on 2 cores); "
           f"local (1 process, torch/BLAS on every core): {results['local']['seconds']:.1f} s")
@@ -123,6 +140,7 @@ def main() -> None:
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     import pandas as pd
 
     from oremap import pipeline

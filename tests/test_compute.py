@@ -82,6 +82,16 @@ def test_without_compute_dask_is_never_imported() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def test_workers_do_not_get_dask_malloc_trim_threshold() -> None:
+    from oremap.compute import cluster
+
+    with cluster(ComputeConfig(scheduler="processes", workers=1)) as client:
+        env = client.run(lambda: dict(os.environ))
+    (worker_env,) = env.values()
+    assert "MALLOC_TRIM_THRESHOLD_" not in worker_env
+    assert worker_env.get("OMP_NUM_THREADS") == "1"  # Dask's other settings are kept
+
+
 def test_unreachable_scheduler_is_a_clean_error() -> None:
     from oremap.compute import cluster
 
@@ -142,6 +152,7 @@ def test_a_worker_killed_during_training_is_replaced(data: Path, local_run: Path
     killed: list[int] = []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
+        # (Dask's default environment here: only the speed differs, see worker_environ)
         pids = client.run(os.getpid)
         stop = threading.Event()
 

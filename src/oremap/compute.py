@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("oremap.compute")
 
-__all__ = ["cluster", "run_tasks", "set_threads", "worker_threads"]
+__all__ = ["cluster", "run_tasks", "set_threads", "worker_environ", "worker_threads"]
 
 
 def worker_threads(compute: ComputeConfig) -> int:
@@ -47,6 +48,18 @@ def set_threads(threads: int) -> None:
     threadpool_limits(max(1, int(threads)))
 
 
+def worker_environ() -> dict[str, Any]:
+    """The environment Dask's nanny gives a worker process before it starts, without
+    ``MALLOC_TRIM_THRESHOLD_``: Dask sets it to 64 KiB, which makes glibc give memory back
+    to the system after every large free, and PyTorch training then runs about 3 times slower
+    (measured: 20 steps of ResNet50, batch 16, 1.6 s without it, 5.0 s with it)."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    return {k: v for k, v in env.items()
+            if k.upper().replace("-", "_") != "MALLOC_TRIM_THRESHOLD_"}
+
+
 @contextlib.contextmanager
 def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None = None
             ) -> Iterator[Client | None]:
@@ -54,7 +67,8 @@ def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None
 
     ``"processes"``: a LocalCluster of ``workers`` processes (default: the cores this process
     may use divided by ``threads_per_worker``) bound to 127.0.0.1, closed on exit. An address:
-    a client of that scheduler (the cluster stays up). ``echo`` receives the dashboard link.
+    a client of that scheduler (the cluster stays up). The dashboard link is logged and
+    given to ``echo`` (default: printed to stderr).
 
     Raises
     ------
@@ -65,6 +79,7 @@ def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None
         yield None
         return
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover - dask is a dependency of the `scale` extra
         raise ConfigError(
@@ -74,11 +89,14 @@ def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None
     local = None
     try:
         if compute.scheduler == "processes":
+            logging.getLogger("distributed").setLevel(logging.WARNING)  # no INFO chatter
             threads = worker_threads(compute)
             workers = compute.workers or max(1, available_cores() // threads)
-            local = LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                                 host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                 silence_logs=logging.ERROR)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+                local = LocalCluster(n_workers=workers, threads_per_worker=threads,
+                                     processes=True, host="127.0.0.1",
+                                     dashboard_address="127.0.0.1:0",
+                                     silence_logs=logging.ERROR)
             client = Client(local)
         else:
             client = Client(compute.scheduler, timeout="30s")
@@ -89,8 +107,10 @@ def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None
                           f"it ({exc}). Check the address and that the scheduler runs, or "
                           "set scheduler = \"local\".") from None
     link = client.dashboard_link
-    (echo or log.info)(f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at "
-                       f"{client.scheduler.address}; dashboard {link}")
+    message = (f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at "
+               f"{client.scheduler.address}; dashboard {link}")
+    log.info(message)
+    (echo or (lambda m: print(m, file=sys.stderr)))(message)
     try:
         yield client
     finally:
