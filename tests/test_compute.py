@@ -85,8 +85,11 @@ def test_without_compute_dask_is_never_imported() -> None:
 def test_workers_do_not_get_dask_malloc_trim_threshold() -> None:
     from oremap.compute import cluster
 
+    before = dict(os.environ)
     with cluster(ComputeConfig(scheduler="processes", workers=1)) as client:
         env = client.run(lambda: dict(os.environ))
+        assert dict(os.environ) == before  # the nanny's settings do not leak into ours
+    assert dict(os.environ) == before
     (worker_env,) = env.values()
     assert "MALLOC_TRIM_THRESHOLD_" not in worker_env
     assert worker_env.get("OMP_NUM_THREADS") == "1"  # Dask's other settings are kept
@@ -150,6 +153,7 @@ def test_a_worker_killed_during_training_is_replaced(data: Path, local_run: Path
     config = config_from_dict(_config(data))
     pipeline.run(config, run, stages=("evidence", "samples"), progress=False)
     killed: list[int] = []
+    environ = dict(os.environ)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         # (Dask's default environment here: only the speed differs, see worker_environ)
@@ -173,6 +177,9 @@ def test_a_worker_killed_during_training_is_replaced(data: Path, local_run: Path
         finally:
             stop.set()
             thread.join(timeout=10)
+    from oremap.compute import _restore
+
+    _restore(environ)  # the nanny's OMP_NUM_THREADS=1 must not reach later tests' processes
     assert killed, "no training task was seen running"
     pipeline.run(config, run, progress=False)  # the later stages, locally
     for rel in ("predict/predictions.csv", "ensemble/ensemble.csv"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,7 @@ def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None
             "pip install 'dask[distributed]' (or the oremap extra: pip install 'oremap[scale]'),"
             " or set scheduler = \"local\".") from None
     local = None
+    environ = dict(os.environ)  # Dask's nanny writes the workers' settings into ours
     try:
         if compute.scheduler == "processes":
             logging.getLogger("distributed").setLevel(logging.WARNING)  # no INFO chatter
@@ -97,12 +99,14 @@ def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None
                                      processes=True, host="127.0.0.1",
                                      dashboard_address="127.0.0.1:0",
                                      silence_logs=logging.ERROR)
+            _restore(environ)
             client = Client(local)
         else:
             client = Client(compute.scheduler, timeout="30s")
     except OSError as exc:
         if local is not None:
             local.close()
+        _restore(environ)
         raise ConfigError(f"[compute] scheduler {compute.scheduler!r}: cannot start or reach "
                           f"it ({exc}). Check the address and that the scheduler runs, or "
                           "set scheduler = \"local\".") from None
@@ -117,6 +121,18 @@ def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None
         client.close()
         if local is not None:
             local.close()
+        _restore(environ)
+
+
+def _restore(environ: dict[str, str]) -> None:
+    """Put this process's environment back as it was: a LocalCluster's nanny sets
+    OMP_NUM_THREADS and the like in the calling process when it starts a worker, and every
+    process started later (a training worker, a DataLoader worker) would inherit them."""
+    for key in set(os.environ) - set(environ):
+        del os.environ[key]
+    for key, value in environ.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def run_tasks(client: Client, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], *,
