@@ -40,6 +40,7 @@ COMPARED = ("evidence/layers/Au.tif", "evidence/layers/As.tif",
 def _config(data: Path) -> dict[str, Any]:
     d = _config_dict(data)
     d["maps"].update(continuous=True, stride=16)  # sliding-window maps: (member, fold) tasks
+    d["grid"]["block"] = 128  # several windows per layer: (layer, window) tasks
     return d
 
 

@@ -454,7 +454,8 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
     workers : int
         Threads for IDW (-1: every core the process may use); results do not depend on it.
     client : distributed.Client or None
-        Build each layer as a Dask task on this cluster (``[compute]``), bitwise the same.
+        Compute every (layer, window) as a Dask task on this cluster (``[compute]``); the
+        layers are written here, bitwise the same as without it.
 
     Returns
     -------
@@ -486,8 +487,8 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
     with Progress(*columns, disable=not progress, transient=False) as bar:
         layers_task = bar.add_task("evidence layers", total=len(specs))
         windows_task = bar.add_task("windows", total=grid.n_windows(block))
-        if client is not None:  # one Dask task per layer to (re)build
-            todo: list[tuple[Spec, str]] = []
+        if client is not None:  # one Dask task per (layer, window) to (re)build
+            todo: list[tuple[_Prepared, str]] = []
             for p, digest in zip(prepared, hashes, strict=True):
                 old = previous.get(p.spec.name)
                 if old is not None and old.spec_hash == digest and old.intact(out_dir):
@@ -495,7 +496,7 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
                     done[p.spec.name] = old
                     bar.advance(layers_task)
                 else:
-                    todo.append((p.spec, digest))
+                    todo.append((p, digest))
             _build_layers_on(client, todo, grid, out_dir, block, previews, done,
                              lambda: (bar.advance(layers_task),
                                       _write_manifest(out_dir, grid, specs, done, previous,
@@ -523,33 +524,52 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
     return manifest
 
 
-def _build_layers_on(client: Any, todo: Sequence[tuple[Spec, str]], grid: Grid, out_dir: Path,
-                     block: int, previews: bool, done: dict[str, LayerRecord],
+def _build_layers_on(client: Any, todo: Sequence[tuple[_Prepared, str]], grid: Grid,
+                     out_dir: Path, block: int, previews: bool, done: dict[str, LayerRecord],
                      advance: Any) -> None:
-    """Build the layers ``todo`` as Dask tasks (:func:`layer_task`), recording each in
-    ``done`` as it completes; the first error cancels the rest and is raised unchanged."""
+    """Build the layers ``todo`` with one Dask task per (layer, window)
+    (:func:`window_task`); this process writes each layer's GeoTIFF from its windows in
+    order, exactly as locally. The windows of the next layer are submitted while the current
+    one is written; the first error cancels the rest and is raised unchanged."""
     import uuid
 
-    from distributed import as_completed
-
     tag = uuid.uuid4().hex[:8]
-    futures = {client.submit(layer_task, spec, digest, grid, out_dir, block, previews,
-                             key=f"oremap-evidence-{tag}-{spec.name}", pure=False): spec.name
-               for spec, digest in todo}
+    windows = list(grid.windows(block))
+
+    def submit(p: _Prepared) -> list[Any]:
+        return [client.submit(window_task, p.spec, grid, w, key=f"oremap-evidence-{tag}-"
+                              f"{p.spec.name}-{i}", pure=False)
+                for i, w in enumerate(windows)]
+
+    pending = [submit(todo[0][0])] if todo else []
     try:
-        for future in as_completed(list(futures)):
-            done[futures[future]] = future.result()
+        for k, (p, digest) in enumerate(todo):
+            if k + 1 < len(todo):
+                pending.append(submit(todo[k + 1][0]))
+            futures = pending.pop(0)
+
+            def computed(i: int, futures: list[Any] = futures) -> tuple[np.ndarray, np.ndarray]:
+                result = futures[i].result()
+                futures[i] = None  # release the window's memory on the cluster
+                return result
+
+            done[p.spec.name] = _build_layer(p, digest, grid, out_dir, block, previews, 1,
+                                             lambda: None, computed=computed)
             advance()
     except BaseException:
-        client.cancel(list(futures))
+        client.cancel([f for fs in pending for f in fs if f is not None])
         raise
 
 
-def layer_task(spec: Spec, digest: str, grid: Grid, out_dir: Path, block: int,
-               previews: bool) -> LayerRecord:
-    """One evidence layer as a Dask task: prepared and built on the worker, written
-    atomically to ``out_dir`` (shared storage) exactly as by :func:`build_evidence` locally,
-    with IDW in the worker's threads (the result does not depend on them)."""
+#: Prepared layers of this worker process, by spec hash (a task per window reads its layer's
+#: inputs once per worker, not once per window).
+_PREPARED: dict[str, tuple[_Prepared, IdwInterpolator | None]] = {}
+
+
+def window_task(spec: Spec, grid: Grid, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """The values and coverage mask of one (layer, window), as a Dask task: the layer is
+    prepared once per worker process, and IDW runs in the worker's threads (the values do
+    not depend on them)."""
     try:
         from distributed import get_worker
 
@@ -559,8 +579,14 @@ def layer_task(spec: Spec, digest: str, grid: Grid, out_dir: Path, block: int,
     from oremap.compute import set_threads
 
     set_threads(threads)
-    return _build_layer(_prepare(spec, grid), digest, grid, Path(out_dir), block, previews,
-                        threads, lambda: None)
+    key = spec_hash(spec, grid)
+    if key not in _PREPARED:
+        if len(_PREPARED) >= 4:
+            _PREPARED.pop(next(iter(_PREPARED)))
+        p = _prepare(spec, grid)
+        _PREPARED[key] = (p, _interpolator(p, threads))
+    p, interp = _PREPARED[key]
+    return _window_values(p, interp, grid, window)
 
 
 def _remove_unlisted(out_dir: Path, manifest: EvidenceManifest,
@@ -604,28 +630,42 @@ def _write_manifest(out_dir: Path, grid: Grid, specs: Sequence[Spec],
     return manifest
 
 
+def _interpolator(p: _Prepared, workers: int) -> IdwInterpolator | None:
+    if p.samples is None:
+        return None
+    spec = p.spec
+    return IdwInterpolator(p.samples.xy, p.samples.values, power=spec.power,
+                           neighbours=spec.neighbours, radius=spec.radius, workers=workers)
+
+
+def _window_values(p: _Prepared, interp: IdwInterpolator | None, grid: Grid,
+                   window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """A layer's values on one window (NaN outside its coverage) and its coverage mask."""
+    mask = coverage_mask(p.coverage, grid, window)
+    if interp is not None:
+        values = interpolate_window(interp, grid, window, mask)
+    elif mask.any():
+        values = measure_map(p.features, grid, p.measure, radius=p.radius, window=window)
+        values[~mask] = np.nan
+    else:
+        values = np.full(mask.shape, np.nan)
+    return values, mask
+
+
 def _build_layer(p: _Prepared, digest: str, grid: Grid, out_dir: Path, block: int,
-                 previews: bool, workers: int, tick: Any) -> LayerRecord:
+                 previews: bool, workers: int, tick: Any,
+                 computed: Any = None) -> LayerRecord:
+    """Write one layer window by window; ``computed(i)``, if given, returns the values and
+    mask of the i-th window of ``grid.windows(block)`` (computed elsewhere: Dask tasks)."""
     t0 = time.perf_counter()
     spec = p.spec
     rel = f"layers/{spec.name}.tif"
     stats = _Stats(grid, PREVIEW_MAX_PX)
-    interp = None
-    if p.samples is not None:
-        interp = IdwInterpolator(p.samples.xy, p.samples.values, power=spec.power,
-                                 neighbours=spec.neighbours, radius=spec.radius,
-                                 workers=workers)
+    interp = _interpolator(p, workers) if computed is None else None
     with io.raster_writer(out_dir / rel, grid, band_names=[spec.name]) as dst:
-        for window in grid.windows(block):
-            mask = coverage_mask(p.coverage, grid, window)
-            if interp is not None:
-                values = interpolate_window(interp, grid, window, mask)
-            elif mask.any():
-                values = measure_map(p.features, grid, p.measure, radius=p.radius,
-                                     window=window)
-                values[~mask] = np.nan
-            else:
-                values = np.full(mask.shape, np.nan)
+        for i, window in enumerate(grid.windows(block)):
+            values, mask = (_window_values(p, interp, grid, window) if computed is None
+                            else computed(i))
             stats.add(values, mask, window)
             out = np.where(np.isfinite(values), values, grid.nodata).astype(np.float32)
             dst.write(out, 1, window=window)
