@@ -173,16 +173,21 @@ def main() -> None:
         rows, cols = config.grid.pixels()
         mpx = rows * cols / 1e6
         per_layer = ev["1 worker"]["seconds"] / len(names)
-        print(f"  evidence  {len(names)} layers of {rows:,} x {cols:,} px ({mpx:.2f} Mpx): "
-              f"{per_layer:.2f} s per layer task on one core ({mpx / per_layer:.2f} Mpx/s)")
+        windows = config.grid.block
+        n_windows = -(-rows // windows) * -(-cols // windows)
+        print(f"  evidence  {len(names)} layers of {rows:,} x {cols:,} px ({mpx:.2f} Mpx, "
+              f"{n_windows} window(s) of {windows} px each): {per_layer:.2f} s a layer on one "
+              f"core ({mpx / per_layer:.2f} Mpx/s, writing included)")
         # 3. extrapolation to 32 workers (1 core each)
         paper_mpx, paper_layers = 11_456 * 24_240 / 1e6, 14
-        layer_s = paper_mpx / (mpx / per_layer)
+        core_s = paper_layers * paper_mpx / (mpx / per_layer)
+        paper_windows = paper_layers * -(-11_456 // 2048) * -(-24_240 // 2048)
         print("\nExtrapolation to a 32-worker cluster (1 core per worker, shared storage):")
-        print(f"  paper-scale grid, {paper_layers} layers x {paper_mpx:.1f} Mpx: one layer task "
-              f"about {layer_s / 60:.0f} min on one core; {paper_layers} tasks on 32 workers "
-              f"take one task's time, about {layer_s / 60:.0f} min (layers are the unit; "
-              "windows of one layer are not split across workers)")
+        print(f"  paper-scale grid, {paper_layers} layers x {paper_mpx:.1f} Mpx = "
+              f"{paper_windows} (layer, window) tasks of 2,048 px: {core_s / 60:.0f} core-min "
+              f"at the measured rate, so about {core_s / 32 / 60:.1f} min on 32 workers if "
+              "the calling process keeps up writing the GeoTIFFs (about 1.1 GB of float32 "
+              "a layer)")
         grid_tasks = 7 * 5 * 3
         print(f"  training grid 7 networks x 5 folds x 3 seeds = {grid_tasks} tasks: at the "
               f"measured {mean_s:.1f} s per task (quick demo) {grid_tasks * mean_s / 32:.0f} s "
