@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -68,8 +67,8 @@ def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None
 
     ``"processes"``: a LocalCluster of ``workers`` processes (default: the cores this process
     may use divided by ``threads_per_worker``) bound to 127.0.0.1, closed on exit. An address:
-    a client of that scheduler (the cluster stays up). The dashboard link is logged and
-    given to ``echo`` (default: printed to stderr).
+    a client of that scheduler (the cluster stays up). The dashboard link goes to ``echo``
+    (default: the ``oremap.compute`` log at INFO, which ``oremap run`` shows).
 
     Raises
     ------
@@ -113,8 +112,7 @@ def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None
     link = client.dashboard_link
     message = (f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at "
                f"{client.scheduler.address}; dashboard {link}")
-    log.info(message)
-    (echo or (lambda m: print(m, file=sys.stderr)))(message)
+    (echo or log.info)(message)
     try:
         yield client
     finally:

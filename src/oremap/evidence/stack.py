@@ -497,10 +497,14 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
                     bar.advance(layers_task)
                 else:
                     todo.append((p, digest))
+            def next_layer(name: str) -> None:
+                bar.reset(windows_task, total=grid.n_windows(block), description=name)
+
             _build_layers_on(client, todo, grid, out_dir, block, previews, done,
                              lambda: (bar.advance(layers_task),
                                       _write_manifest(out_dir, grid, specs, done, previous,
-                                                      hashes)))
+                                                      hashes)),
+                             next_layer, lambda: bar.advance(windows_task))
         in_process = list(zip(prepared, hashes, strict=True)) if client is None else []
         for p, digest in in_process:
             name = p.spec.name
@@ -526,7 +530,7 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
 
 def _build_layers_on(client: Any, todo: Sequence[tuple[_Prepared, str]], grid: Grid,
                      out_dir: Path, block: int, previews: bool, done: dict[str, LayerRecord],
-                     advance: Any) -> None:
+                     advance: Any, next_layer: Any, tick: Any) -> None:
     """Build the layers ``todo`` with one Dask task per (layer, window)
     (:func:`window_task`); this process writes each layer's GeoTIFF from its windows in
     order, exactly as locally. The windows of the next layer are submitted while the current
@@ -553,8 +557,9 @@ def _build_layers_on(client: Any, todo: Sequence[tuple[_Prepared, str]], grid: G
                 futures[i] = None  # release the window's memory on the cluster
                 return result
 
+            next_layer(p.spec.name)
             done[p.spec.name] = _build_layer(p, digest, grid, out_dir, block, previews, 1,
-                                             lambda: None, computed=computed)
+                                             tick, computed=computed)
             advance()
     except BaseException:
         client.cancel([f for fs in pending for f in fs if f is not None])
