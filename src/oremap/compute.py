@@ -31,12 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("oremap.compute")
 
-__all__ = ["cluster", "run_tasks", "set_threads", "worker_environ", "worker_threads"]
-
-
-def worker_threads(compute: ComputeConfig) -> int:
-    """Torch/BLAS threads of each task: ``threads_per_worker``."""
-    return int(compute.threads_per_worker)
+__all__ = ["cluster", "run_tasks", "set_threads", "worker_environ"]
 
 
 def set_threads(threads: int) -> None:
@@ -91,7 +86,7 @@ def cluster(compute: ComputeConfig | None, *, echo: Callable[[str], None] | None
     try:
         if compute.scheduler == "processes":
             logging.getLogger("distributed").setLevel(logging.WARNING)  # no INFO chatter
-            threads = worker_threads(compute)
+            threads = compute.threads_per_worker
             workers = compute.workers or max(1, available_cores() // threads)
             with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
                 local = LocalCluster(n_workers=workers, threads_per_worker=threads,

@@ -918,7 +918,8 @@ def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
     return CellMaps(cgrid, rasters, std_r, ent_r)
 
 
-def member_continuous_maps(members: Sequence[str], stack: np.ndarray | LazyStack, grid: Grid,
+def member_continuous_maps(members: Sequence[str], stack: np.ndarray | LazyStack | None,
+                           grid: Grid,
                            sample_set: Any, train_dir: Path, *, size: int, stride: int,
                            progress: bool = True, tasks: Any = None
                            ) -> dict[str, tuple[np.ndarray, Grid]]:
@@ -926,7 +927,8 @@ def member_continuous_maps(members: Sequence[str], stack: np.ndarray | LazyStack
 
     Each fold's model sees windows normalised with that fold's scaling. ``tasks``: a
     function mapping the (member, fold) pairs to their ``(map, grid)`` (each a Dask task,
-    see :func:`oremap.pipeline.run_maps`); the folds are then summed in the same order.
+    see :func:`oremap.pipeline.run_maps`; ``stack`` is then not read and may be None); the
+    folds are then summed in the same order.
     """
     pairs = [(name, fold) for name in members for fold in range(sample_set.n_folds)]
     if tasks is not None:

@@ -62,14 +62,14 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
     ss = load_sample_set(samples_dir)
     rows, histories = [], {}
     if client is not None:
-        from oremap.compute import run_tasks, worker_threads
+        from oremap.compute import run_tasks
 
         pairs = [(fold, name) for fold in range(ss.n_folds) for name in config.members()]
         tag = uuid.uuid4().hex[:8]  # keys unique to this call on a long-lived cluster
         done = run_tasks(
             client, train_member_task,
             [(config, Path(samples_dir), Path(train_dir), fold, name, seed, resume,
-              worker_threads(config.compute)) for fold, name in pairs],
+              config.compute.threads_per_worker) for fold, name in pairs],
             keys=[f"oremap-train-{tag}-fold{fold}-{name}" for fold, name in pairs],
             desc="train (Dask)", progress=progress)
         for (fold, name), (row, history) in zip(pairs, done):

@@ -63,7 +63,8 @@ def run_evidence(config: Config, run_dir: Path, *, progress: bool = True,
                  resume: bool = True, client: Any = None) -> Path:
     """Stage 1: IDW geochemistry and geological density layers -> ``evidence/``.
 
-    With a Dask ``client`` (or ``[compute]`` asking for a cluster) each layer is a task.
+    With a Dask ``client`` (or ``[compute]`` asking for a cluster) each (layer, window) is a
+    task.
     """
     from oremap.evidence import build_evidence
 
@@ -209,7 +210,7 @@ def _importance_on(client: Any, config: Config, root: Path, f0: Any,
     layer), with the permutations and baseline scores of the local computation (so the
     same figures)."""
     from oremap import evaluate as ev
-    from oremap.compute import run_tasks, worker_threads
+    from oremap.compute import run_tasks
 
     t = np.asarray(f0.y).astype(int)
     repeats = config.maps.permutation_repeats
@@ -220,7 +221,7 @@ def _importance_on(client: Any, config: Config, root: Path, f0: Any,
     tag = uuid.uuid4().hex[:8]
     drops = run_tasks(client, importance_task,
                       [(config, root, m, c, perms[c], baseline[m],
-                        worker_threads(config.compute)) for m, c in pairs],
+                        config.compute.threads_per_worker) for m, c in pairs],
                       keys=[f"oremap-importance-{tag}-{m}-{c}" for m, c in pairs],
                       desc="permutation importance (Dask)", progress=progress)
     by = dict(zip(pairs, drops))
@@ -433,19 +434,22 @@ def _continuous_maps(config: Config, run: RunDir, out: Path, *, progress: bool,
     """Sliding-window maps of every member and their weighted ensemble (the target map);
     with a Dask ``client`` each (member, fold) map is a task (:func:`window_map_task`)."""
     from oremap import maps
-    from oremap.evidence import load_stack_auto
+    from oremap.evidence import EvidenceManifest, load_stack_auto
     from oremap.samples import load_sample_set
 
-    stack, names, sgrid = load_stack_auto(stage_folder(run, "evidence"))
-    stack = context_stack(config, stack, names, sgrid)[0]
     tasks = None
-    if client is not None:
-        from oremap.compute import run_tasks, worker_threads
+    if client is None:
+        stack, names, sgrid = load_stack_auto(stage_folder(run, "evidence"))
+        stack = context_stack(config, stack, names, sgrid)[0]
+    else:  # the tasks read the stack themselves; here only its grid is needed
+        from oremap.compute import run_tasks
+
+        stack, sgrid = None, EvidenceManifest.read(stage_folder(run, "evidence")).grid
 
         def tasks(pairs: Sequence[tuple[str, int]]) -> list[Any]:
             tag = uuid.uuid4().hex[:8]
             return run_tasks(client, window_map_task,
-                             [(config, run.root, name, fold, worker_threads(config.compute))
+                             [(config, run.root, name, fold, config.compute.threads_per_worker)
                               for name, fold in pairs],
                              keys=[f"oremap-map-{tag}-{name}-fold{fold}" for name, fold in pairs],
                              desc="sliding-window maps (Dask)", progress=progress)

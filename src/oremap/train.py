@@ -466,9 +466,9 @@ def load_trained(
     return model.to(choose_device(device)).eval()
 
 
-#: Model classes evaluated in ``channels_last`` memory format on CPU: measured faster there
-#: (``benchmarks/inference.py``: MobileNetV2, VGG and AlexNet about x2-4, ResNet50 x1.3 with
-#: BatchNorm folded); LeNet and the ViT are slower in it and stay contiguous.
+#: Model classes evaluated in ``channels_last`` memory format on CPU, where it is not slower
+#: (``benchmarks/inference.py``, with BatchNorm folded: MobileNetV2 x2.2-3.5, VGG8 x1.9-2.3,
+#: VGG16 x1.4-1.5, ResNet50 x1.5, AlexNet x1.0-1.5); LeNet and the ViT stay contiguous.
 CHANNELS_LAST_CLASSES = frozenset({"AlexNet", "VGG", "ResNet", "MobileNetV2"})
 
 
@@ -856,10 +856,9 @@ def _portable(a: Any) -> Any:
 def _init_worker(threads: int) -> None:
     """A training worker's threads: torch intra-op and the BLAS/OpenMP pools of numpy and
     scikit-learn, each at ``threads``."""
-    from threadpoolctl import threadpool_limits
+    from oremap.compute import set_threads
 
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
+    set_threads(threads)
 
 
 def _train_in_worker(name: str, arrays: tuple[Any, ...], options: dict[str, Any],

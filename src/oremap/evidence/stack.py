@@ -487,41 +487,39 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
     with Progress(*columns, disable=not progress, transient=False) as bar:
         layers_task = bar.add_task("evidence layers", total=len(specs))
         windows_task = bar.add_task("windows", total=grid.n_windows(block))
-        if client is not None:  # one Dask task per (layer, window) to (re)build
-            todo: list[tuple[_Prepared, str]] = []
-            for p, digest in zip(prepared, hashes, strict=True):
-                old = previous.get(p.spec.name)
-                if old is not None and old.spec_hash == digest and old.intact(out_dir):
-                    log.info("evidence layer %s: unchanged, kept %s", p.spec.name, old.path)
-                    done[p.spec.name] = old
-                    bar.advance(layers_task)
-                else:
-                    todo.append((p, digest))
-            def next_layer(name: str) -> None:
-                bar.reset(windows_task, total=grid.n_windows(block), description=name)
-
-            _build_layers_on(client, todo, grid, out_dir, block, previews, done,
-                             lambda: (bar.advance(layers_task),
-                                      _write_manifest(out_dir, grid, specs, done, previous,
-                                                      hashes)),
-                             next_layer, lambda: bar.advance(windows_task))
-        in_process = list(zip(prepared, hashes, strict=True)) if client is None else []
-        for p, digest in in_process:
+        todo: list[tuple[_Prepared, str]] = []
+        for p, digest in zip(prepared, hashes, strict=True):
             name = p.spec.name
             old = previous.get(name)
             if old is not None and old.spec_hash == digest and old.intact(out_dir):
                 log.info("evidence layer %s: unchanged, kept %s", name, old.path)
                 done[name] = old
-            else:
-                if old is not None and old.spec_hash == digest:
-                    log.warning("evidence layer %s: %s was changed or damaged after it was "
-                                "written (size or checksum differ); recomputing it", name,
-                                old.path)
-                bar.reset(windows_task, total=grid.n_windows(block), description=name)
-                done[name] = _build_layer(p, digest, grid, out_dir, block, previews, workers,
-                                          lambda: bar.advance(windows_task))
+                bar.advance(layers_task)
+                continue
+            if old is not None and old.spec_hash == digest:
+                log.warning("evidence layer %s: %s was changed or damaged after it was "
+                            "written (size or checksum differ); recomputing it", name, old.path)
+            todo.append((p, digest))
+
+        def next_layer(name: str) -> None:
+            bar.reset(windows_task, total=grid.n_windows(block), description=name)
+
+        def tick() -> None:
+            bar.advance(windows_task)
+
+        def finished() -> None:  # a layer written: recorded at once, for a later resume
             bar.advance(layers_task)
             _write_manifest(out_dir, grid, specs, done, previous, hashes)
+
+        if client is None:
+            for p, digest in todo:
+                next_layer(p.spec.name)
+                done[p.spec.name] = _build_layer(p, digest, grid, out_dir, block, previews,
+                                                 workers, tick)
+                finished()
+        else:  # one Dask task per (layer, window); the layers are written here
+            _build_layers_on(client, todo, grid, out_dir, block, previews, done, finished,
+                             next_layer, tick)
     manifest = _write_manifest(out_dir, grid, specs, done, previous, hashes)
     _remove_unlisted(out_dir, manifest, previous)
     log.info("evidence stack: %d layers written to %s", len(specs), out_dir)
@@ -540,16 +538,16 @@ def _build_layers_on(client: Any, todo: Sequence[tuple[_Prepared, str]], grid: G
     tag = uuid.uuid4().hex[:8]
     windows = list(grid.windows(block))
 
-    def submit(p: _Prepared) -> list[Any]:
-        return [client.submit(window_task, p.spec, grid, w, key=f"oremap-evidence-{tag}-"
-                              f"{p.spec.name}-{i}", pure=False)
+    def submit(p: _Prepared, digest: str) -> list[Any]:
+        return [client.submit(window_task, p.spec, digest, grid, w,
+                              key=f"oremap-evidence-{tag}-{p.spec.name}-{i}", pure=False)
                 for i, w in enumerate(windows)]
 
-    pending = [submit(todo[0][0])] if todo else []
+    pending = [submit(*todo[0])] if todo else []
     try:
         for k, (p, digest) in enumerate(todo):
             if k + 1 < len(todo):
-                pending.append(submit(todo[k + 1][0]))
+                pending.append(submit(*todo[k + 1]))
             futures = pending.pop(0)
 
             def computed(i: int, futures: list[Any] = futures) -> tuple[np.ndarray, np.ndarray]:
@@ -571,10 +569,12 @@ def _build_layers_on(client: Any, todo: Sequence[tuple[_Prepared, str]], grid: G
 _PREPARED: dict[str, tuple[_Prepared, IdwInterpolator | None]] = {}
 
 
-def window_task(spec: Spec, grid: Grid, window: Window) -> tuple[np.ndarray, np.ndarray]:
+def window_task(spec: Spec, digest: str, grid: Grid,
+                window: Window) -> tuple[np.ndarray, np.ndarray]:
     """The values and coverage mask of one (layer, window), as a Dask task: the layer is
-    prepared once per worker process, and IDW runs in the worker's threads (the values do
-    not depend on them)."""
+    prepared once per worker process (cached by its :func:`spec_hash` ``digest``, which
+    covers its data), and IDW runs in the worker's threads (the values do not depend on
+    them)."""
     try:
         from distributed import get_worker
 
@@ -584,13 +584,12 @@ def window_task(spec: Spec, grid: Grid, window: Window) -> tuple[np.ndarray, np.
     from oremap.compute import set_threads
 
     set_threads(threads)
-    key = spec_hash(spec, grid)
-    if key not in _PREPARED:
+    if digest not in _PREPARED:
         if len(_PREPARED) >= 4:
             _PREPARED.pop(next(iter(_PREPARED)))
         p = _prepare(spec, grid)
-        _PREPARED[key] = (p, _interpolator(p, threads))
-    p, interp = _PREPARED[key]
+        _PREPARED[digest] = (p, _interpolator(p, threads))
+    p, interp = _PREPARED[digest]
     return _window_values(p, interp, grid, window)
 
 
