@@ -552,6 +552,7 @@ def test_fast_inference_equals_the_plain_module(name: str) -> None:
     assert rebuilt is model if first is model else rebuilt is not first
     has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert (first is not model) == has_bn  # folded copy only where there is BatchNorm
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in first.modules())  # all folded
     with torch.no_grad():
         changed = torch.softmax(model(torch.from_numpy(x)), 1)[:, 1].numpy()
     np.testing.assert_allclose(predict_proba(model, x), changed, atol=2e-6)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("oremap.compute")
 
-__all__ = ["cluster", "run_tasks", "set_threads", "worker_environ"]
+__all__ = ["cluster", "run_tasks", "set_threads", "thread_map", "worker_environ"]
 
 
 def set_threads(threads: int) -> None:
@@ -41,6 +41,44 @@ def set_threads(threads: int) -> None:
 
     torch.set_num_threads(max(1, int(threads)))
     threadpool_limits(max(1, int(threads)))
+
+
+def thread_map(fn: Callable[[Any], Any], items: Sequence[Any], *,
+               costs: Sequence[float] | None = None, workers: int | None = None) -> list[Any]:
+    """``fn(item)`` for every item, results in the order of ``items``: on one thread per core
+    this process may use (``workers``, at most one per item), each running torch and the BLAS
+    pools on a single thread.
+
+    For the members' inference (evaluation, importance, prediction, maps): at the small
+    batches of 32 x 32 crops one torch operation split over the cores keeps them poorly busy
+    (two threads: x1.3 over one, ``benchmarks/inference.py``), while two members predicted
+    side by side, each on one core, keep both busy (torch releases the GIL inside its
+    operations). Each operation then runs on one thread, so a result does not depend on how
+    the items were spread over the threads. The items with the largest ``costs`` start first.
+    With one worker (one core, or one item) this is a plain loop and no setting changes.
+    An error raised by ``fn`` is raised here, and the items not yet started are dropped.
+    """
+    items = list(items)
+    n = min(workers or available_cores(), len(items))
+    if n <= 1:
+        return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    order = (sorted(range(len(items)), key=lambda i: -costs[i]) if costs is not None
+             else range(len(items)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="oremap")
+    try:
+        with threadpool_limits(1):
+            futures = {i: pool.submit(fn, items[i]) for i in order}
+            return [futures[i].result() for i in range(len(items))]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(before)
 
 
 def worker_environ() -> dict[str, Any]:

@@ -764,12 +764,24 @@ def layer_drops(predict_fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, t
                 c: int, perms: np.ndarray, baseline: float) -> np.ndarray:
     """Drops in ROC AUC, one per permutation of ``perms`` (repeats, n), when layer ``c`` of
     ``X`` is shuffled across samples and the other layers stay in place."""
-    work = X.copy()
+    n = len(X)
+    per_call = max(1, min(len(perms), _IMPORTANCE_BYTES // max(1, X.nbytes)))
     out = np.empty(len(perms))
-    for r, perm in enumerate(perms):
-        work[:, c] = X[perm, c]
-        out[r] = baseline - importance_score(predict_fn, work, t)
+    for r0 in range(0, len(perms), per_call):
+        group = perms[r0:r0 + per_call]
+        work = np.concatenate([X] * len(group))  # one call for several permutations
+        for k, perm in enumerate(group):
+            work[k * n:(k + 1) * n, c] = X[perm, c]
+        scores = _scores(np.asarray(predict_fn(work)).ravel(), "predict_fn output", len(work))
+        for k in range(len(group)):
+            out[r0 + k] = baseline - roc_auc(t, scores[k * n:(k + 1) * n])
     return out
+
+
+#: Crops predicted in one call of :func:`layer_drops`: as many permutations of the layer as
+#: fit in this many bytes (at least one), so that a model with a cost per call (a random
+#: forest walks its trees once per call) is called once per layer, not once per repeat.
+_IMPORTANCE_BYTES = 256 * 1024**2
 
 
 def importance_table(drops: np.ndarray, baseline: float,
@@ -1076,12 +1088,20 @@ def write_importance(predict_fns: Mapping[str, Callable[[np.ndarray], np.ndarray
                      tables: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Permutation importance of every layer for every member -> ``importance.csv/.png``.
 
-    ``tables``: the members' tables computed elsewhere (Dask tasks), used as they are.
+    The members run side by side (:func:`oremap.compute.thread_map`). ``tables``: the
+    members' tables computed elsewhere (Dask tasks), used as they are.
     """
-    imp = dict(tables) if tables is not None else {
-        m: permutation_importance(fn, x, y, layer_names=layer_names, n_repeats=n_repeats,
-                                  seed=seed)
-        for m, fn in predict_fns.items()}
+    if tables is not None:
+        imp = dict(tables)
+    else:
+        from oremap.compute import thread_map
+        from oremap.names import member_cost
+
+        members = list(predict_fns)
+        imp = dict(zip(members, thread_map(
+            lambda m: permutation_importance(predict_fns[m], x, y, layer_names=layer_names,
+                                             n_repeats=n_repeats, seed=seed),
+            members, costs=[member_cost(m) for m in members])))
     table = pd.concat([df.reset_index().assign(member=m) for m, df in imp.items()],
                       ignore_index=True)
     io.write_csv(out / "importance.csv", table)

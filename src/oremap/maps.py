@@ -925,18 +925,33 @@ def member_continuous_maps(members: Sequence[str], stack: np.ndarray | LazyStack
                            ) -> dict[str, tuple[np.ndarray, Grid]]:
     """Sliding-window P(ore) maps of every member: the mean over its fold models.
 
-    Each fold's model sees windows normalised with that fold's scaling. ``tasks``: a
+    Each fold's model sees windows normalised with that fold's scaling; the (member, fold)
+    maps run side by side (:func:`oremap.compute.thread_map`) on an array. ``tasks``: a
     function mapping the (member, fold) pairs to their ``(map, grid)`` (each a Dask task,
     see :func:`oremap.pipeline.run_maps`; ``stack`` is then not read and may be None); the
     folds are then summed in the same order.
     """
+    from tqdm.auto import tqdm
+
+    from oremap.compute import thread_map
+    from oremap.names import member_cost
+
     pairs = [(name, fold) for name in members for fold in range(sample_set.n_folds)]
     if tasks is not None:
         done = dict(zip(pairs, tasks(pairs)))
     else:
-        done = {(name, fold): member_window_map(name, fold, stack, grid, sample_set, train_dir,
-                                                size=size, stride=stride, progress=progress)
-                for name, fold in pairs}
+        # side by side on an array; a LazyStack reads through one cache: one after the other
+        workers = 1 if isinstance(stack, LazyStack) else None
+        with tqdm(total=len(pairs), desc="sliding-window maps", unit="map",
+                  disable=not progress) as bar:
+            def one(pair: tuple[str, int]) -> tuple[np.ndarray, Grid]:
+                out = member_window_map(pair[0], pair[1], stack, grid, sample_set, train_dir,
+                                        size=size, stride=stride)
+                bar.update()
+                return out
+
+            done = dict(zip(pairs, thread_map(one, pairs, workers=workers,
+                                              costs=[member_cost(m) for m, _ in pairs])))
     out: dict[str, tuple[np.ndarray, Grid]] = {}
     for name in members:
         acc, g2 = None, None

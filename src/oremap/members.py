@@ -237,9 +237,12 @@ def held_out_probabilities(config: Config, samples_dir: Path, train_dir: Path, *
                            ) -> tuple[TestProbabilities, TestProbabilities | None,
                                       dict[str, PredictFn]]:
     """P(ore) of every test crop and inner validation crop (None without inner validation),
-    per fold and member, loading each member once; and fold 0's members (for importance)."""
+    per fold and member, loading each member once; and fold 0's members (for importance).
+    The members of a fold run side by side (:func:`oremap.compute.thread_map`)."""
     from tqdm.auto import tqdm
 
+    from oremap.compute import thread_map
+    from oremap.names import member_cost
     from oremap.samples import load_sample_set
 
     ss = load_sample_set(samples_dir)
@@ -250,15 +253,21 @@ def held_out_probabilities(config: Config, samples_dir: Path, train_dir: Path, *
         for fold in range(ss.n_folds):
             te, va = ss.test_indices(fold), ss.validation_indices(fold)
             x_te, x_va = ss.normalised(te, fold), ss.normalised(va, fold)
-            p_te, p_va = {}, {}
-            for m in members:
+
+            def score(m: str, fold: int = fold, x_te: np.ndarray = x_te,
+                      x_va: np.ndarray = x_va) -> tuple[PredictFn, np.ndarray, np.ndarray]:
                 fn = load_member(m, train_dir / f"fold{fold}")
-                p_te[m] = fn(x_te)
-                if ss.has_validation:
-                    p_va[m] = fn(x_va)
-                if fold == 0:
-                    fold0[m] = fn
+                p_te = fn(x_te)
+                p_va = fn(x_va) if ss.has_validation else np.empty(0)
                 bar.update()
+                return fn, p_te, p_va
+
+            done = dict(zip(members, thread_map(score, members,
+                                                costs=[member_cost(m) for m in members])))
+            p_te = {m: done[m][1] for m in members}
+            p_va = {m: done[m][2] for m in members} if ss.has_validation else {}
+            if fold == 0:
+                fold0 = {m: done[m][0] for m in members}
             test.append(FoldProbabilities(indices=te, y=ss.y[te], probs=p_te))
             val.append(FoldProbabilities(indices=va, y=ss.y[va], probs=p_va))
     return (TestProbabilities(test), TestProbabilities(val) if ss.has_validation else None,

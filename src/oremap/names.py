@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 __all__ = ["BASELINES", "KINDS", "LEARNED_RULES", "MODELS", "PAPER_RULES", "PROFILES", "RULES",
-           "check_registered", "member_kind"]
+           "check_registered", "member_cost", "member_kind"]
 
 #: Networks of He et al. (2024), in the paper's order (the first is ``[train] models``'
 #: default); :func:`oremap.models.list_models` lists the same names, sorted.
@@ -54,6 +54,19 @@ def member_kind(name: str) -> str:
         if name in names:
             return kind
     raise KeyError(f"{name!r} is neither a network, a baseline nor an ensemble rule")
+
+
+#: Relative cost of one training step or prediction of each member (milliseconds of a training
+#: step at batch 16, fast profile, 2 CPU cores; ``benchmarks/train.py``). It only orders the
+#: work handed to parallel workers, the longest first, so that no worker is left with the
+#: largest member at the end; it never changes a result.
+_COST = {"resnet50": 79.0, "mobilenet_v2": 46.0, "vit": 18.0, "vgg16": 17.0, "alexnet": 17.0,
+         "vgg8": 14.0, "lenet": 5.0, "random_forest": 3.0, "logistic": 1.0, "woe": 1.0}
+
+
+def member_cost(name: str) -> float:
+    """Relative cost of ``name`` for ordering parallel work (1 for a name not listed)."""
+    return _COST.get(name, 1.0)
 
 
 def check_registered(what: str, declared: Sequence[str], registered: Iterable[str], *,

@@ -10,9 +10,11 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from oremap.compute import thread_map
 from oremap.config import Config
 from oremap.inputs import crop_spec
 from oremap.members import PredictFn, cell_scorer, load_member
+from oremap.names import member_cost
 
 if TYPE_CHECKING:
     from oremap.evidence import LazyStack
@@ -55,19 +57,32 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
     counts = np.bincount(rows, minlength=len(ids)).astype(float)
     bar = tqdm(total=len(config.members()) * ss.n_folds, desc="predict", unit="member",
                disable=not progress)
+
+    def score(pair: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
+        m, fold = pair
+        fn = load_member(m, train_dir / f"fold{fold}")
+        p = cell_scorer(m, train_dir / f"fold{fold}", fn)(ss.normalised(idx, fold),
+                                                          ss.cell_id[idx])
+        if stack is None:
+            p_fold = np.bincount(rows, weights=p, minlength=len(ids)) / np.maximum(counts, 1)
+        else:
+            p_fold = tta_probabilities(fn, stack, usable, ss, fold, crop_spec(config))
+        bar.update()
+        return p, p_fold
+
+    from oremap.evidence import LazyStack
+
+    pairs = [(m, fold) for m in config.members() for fold in range(ss.n_folds)]
+    # the members run side by side (thread_map); a LazyStack reads through one cache: then
+    # one after the other
+    scored = dict(zip(pairs, thread_map(score, pairs, costs=[member_cost(m) for m, _ in pairs],
+                                        workers=1 if isinstance(stack, LazyStack) else None)))
     for m in config.members():
         total = np.zeros(len(ids))
         oof = np.full(len(ids), np.nan)
         for fold in range(ss.n_folds):
-            fn = load_member(m, train_dir / f"fold{fold}")
-            p = cell_scorer(m, train_dir / f"fold{fold}", fn)(ss.normalised(idx, fold),
-                                                              ss.cell_id[idx])
-            if stack is None:
-                p_fold = np.bincount(rows, weights=p, minlength=len(ids)) / np.maximum(counts, 1)
-            else:
-                p_fold = tta_probabilities(fn, stack, usable, ss, fold, crop_spec(config))
+            p, p_fold = scored[(m, fold)]
             total += p_fold
-            bar.update()
             if ss.n_folds > 1:
                 table[f"p_{m}_f{fold}"] = p_fold
             in_test = ss.test_fold[idx] == fold

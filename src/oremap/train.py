@@ -475,7 +475,7 @@ CHANNELS_LAST_CLASSES = frozenset({"AlexNet", "VGG", "ResNet", "MobileNetV2"})
 def inference_model(model: nn.Module, device: torch.device) -> tuple[nn.Module, bool]:
     """The module :func:`predict_proba` runs, and whether it takes ``channels_last`` input.
 
-    On CPU: every BatchNorm folded into the convolution before it (``torch.fx``), and the
+    On CPU: every BatchNorm folded into the convolution before it, and the
     convolutional networks of :data:`CHANNELS_LAST_CLASSES` in ``channels_last`` memory
     format. Probabilities equal the plain module's within float32 round-off (tested). Built
     once per state of the weights and cached on the model (a weight changed in place, as by
@@ -489,10 +489,7 @@ def inference_model(model: nn.Module, device: torch.device) -> tuple[nn.Module, 
         return cached[1]
     fast = model
     if any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
-        try:
-            fast = _fold_batchnorm(model)
-        except Exception:  # a module torch.fx cannot trace: run it as it is
-            fast = model
+        fast = _fold_batchnorm(model)
     channels_last = type(model).__name__ in CHANNELS_LAST_CLASSES
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
@@ -510,31 +507,33 @@ def _batch_array(xb: np.ndarray) -> np.ndarray:
 
 
 def _fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A traced copy of ``model`` (eval mode) with each BatchNorm2d that only follows a
-    Conv2d folded into that convolution's weights and bias."""
+    """A copy of ``model`` (eval mode) with each BatchNorm2d that only follows a Conv2d
+    folded into that convolution's weights and bias, and replaced by an identity.
+
+    Folded: a BatchNorm2d right after a Conv2d in an ``nn.Sequential``, and a child ``bn<k>``
+    of a module that also has ``conv<k>`` (the bottleneck blocks of
+    :mod:`oremap.models.resnet`, whose ``forward`` applies ``bn<k>`` to the output of
+    ``conv<k>`` alone). The module tree is edited, not traced: ``torch.fx`` tracing patches
+    ``nn.Module.__call__`` for the whole process and would break the other members' forward
+    passes running side by side (:func:`oremap.compute.thread_map`).
+    """
     import copy
 
-    import torch.fx as fx
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    gm = fx.symbolic_trace(copy.deepcopy(model))
-    modules = dict(gm.named_modules())
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
-            continue
-        prev = node.args[0]
-        if not (isinstance(prev, fx.Node) and prev.op == "call_module"
-                and isinstance(modules[prev.target], nn.Conv2d) and len(prev.users) == 1):
-            continue
-        fused = fuse_conv_bn_eval(modules[prev.target], modules[node.target])
-        parent, _, attr = prev.target.rpartition(".")
-        setattr(modules[parent], attr, fused)
-        node.replace_all_uses_with(prev)
-        gm.graph.erase_node(node)
-    gm.graph.lint()
-    gm.delete_all_unused_submodules()
-    gm.recompile()
-    return gm
+    fast = copy.deepcopy(model)
+    for module in list(fast.modules()):
+        kids = module._modules
+        if isinstance(module, nn.Sequential):
+            pairs = list(zip(kids, list(kids)[1:]))
+        else:
+            pairs = [(f"conv{name[2:]}", name) for name in kids
+                     if name.startswith("bn") and name[2:].isdigit()]
+        for conv, bn in pairs:
+            if isinstance(kids.get(conv), nn.Conv2d) and isinstance(kids[bn], nn.BatchNorm2d):
+                kids[conv] = fuse_conv_bn_eval(kids[conv], kids[bn])
+                kids[bn] = nn.Identity()
+    return fast
 
 
 def predict_proba(
