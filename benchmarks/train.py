@@ -2,10 +2,12 @@
 
 For every model and profile at ``C x 32 x 32`` inputs (C = 14 by default, as in He et al.
 2024) it prints: parameters, forward FLOPs per patch (``torch.utils.flop_counter``), training
-patches per second at batch 16 (Adam, cross-entropy; warm-up steps, then timed steps),
-achieved GFLOP/s (training ~ 3 x forward FLOPs) and that as a fraction of the peak of a large
-float32 matmul measured in the same run. ``--epoch-crops N`` also times real
-:func:`oremap.train.train_model` epochs over N random patches (fast profile by default).
+patches per second at batch 16 (Adam, cross-entropy; warm-up steps, then timed steps) of the
+plain PyTorch loop and of oremap's (``channels_last``, fused Adam), the ratio of the two
+measured in the same run, achieved GFLOP/s (training ~ 3 x forward FLOPs) and that as a
+fraction of the peak of a large float32 matmul measured in the same run. ``--epoch-crops N``
+also times real :func:`oremap.train.train_model` epochs over N random patches (fast
+profile).
 
     python benchmarks/train.py --quick
     python benchmarks/train.py --models lenet vit --profiles fast
@@ -26,7 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from oremap.models import create, list_models
-from oremap.train import TrainSettings, train_model
+from oremap.train import CHANNELS_LAST_CLASSES, TrainSettings, train_model
 
 
 def matmul_peak_gflops(n: int = 2048, trials: int = 5) -> float:
@@ -53,13 +55,22 @@ def forward_flops(model: torch.nn.Module, channels: int, size: int) -> int:
 
 
 def train_rate(model: torch.nn.Module, channels: int, size: int, batch: int, warmup: int,
-               steps: int, budget_s: float) -> float:
+               steps: int, budget_s: float, *, recipe: str = "oremap") -> float:
     """Training patches per second (forward, backward, Adam step) from the median step time
     of at most ``steps`` steps or ``budget_s`` seconds (the median resists the spikes that
-    other users of a shared machine cause)."""
+    other users of a shared machine cause).
+
+    ``recipe``: ``"plain"``, the textbook loop (contiguous tensors, ``torch.optim.Adam`` with
+    its default per-parameter loop on CPU); ``"oremap"``, what :func:`train_model` does
+    (``channels_last`` for the networks of ``CHANNELS_LAST_CLASSES``, the fused Adam step).
+    """
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, channels, size, size)
+    oremap = recipe == "oremap"
+    fmt = (torch.channels_last if oremap and type(model).__name__ in CHANNELS_LAST_CLASSES
+           else torch.contiguous_format)
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True if oremap else None)
+    x = torch.randn(batch, channels, size, size).contiguous(memory_format=fmt)
     y = torch.arange(batch) % 2
 
     def step() -> None:
@@ -116,22 +127,31 @@ def main() -> None:
           f"float32 matmul 2048^3 peak: {peak:.1f} GFLOP/s")
     print(f"inputs {args.channels} x {args.size} x {args.size}, batch {args.batch}, "
           f"median of <= {steps} timed steps (<= {budget:.0f} s) after {warmup} warm-up")
-    header = (f"{'model':<13}{'profile':<8}{'params':>12}{'fwd MFLOP':>11}"
-              f"{'train/s':>9}{'s/2500':>8}{'GFLOP/s':>9}{'of peak':>9}")
+    header = (f"{'model':<13}{'profile':<8}{'params':>12}{'fwd MFLOP':>11}{'plain/s':>9}"
+              f"{'train/s':>9}{'x plain':>9}{'s/2500':>8}{'GFLOP/s':>9}{'of peak':>9}")
     print(header)
     print("-" * len(header))
+    sums = {"plain": 0.0, "oremap": 0.0}
     for profile in args.profiles:
         for name in args.models:
-            torch.manual_seed(0)
-            model = create(name, in_channels=args.channels, input_size=args.size,
-                           profile=profile)
+            rates = {}
+            for recipe in ("plain", "oremap"):
+                torch.manual_seed(0)
+                model = create(name, in_channels=args.channels, input_size=args.size,
+                               profile=profile)
+                rates[recipe] = train_rate(model, args.channels, args.size, args.batch,
+                                           warmup, steps, budget, recipe=recipe)
+                sums[recipe] += 2500 / rates[recipe]
             params = sum(p.numel() for p in model.parameters())
             flops = forward_flops(model, args.channels, args.size)
-            rate = train_rate(model, args.channels, args.size, args.batch, warmup, steps,
-                              budget)
+            rate = rates["oremap"]
             achieved = 3 * flops * rate / 1e9
-            print(f"{name:<13}{profile:<8}{params:>12,}{flops / 1e6:>11.1f}{rate:>9.0f}"
+            print(f"{name:<13}{profile:<8}{params:>12,}{flops / 1e6:>11.1f}"
+                  f"{rates['plain']:>9.0f}{rate:>9.0f}{rate / rates['plain']:>9.2f}"
                   f"{2500 / rate:>8.1f}{achieved:>9.2f}{achieved / peak:>9.1%}")
+    print(f"{'all':<21}{'':>23}{sums['plain']:>9.1f}"
+          f"{sums['oremap']:>9.1f}{sums['plain'] / sums['oremap']:>9.2f}   "
+          "(seconds per 2,500 crops, every row)")
     if args.epoch_crops:
         print(f"\ntrain_model, fast profile, {args.epoch_crops} crops "
               f"({args.epoch_crops - args.epoch_crops // 5} train + "

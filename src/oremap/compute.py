@@ -168,19 +168,26 @@ def _restore(environ: dict[str, str]) -> None:
 
 def run_tasks(client: Client, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], *,
               keys: Sequence[str], desc: str, progress: bool = True,
-              retries: int = 0) -> list[Any]:
+              retries: int = 0, costs: Sequence[float] | None = None) -> list[Any]:
     """Run ``fn(*args)`` for every ``args`` of ``calls`` on the cluster; results in order.
 
     One progress bar, fed by task completions. A task whose worker was lost midway is run
     again by the scheduler (Dask's ``distributed.scheduler.allowed-failures``); ``retries``
     adds retries of tasks that raised (0: an error of bad input is deterministic). The first
-    task that fails cancels the others and its exception is raised here, unchanged.
+    task that fails cancels the others and its exception is raised here, unchanged. The
+    tasks with the largest ``costs`` (default: the first) start first.
     """
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    futures = [client.submit(fn, *args, key=key, pure=False, retries=retries)
-               for key, args in zip(keys, calls, strict=True)]
+    # Dask runs the tasks of higher priority first: the costliest, so that no worker is
+    # left alone with the largest one at the end
+    order = (sorted(range(len(calls)), key=lambda i: -costs[i]) if costs is not None
+             else range(len(calls)))
+    priority = {i: len(calls) - rank for rank, i in enumerate(order)}
+    futures = [client.submit(fn, *args, key=key, pure=False, retries=retries,
+                             priority=priority[i])
+               for i, (key, args) in enumerate(zip(keys, calls, strict=True))]
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
     with tqdm(total=len(futures), desc=desc, unit="task", disable=not progress) as bar:

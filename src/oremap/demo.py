@@ -838,6 +838,7 @@ batch_size = 16
 lr = 1e-4                           # cosine annealing from lr ...
 lr_min = 1e-5                       # ... down to lr_min
 workers = 0                         # data-loading workers (capped at the cores available)
+jobs = 2                            # members trained side by side in 2 processes (1: in this one)
 imbalance = "weighted_loss"         # weighted_loss | balanced_sampler | none
 device = "auto"                     # auto: CUDA, then Apple MPS, then CPU
 

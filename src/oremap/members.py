@@ -5,6 +5,7 @@ their P(ore) on each fold's held-out crops.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import shutil
 import time
 import uuid
@@ -19,6 +20,7 @@ import pandas as pd
 from oremap import contract, io
 from oremap.config import Config
 from oremap.errors import InputDataError, StageNotReadyError
+from oremap.names import member_cost
 
 log = logging.getLogger("oremap")
 
@@ -54,24 +56,33 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
     ``resume`` is passed to :func:`oremap.train.train_model`. Folders of members no longer
     configured are removed, so the stage's outputs are exactly its members. With a Dask
     ``client`` (``[compute]``), each (fold, member) is one task (:func:`train_member_task`)
-    with ``[compute] threads_per_worker`` torch threads; ``jobs`` is then not used.
+    with ``[compute] threads_per_worker`` torch threads; ``jobs`` is then not used. Else,
+    with ``jobs > 1``, the same tasks run in ``jobs`` local processes of ``cores // jobs``
+    torch threads each (the weights then equal a Dask run's with as many threads per
+    worker); with ``jobs = 1``, in this process, one after the other.
     """
     from oremap.samples import load_sample_set
     from oremap.train import plot_loss_curves, train_models
 
     ss = load_sample_set(samples_dir)
     rows, histories = [], {}
+    pairs = [(fold, name) for fold in range(ss.n_folds) for name in config.members()]
+    calls = [(config, Path(samples_dir), Path(train_dir), fold, name, seed, resume)
+             for fold, name in pairs]
+    done = None
     if client is not None:
         from oremap.compute import run_tasks
 
-        pairs = [(fold, name) for fold in range(ss.n_folds) for name in config.members()]
         tag = uuid.uuid4().hex[:8]  # keys unique to this call on a long-lived cluster
         done = run_tasks(
             client, train_member_task,
-            [(config, Path(samples_dir), Path(train_dir), fold, name, seed, resume,
-              config.compute.threads_per_worker) for fold, name in pairs],
+            [(*call, config.compute.threads_per_worker) for call in calls],
             keys=[f"oremap-train-{tag}-fold{fold}-{name}" for fold, name in pairs],
-            desc="train (Dask)", progress=progress)
+            desc="train (Dask)", progress=progress,
+            costs=[member_cost(name) for _, name in pairs])
+    elif jobs > 1 and len(pairs) > 1:
+        done = _train_in_processes(calls, jobs, progress)
+    if done is not None:
         for (fold, name), (row, history) in zip(pairs, done):
             rows.append(row)
             if fold == 0 and history is not None:
@@ -84,8 +95,7 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
             if config.train.models:
                 results = train_models(config.train.models, x_tr, y_tr, x_te, y_te,
                                        out_dir=fold_dir, settings=settings, seed=seed,
-                                       resume=resume, jobs=jobs, progress=progress,
-                                       monitor=monitor)
+                                       resume=resume, progress=progress, monitor=monitor)
                 for name, res in results.items():
                     if fold == 0:
                         histories[name] = res.history
@@ -99,6 +109,58 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
     summary = pd.DataFrame(rows)
     io.write_csv(train_dir / Path(contract.file("train", "summary")).name, summary)
     return summary
+
+
+def _train_in_processes(calls: list[tuple[Any, ...]], jobs: int,
+                        progress: bool) -> list[tuple[dict[str, Any], pd.DataFrame | None]]:
+    """:func:`train_member_task` of every call in ``jobs`` spawned processes of
+    ``cores // jobs`` torch threads each (at least 1), the costliest members first; results
+    in the order of ``calls``. The first error (bad input) is raised here unchanged and the
+    tasks not yet started are dropped."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    from oremap.limits import available_cores
+
+    threads = max(1, available_cores() // jobs)
+    order = sorted(range(len(calls)), key=lambda i: -member_cost(calls[i][4]))
+    context = multiprocessing.get_context("spawn")
+    records = context.Queue()  # the workers' log records, logged here as if local
+    listener = logging.handlers.QueueListener(records, _Relog())
+    listener.start()
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(calls)), mp_context=context,
+                               initializer=_log_to_queue,
+                               initargs=(records, logging.getLogger("oremap").getEffectiveLevel()))
+    try:
+        futures = {i: pool.submit(train_member_task, *calls[i], threads) for i in order}
+        with tqdm(total=len(calls), desc=f"train ({jobs} processes)", unit="member",
+                  disable=not progress) as bar:
+            for future in as_completed(futures.values()):
+                future.result()  # raises the task's error
+                bar.update()
+        return [futures[i].result() for i in range(len(calls))]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        listener.stop()
+
+
+class _Relog(logging.Handler):
+    """Logs a record from a worker process through this process's logger of its name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+def _log_to_queue(records: Any, level: int) -> None:
+    """A training worker's ``oremap`` log records go to ``records`` (from ``level`` up)."""
+    logger = logging.getLogger("oremap")
+    logger.handlers = [logging.handlers.QueueHandler(records)]
+    logger.setLevel(level)
+    logger.propagate = False
 
 
 def train_member_task(config: Config, samples_dir: Path, train_dir: Path, fold: int, name: str,
