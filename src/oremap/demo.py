@@ -838,7 +838,7 @@ batch_size = 16
 lr = 1e-4                           # cosine annealing from lr ...
 lr_min = 1e-5                       # ... down to lr_min
 workers = 0                         # data-loading workers (capped at the cores available)
-jobs = 2                            # members trained side by side in 2 processes (1: in this one)
+jobs = {jobs}                            # members trained side by side in processes (1: here)
 imbalance = "weighted_loss"         # weighted_loss | balanced_sampler | none
 device = "auto"                     # auto: CUDA, then Apple MPS, then CPU
 
@@ -872,7 +872,7 @@ def example_config_text(data_dir: str = "data", *, quick: bool = False,
         seed=seed, xmin=xmin, ymin=ymin, xmax=xmax, ymax=ymax, data=data_dir,
         models="[" + ", ".join(f'"{m}"' for m in DEMO_MODELS) + "]",
         epochs=2 if quick else 15, stride=16 if quick else 8, seeds=0 if quick else 3,
-        compare="false" if quick else "true", **crops)
+        compare="false" if quick else "true", jobs=1 if quick else 2, **crops)
 
 
 def run_demo(out: Path, *, quick: bool = False, seed: int = 0, overwrite: bool = False,
