@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from oremap.limits import available_cores
 from oremap.models import create, list_models
-from oremap.train import CHANNELS_LAST_CLASSES, TrainSettings, train_model
+from oremap.train import CHANNELS_LAST_CLASSES, TrainSettings, train_model, train_models
 
 
 def matmul_peak_gflops(n: int = 2048, trials: int = 5) -> float:
@@ -92,9 +93,7 @@ def epoch_seconds(name: str, crops: int, channels: int, size: int,
                   epochs: int) -> tuple[float, float]:
     """Seconds of the first epoch and median seconds of the later epochs of
     :func:`train_model` (fast profile, batch 16, a fifth of the crops as test set)."""
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(crops, channels, size, size)).astype(np.float32)
-    y = (rng.random(crops) < 0.2).astype(np.int64)
+    X, y = _random_crops(crops, channels, size)
     n_test = crops // 5
     settings = TrainSettings(epochs=epochs, profile="fast", device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,6 +101,27 @@ def epoch_seconds(name: str, crops: int, channels: int, size: int,
                              out_dir=Path(tmp), settings=settings, seed=0, progress=False)
     seconds = result.history["seconds"]
     return float(seconds.iloc[0]), float(seconds.iloc[1:].median())
+
+
+def side_by_side_seconds(names: list[str], crops: int, channels: int, size: int, epochs: int,
+                         jobs: int) -> float:
+    """Wall seconds of :func:`train_models` of ``names`` (fast profile) with ``jobs``: 1 is
+    one network after the other in this process, more is that many spawned processes
+    (their start included)."""
+    X, y = _random_crops(crops, channels, size)
+    n_test = crops // 5
+    settings = TrainSettings(epochs=epochs, profile="fast", device="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        train_models(names, X[n_test:], y[n_test:], X[:n_test], y[:n_test], out_dir=Path(tmp),
+                     settings=settings, seed=0, progress=False, jobs=jobs)
+        return time.perf_counter() - t0
+
+
+def _random_crops(crops: int, channels: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(crops, channels, size, size)).astype(np.float32)
+    return X, (rng.random(crops) < 0.2).astype(np.int64)
 
 
 def main() -> None:
@@ -116,6 +136,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--epoch-crops", type=int, default=0,
                         help="also time train_model epochs over this many crops (fast)")
+    parser.add_argument("--side-by-side", type=int, default=0, metavar="CROPS",
+                        help="also time all the models trained over this many crops (fast, "
+                             "2 epochs) one after the other here and side by side in one "
+                             "process per core (train_models jobs)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     if args.threads:
@@ -163,6 +187,17 @@ def main() -> None:
             totals = [totals[0] + first, totals[1] + later]
             print(f"  {name:<13}{first:6.1f} s {later:6.1f} s")
         print(f"  {'all':<13}{totals[0]:6.1f} s {totals[1]:6.1f} s")
+
+    if args.side_by_side:
+        jobs = max(2, available_cores())
+        here = side_by_side_seconds(args.models, args.side_by_side, args.channels, args.size,
+                                    2, jobs=1)
+        apart = side_by_side_seconds(args.models, args.side_by_side, args.channels, args.size,
+                                     2, jobs=jobs)
+        print(f"\n{len(args.models)} networks, 2 epochs of {args.side_by_side} crops each: "
+              f"one after the other in this process {here:.1f} s; side by side in {jobs} "
+              f"processes of {max(1, available_cores() // jobs)} thread(s) {apart:.1f} s "
+              f"(x{here / apart:.2f}, process start included)")
 
 
 if __name__ == "__main__":

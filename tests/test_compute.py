@@ -119,6 +119,20 @@ def test_processes_cluster_gives_the_local_results(data: Path, local_run: Path,
     assert _fingerprint(a) == _fingerprint((local_run / "evidence" / "stage.json").read_text())
 
 
+def test_local_training_processes_give_the_local_results(data: Path, local_run: Path,
+                                                          tmp_path: Path) -> None:
+    """[train] jobs = one per core: every (fold, member) in a spawned process on one torch
+    thread, the costliest first; the same files as the local run on one thread."""
+    from oremap.limits import available_cores
+
+    d = _config(data)
+    d["train"]["jobs"] = max(2, available_cores())
+    run = tmp_path / "run"
+    pipeline.run(config_from_dict(d), run, progress=False)
+    for rel in COMPARED:
+        assert _sha(run / rel) == _sha(local_run / rel), rel
+
+
 def _fingerprint(text: str) -> Any:
     import json
 

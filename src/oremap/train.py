@@ -55,6 +55,7 @@ from oremap.limits import (
     available_cores,
 )
 from oremap.models import create, list_models, model_options
+from oremap.names import member_cost
 
 logger = logging.getLogger("oremap.train")
 
@@ -423,11 +424,11 @@ def train_models(
         max_workers=min(jobs, len(names)), mp_context=context,
         initializer=_init_worker, initargs=(threads,),
     ) as pool:
-        futures = {
+        futures = {  # the costliest first, so that no worker is left alone with it at the end
             n: pool.submit(_train_in_worker, n, arrays, dict(kwargs.get(n) or {}), common)
-            for n in names
+            for n in sorted(names, key=lambda n: -member_cost(n))
         }
-        return {n: f.result() for n, f in futures.items()}
+        return {n: futures[n].result() for n in names}
 
 
 def load_trained(
