@@ -135,6 +135,22 @@ def test_sliding_window_nodata_windows_are_nan(grid: Grid, stack: np.ndarray) ->
     assert sorted(map(tuple, nan)) == [(1, 2), (1, 3), (2, 2), (2, 3)]
 
 
+def test_sliding_window_tiles_assemble_the_whole_map(grid: Grid, stack: np.ndarray) -> None:
+    whole, out = maps.sliding_window_map(channel0_mean, stack, grid, size=4, stride=2,
+                                         progress=False)
+    tiles = maps.window_tiles(grid, size=4, stride=2, block=8)
+    assert tiles == [(0, 4), (4, 8), (8, 9)]  # 9 rows of windows, 8 px = 4 rows a tile
+    parts = [maps.sliding_window_map(channel0_mean, stack, grid, size=4, stride=2, rows=t,
+                                     progress=False) for t in tiles]
+    np.testing.assert_array_equal(np.concatenate([p for p, _ in parts]), whole)
+    for (start, stop), (part, g) in zip(tiles, parts, strict=True):
+        assert g.shape == part.shape == (stop - start, out.width)
+        assert g.transform == out.transform * Affine.translation(0, start)  # rows of the map
+    with pytest.raises(InputDataError, match=r"0 <= start < stop <= 9"):
+        maps.sliding_window_map(channel0_mean, stack, grid, size=4, stride=2, rows=(3, 10),
+                                progress=False)
+
+
 def test_sliding_window_errors(grid: Grid, stack: np.ndarray) -> None:
     with pytest.raises(InputDataError, match=r"\(C, H, W\)"):
         maps.sliding_window_map(channel0_mean, stack[0], grid, progress=False)

@@ -53,6 +53,9 @@ __all__ = [
     "CellMaps",
     "write_cell_maps",
     "member_continuous_maps",
+    "member_window_predictor",
+    "window_tile",
+    "window_tiles",
     "write_continuous_maps",
 ]
 
@@ -214,7 +217,7 @@ def describe_map(name: str, *, continuous: bool = False) -> tuple[str, dict[str,
 
 def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray | LazyStack, grid: Grid, *,
                        size: int = 32, stride: int = 8, batch: int = 256,
-                       strip_rows: int | None = None,
+                       strip_rows: int | None = None, rows: tuple[int, int] | None = None,
                        progress: bool = True) -> tuple[np.ndarray, Grid]:
     """Map P(ore) by sliding a ``size`` px window at ``stride`` px over the evidence stack.
 
@@ -249,6 +252,11 @@ def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray | LazyStack, gri
     strip_rows : int or None
         Output rows (rows of windows) per strip, >= 1; None picks about 64 MiB of stack per
         strip.
+    rows : (start, stop) or None
+        Only output rows ``start`` to ``stop - 1`` (a tile of the map: the block of those rows
+        is returned, on its own grid); batches start afresh at ``start``, so a map assembled
+        from tiles does not depend on which process computed each (see
+        :func:`window_tiles`). None: every row.
     progress : bool
         Show a rich progress bar.
 
@@ -265,14 +273,47 @@ def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray | LazyStack, gri
         If the stack is not (C, H, W) on ``grid``, a size is < 1, the window does not fit, or
         ``predict_fn`` returns the wrong number of values.
     """
+    prob, out_grid, dropped = _sliding_window(predict_fn, stack, grid, size=size,
+                                              stride=stride, batch=batch,
+                                              strip_rows=strip_rows, rows=rows,
+                                              progress=progress)
+    if dropped:
+        warnings.warn(f"sliding_window_map: {dropped} of {prob.size} windows touch nodata "
+                      "pixels and are NaN in the map", DroppedDataWarning, stacklevel=2)
+    return prob, out_grid
+
+
+def window_tiles(grid: Grid, *, size: int, stride: int, block: int) -> list[tuple[int, int]]:
+    """The tiles of a sliding-window map: ``(start, stop)`` output rows, ``block // stride``
+    rows each (at least one), so that a tile reads about ``block`` rows of the stack."""
+    n_rows = (grid.height - size) // stride + 1
+    step = max(1, block // stride)
+    return [(i, min(n_rows, i + step)) for i in range(0, max(n_rows, 0), step)]
+
+
+def _sliding_window(predict_fn: PredictFn, stack: np.ndarray | LazyStack, grid: Grid, *,
+                    size: int, stride: int, batch: int, strip_rows: int | None,
+                    rows: tuple[int, int] | None, progress: bool
+                    ) -> tuple[np.ndarray, Grid, int]:
+    """:func:`sliding_window_map`, and the number of windows dropped for nodata (not
+    warned)."""
     if not isinstance(stack, LazyStack):
         stack = np.asarray(stack)
     _check_window_args(stack, grid, size, stride, batch)
     if strip_rows is not None and (isinstance(strip_rows, bool) or strip_rows < 1):
         raise InputDataError(f"strip_rows must be >= 1 rows of windows, got {strip_rows!r}.")
-    n_rows = (grid.height - size) // stride + 1
+    n_all = (grid.height - size) // stride + 1
     n_cols = (grid.width - size) // stride + 1
-    out_grid = _window_grid(grid, size, stride, n_rows, n_cols)
+    first, stop = (0, n_all) if rows is None else (int(rows[0]), int(rows[1]))
+    if not 0 <= first < stop <= n_all:
+        raise InputDataError(f"rows must be (start, stop) with 0 <= start < stop <= {n_all} "
+                             f"(the map's rows of windows); got {rows!r}.")
+    n_rows = stop - first
+    whole = _window_grid(grid, size, stride, n_all, n_cols)
+    dx, dy = whole.pixel_size
+    top = whole.bounds[3] - first * dy
+    out_grid = Grid(whole.crs, (whole.bounds[0], top - n_rows * dy, whole.bounds[2], top),
+                    whole.pixel_size, whole.nodata)
     if strip_rows is None:
         row_bytes = max(1, 4 * stack.shape[0] * grid.width * stride)
         strip_rows = max(1, _STRIP_BYTES // row_bytes)
@@ -283,8 +324,8 @@ def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray | LazyStack, gri
                TimeRemainingColumn()]
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task("windows", total=n_rows * n_cols)
-        for i0 in range(0, n_rows, strip_rows):
-            i1 = min(n_rows, i0 + strip_rows)
+        for i0 in range(first, stop, strip_rows):
+            i1 = min(stop, i0 + strip_rows)
             strip = stack[:, i0 * stride:(i1 - 1) * stride + size, :]
             ok = _complete_windows(np.isfinite(strip).all(axis=0), size, stride, i1 - i0,
                                    n_cols)
@@ -298,7 +339,7 @@ def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray | LazyStack, gri
                 r, c = rr[start:start + take], cc[start:start + take]
                 crops = np.ascontiguousarray(np.moveaxis(views[:, r, c], 0, 1),
                                              dtype=np.float32)
-                pending.append((crops, r + i0, c))
+                pending.append((crops, r + i0 - first, c))
                 n_pending += take
                 start += take
                 if n_pending == batch:
@@ -309,11 +350,7 @@ def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray | LazyStack, gri
         if pending:
             _predict_batch(predict_fn, pending, prob)
             bar.advance(task, n_pending)
-    dropped = n_rows * n_cols - n_valid
-    if dropped:
-        warnings.warn(f"sliding_window_map: {dropped} of {n_rows * n_cols} windows touch nodata "
-                      "pixels and are NaN in the map", DroppedDataWarning, stacklevel=2)
-    return prob, out_grid
+    return prob, out_grid, n_rows * n_cols - n_valid
 
 
 #: Stack bytes per strip of :func:`sliding_window_map` when ``strip_rows`` is None.
@@ -921,52 +958,86 @@ def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
 def member_continuous_maps(members: Sequence[str], stack: np.ndarray | LazyStack | None,
                            grid: Grid,
                            sample_set: Any, train_dir: Path, *, size: int, stride: int,
-                           progress: bool = True, tasks: Any = None
+                           block: int = 2048, progress: bool = True, tasks: Any = None
                            ) -> dict[str, tuple[np.ndarray, Grid]]:
     """Sliding-window P(ore) maps of every member: the mean over its fold models.
 
-    Each fold's model sees windows normalised with that fold's scaling; the (member, fold)
-    maps run side by side (:func:`oremap.compute.thread_map`) on an array. ``tasks``: a
-    function mapping the (member, fold) pairs to their ``(map, grid)`` (each a Dask task,
-    see :func:`oremap.pipeline.run_maps`; ``stack`` is then not read and may be None); the
-    folds are then summed in the same order.
+    Each fold's model sees windows normalised with that fold's scaling. Each (member, fold)
+    map is computed tile by tile (:func:`window_tiles` of ``block`` stack rows); the tiles
+    run side by side (:func:`oremap.compute.thread_map`) on an array. ``tasks``: a function
+    mapping the (member, fold, tile) units to their ``(block of the map, windows dropped)``
+    (each a Dask task, see :func:`oremap.pipeline.run_maps`; ``stack`` is then not read and
+    may be None). The tiles are assembled and the folds summed in the same order either way,
+    so the maps are the same. Windows touching nodata are counted in one
+    ``DroppedDataWarning``.
     """
     from tqdm.auto import tqdm
 
     from oremap.compute import thread_map
     from oremap.names import member_cost
 
-    pairs = [(name, fold) for name in members for fold in range(sample_set.n_folds)]
+    tiles = window_tiles(grid, size=size, stride=stride, block=block)
+    units = [(name, fold, tile) for name in members for fold in range(sample_set.n_folds)
+             for tile in tiles]
     if tasks is not None:
-        done = dict(zip(pairs, tasks(pairs)))
+        done = dict(zip(units, tasks(units)))
     else:
         # side by side on an array; a LazyStack reads through one cache: one after the other
         workers = 1 if isinstance(stack, LazyStack) else None
-        with tqdm(total=len(pairs), desc="sliding-window maps", unit="map",
+        loaded = _Members(sample_set, train_dir)
+        with tqdm(total=len(units), desc="sliding-window maps", unit="tile",
                   disable=not progress) as bar:
-            def one(pair: tuple[str, int]) -> tuple[np.ndarray, Grid]:
-                out = member_window_map(pair[0], pair[1], stack, grid, sample_set, train_dir,
-                                        size=size, stride=stride)
+            def one(unit: tuple[str, int, tuple[int, int]]) -> tuple[np.ndarray, int]:
+                name, fold, tile = unit
+                out = window_tile(loaded.predict(name, fold), stack, grid, size=size,
+                                  stride=stride, rows=tile)
                 bar.update()
                 return out
 
-            done = dict(zip(pairs, thread_map(one, pairs, workers=workers,
-                                              costs=[member_cost(m) for m, _ in pairs])))
+            done = dict(zip(units, thread_map(one, units, workers=workers,
+                                              costs=[member_cost(u[0]) for u in units])))
+    n_rows = (grid.height - size) // stride + 1
+    n_cols = (grid.width - size) // stride + 1
+    out_grid = _window_grid(grid, size, stride, n_rows, n_cols)
     out: dict[str, tuple[np.ndarray, Grid]] = {}
     for name in members:
-        acc, g2 = None, None
+        acc = None
         for fold in range(sample_set.n_folds):
-            arr, g2 = done[(name, fold)]
+            arr = np.concatenate([done[(name, fold, tile)][0] for tile in tiles])
             acc = arr if acc is None else acc + arr
-        out[name] = (acc / sample_set.n_folds, g2)
+        out[name] = (acc / sample_set.n_folds, out_grid)
+    if members:
+        dropped = sum(done[(members[0], 0, tile)][1] for tile in tiles)
+        if dropped:
+            warnings.warn(f"sliding-window maps: {dropped} of {n_rows * n_cols} windows touch "
+                          "nodata pixels and are NaN in every map", DroppedDataWarning,
+                          stacklevel=2)
     return out
 
 
-def member_window_map(name: str, fold: int, stack: np.ndarray | LazyStack, grid: Grid,
-                      sample_set: Any, train_dir: Path, *, size: int, stride: int,
-                      progress: bool = False) -> tuple[np.ndarray, Grid]:
-    """The sliding-window map of one member's fold model, on windows normalised with that
-    fold's scaling."""
+class _Members:
+    """The fold models of a sample set, each loaded once (thread-safe), as functions of raw
+    crops normalised with their fold's scaling."""
+
+    def __init__(self, sample_set: Any, train_dir: Path):
+        import threading
+
+        self.ss, self.train_dir = sample_set, Path(train_dir)
+        self.fns: dict[tuple[str, int], PredictFn] = {}
+        self.lock = threading.Lock()
+
+    def predict(self, name: str, fold: int) -> PredictFn:
+        with self.lock:
+            if (name, fold) not in self.fns:
+                self.fns[(name, fold)] = member_window_predictor(name, fold, self.ss,
+                                                                 self.train_dir)
+            return self.fns[(name, fold)]
+
+
+def member_window_predictor(name: str, fold: int, sample_set: Any,
+                            train_dir: Path) -> PredictFn:
+    """P(ore) of raw crops from one member's fold model, normalised with that fold's
+    scaling."""
     from oremap.members import load_member
 
     fn = load_member(name, Path(train_dir) / f"fold{fold}")
@@ -974,8 +1045,16 @@ def member_window_map(name: str, fold: int, stack: np.ndarray | LazyStack, grid:
     def predict(x: np.ndarray) -> np.ndarray:
         return fn(sample_set.normalise(x, fold))
 
-    return sliding_window_map(predict, stack, grid, size=size, stride=stride,
-                              progress=progress)
+    return predict
+
+
+def window_tile(predict: PredictFn, stack: np.ndarray | LazyStack, grid: Grid, *, size: int,
+                stride: int, rows: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """One tile (rows of windows ``rows``) of a sliding-window map, and the number of its
+    windows that touch nodata."""
+    prob, _, dropped = _sliding_window(predict, stack, grid, size=size, stride=stride,
+                                       batch=256, strip_rows=None, rows=rows, progress=False)
+    return prob, dropped
 
 
 def write_continuous_maps(maps: Mapping[str, tuple[np.ndarray, Grid]],

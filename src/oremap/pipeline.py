@@ -41,7 +41,7 @@ from oremap.members import (
     load_member,
     train_members,
 )
-from oremap.names import member_kind
+from oremap.names import member_cost, member_kind
 from oremap.predict import predict_cells
 from oremap.runinfo import (
     RunDir,
@@ -410,29 +410,47 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True,
     return out
 
 
-def window_map_task(config: Config, root: Path, name: str, fold: int,
-                    threads: int) -> tuple[np.ndarray, Grid]:
-    """One (member, fold) sliding-window map as a Dask task, read from the (shared) run
-    folder ``root`` and computed exactly as locally, with ``threads`` torch threads."""
+def window_map_task(config: Config, root: Path, name: str, fold: int, tile: tuple[int, int],
+                    threads: int) -> tuple[np.ndarray, int]:
+    """One tile of one (member, fold) sliding-window map as a Dask task, read from the
+    (shared) run folder ``root`` and computed exactly as locally, with ``threads`` torch
+    threads: the block of the map and its windows dropped for nodata."""
     from oremap import maps
     from oremap.compute import set_threads
+
+    set_threads(threads)
+    stack, sgrid, ss = _map_inputs(config, Path(root))
+    predict = maps.member_window_predictor(name, fold, ss, stage_folder(RunDir(root), "train"))
+    return maps.window_tile(predict, stack, sgrid, size=config.samples.crop_size,
+                            stride=config.maps.stride, rows=tuple(tile))
+
+
+#: The evidence stack (with its context layers) and sample set of the last run folder a
+#: worker mapped, keyed by that folder and the fingerprints of its evidence and samples
+#: stages: the tiles of a map read them once per worker, not once per tile.
+_MAP_INPUTS: dict[tuple[str, ...], tuple[Any, Grid, Any]] = {}
+
+
+def _map_inputs(config: Config, root: Path) -> tuple[Any, Grid, Any]:
     from oremap.evidence import load_stack_auto
     from oremap.samples import load_sample_set
 
-    set_threads(threads)
     run = RunDir(root)
-    stack, names, sgrid = load_stack_auto(stage_folder(run, "evidence"))
-    stack = context_stack(config, stack, names, sgrid)[0]
-    return maps.member_window_map(name, fold, stack, sgrid,
-                                  load_sample_set(stage_folder(run, "samples")),
-                                  stage_folder(run, "train"), size=config.samples.crop_size,
-                                  stride=config.maps.stride)
+    evidence, samples = stage_folder(run, "evidence"), stage_folder(run, "samples")
+    key = (str(root), (evidence / "stage.json").read_text(), (samples / "stage.json").read_text(),
+           str(config.samples.context))
+    if key not in _MAP_INPUTS:
+        _MAP_INPUTS.clear()
+        stack, names, sgrid = load_stack_auto(evidence)
+        stack = context_stack(config, stack, names, sgrid)[0]
+        _MAP_INPUTS[key] = (stack, sgrid, load_sample_set(samples))
+    return _MAP_INPUTS[key]
 
 
 def _continuous_maps(config: Config, run: RunDir, out: Path, *, progress: bool,
                      client: Any = None) -> tuple[np.ndarray, Grid, np.ndarray | None]:
     """Sliding-window maps of every member and their weighted ensemble (the target map);
-    with a Dask ``client`` each (member, fold) map is a task (:func:`window_map_task`)."""
+    with a Dask ``client`` each (member, fold, tile) is a task (:func:`window_map_task`)."""
     from oremap import maps
     from oremap.evidence import EvidenceManifest, load_stack_auto
     from oremap.samples import load_sample_set
@@ -446,18 +464,21 @@ def _continuous_maps(config: Config, run: RunDir, out: Path, *, progress: bool,
 
         stack, sgrid = None, EvidenceManifest.read(stage_folder(run, "evidence")).grid
 
-        def tasks(pairs: Sequence[tuple[str, int]]) -> list[Any]:
+        def tasks(units: Sequence[tuple[str, int, tuple[int, int]]]) -> list[Any]:
             tag = uuid.uuid4().hex[:8]
             return run_tasks(client, window_map_task,
-                             [(config, run.root, name, fold, config.compute.threads_per_worker)
-                              for name, fold in pairs],
-                             keys=[f"oremap-map-{tag}-{name}-fold{fold}" for name, fold in pairs],
-                             desc="sliding-window maps (Dask)", progress=progress)
+                             [(config, run.root, name, fold, tile,
+                               config.compute.threads_per_worker)
+                              for name, fold, tile in units],
+                             keys=[f"oremap-map-{tag}-{name}-fold{fold}-rows{tile[0]}"
+                                   for name, fold, tile in units],
+                             desc="sliding-window maps (Dask)", progress=progress,
+                             costs=[member_cost(name) for name, _, _ in units])
 
     cont = maps.member_continuous_maps(
         config.members(), stack, sgrid, load_sample_set(stage_folder(run, "samples")),
         stage_folder(run, "train"), size=config.samples.crop_size, stride=config.maps.stride,
-        progress=progress, tasks=tasks)
+        block=config.grid.block, progress=progress, tasks=tasks)
     from oremap.ensemble import read_weights
 
     ens_members = ensemble_members(config)
