@@ -78,8 +78,7 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
             client, train_member_task,
             [(*call, config.compute.threads_per_worker) for call in calls],
             keys=[f"oremap-train-{tag}-fold{fold}-{name}" for fold, name in pairs],
-            desc="train (Dask)", progress=progress,
-            costs=[member_cost(name) for _, name in pairs])
+            desc="train (Dask)", progress=progress, costs=_fold_major_costs(pairs, ss.n_folds))
     elif jobs > 1 and len(pairs) > 1:
         done = _train_in_processes(calls, jobs, progress)
     if done is not None:
@@ -114,7 +113,8 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
 def _train_in_processes(calls: list[tuple[Any, ...]], jobs: int,
                         progress: bool) -> list[tuple[dict[str, Any], pd.DataFrame | None]]:
     """:func:`train_member_task` of every call in ``jobs`` spawned processes of
-    ``cores // jobs`` torch threads each (at least 1), the costliest members first; results
+    ``cores // jobs`` torch threads each (at least 1), fold by fold, the costliest members of
+    a fold first; results
     in the order of ``calls``. The first error (bad input) is raised here unchanged and the
     tasks not yet started are dropped."""
     import multiprocessing
@@ -125,7 +125,8 @@ def _train_in_processes(calls: list[tuple[Any, ...]], jobs: int,
     from oremap.limits import available_cores
 
     threads = max(1, available_cores() // jobs)
-    order = sorted(range(len(calls)), key=lambda i: -member_cost(calls[i][4]))
+    costs = _fold_major_costs([(call[3], call[4]) for call in calls], 1 + max(c[3] for c in calls))
+    order = sorted(range(len(calls)), key=lambda i: -costs[i])
     context = multiprocessing.get_context("spawn")
     records = context.Queue()  # the workers' log records, logged here as if local
     listener = logging.handlers.QueueListener(records, _Relog())
@@ -144,6 +145,15 @@ def _train_in_processes(calls: list[tuple[Any, ...]], jobs: int,
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         listener.stop()
+
+
+def _fold_major_costs(pairs: Sequence[tuple[int, str]], n_folds: int) -> list[float]:
+    """Costs that order (fold, member) tasks fold by fold, the costliest members of a fold
+    first: a worker then trains the members of one fold in a row (normalising its crops
+    once, see :func:`_worker_fold_arrays`), and no worker is left alone with the largest at
+    the end."""
+    top = 1.0 + max(member_cost(name) for _, name in pairs)
+    return [(n_folds - fold) * top + member_cost(name) for fold, name in pairs]
 
 
 class _Relog(logging.Handler):
@@ -181,13 +191,35 @@ def train_member_task(config: Config, samples_dir: Path, train_dir: Path, fold: 
     set_threads(threads)
     ss = load_sample_set(samples_dir)
     fold_dir = Path(train_dir) / f"fold{fold}"
-    x_tr, y_tr, x_te, y_te, tr, monitor = _fold_arrays(ss, fold)
+    x_tr, y_tr, x_te, y_te, tr, monitor = _worker_fold_arrays(ss, Path(samples_dir), fold)
     if name in config.train.models:
         res = train_model(name, x_tr, y_tr, x_te, y_te, out_dir=fold_dir,
                           settings=train_settings(config), seed=seed, resume=resume,
                           progress=False, monitor=monitor)
         return _network_row(name, fold, res), res.history
     return _fit_baseline_member(config, ss, fold, name, x_tr, y_tr, tr, fold_dir, seed), None
+
+
+#: The fold arrays a worker process built last, keyed by the sample set's folder, its stage
+#: record (which changes whenever the sample set does) and the fold: the members of one fold
+#: that a worker trains normalise its crops once, not once each.
+_FOLD_ARRAYS: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+
+
+def _worker_fold_arrays(ss: Any, samples_dir: Path, fold: int) -> tuple[Any, ...]:
+    """:func:`_fold_arrays`, cached for the next task of the same fold (read-only)."""
+    record = samples_dir / "stage.json"
+    if not record.is_file():  # not a pipeline's sample set: nothing to key a cache on
+        return _fold_arrays(ss, fold)
+    key = (str(samples_dir.resolve()), record.read_text(), fold)
+    if key not in _FOLD_ARRAYS:
+        _FOLD_ARRAYS.clear()
+        arrays = _fold_arrays(ss, fold)
+        for a in arrays:
+            if isinstance(a, np.ndarray):
+                a.flags.writeable = False
+        _FOLD_ARRAYS[key] = arrays
+    return _FOLD_ARRAYS[key]
 
 
 def _fold_arrays(ss: Any, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
