@@ -535,7 +535,7 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
             log.info("stability: retraining every member with seed %d (%d of %d)", seed, k,
                      seeds)
             train_members(config, samples, tdir, seed=seed, resume=True, progress=progress,
-                          client=client)
+                          client=client, jobs=config.train.jobs)
             tables.append(predict_cells(config, samples, tdir))
             io.write_csv(tdir / "predictions.csv", tables[-1])
         df = en.seed_stability_table(tables, members, rules, params,
