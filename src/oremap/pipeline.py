@@ -250,23 +250,65 @@ def importance_task(config: Config, root: Path, member: str, layer: int, perms: 
 
 
 @stage("predict")
-def run_predict(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
-    """Stage 5a: probabilities of every usable cell -> ``predict/predictions.csv``."""
+def run_predict(config: Config, run_dir: Path, *, progress: bool = True,
+                client: Any = None) -> Path:
+    """Stage 5a: probabilities of every usable cell -> ``predict/predictions.csv``.
+
+    With a Dask ``client`` (or ``[compute]`` asking for a cluster) each (member, fold) is a
+    task (:func:`predict_member_task`)."""
     run = RunDir(run_dir)
     samples = stage_folder(run, "samples")
     train = stage_folder(run, "train")
-    with run.timed("predict") as extra:
+    with run.timed("predict") as extra, _client(config, client) as client:
         out = run.stage("predict")
-        stack = None
-        if config.predict.tta:
+        stack, tasks = None, None
+        if client is not None:
+            from oremap.compute import run_tasks
+
+            def tasks(pairs: Sequence[tuple[str, int]]) -> list[Any]:
+                tag = uuid.uuid4().hex[:8]
+                return run_tasks(client, predict_member_task,
+                                 [(config, run.root, m, fold, config.compute.threads_per_worker)
+                                  for m, fold in pairs],
+                                 keys=[f"oremap-predict-{tag}-{m}-fold{fold}"
+                                       for m, fold in pairs],
+                                 desc="predict (Dask)", progress=progress,
+                                 costs=[member_cost(m) for m, _ in pairs])
+        elif config.predict.tta:
             from oremap.evidence import load_stack_auto
 
             stack, names, grid = load_stack_auto(stage_folder(run, "evidence"))
             stack = context_stack(config, stack, names, grid)[0]
-        table = predict_cells(config, samples, train, stack=stack, progress=progress)
+        table = predict_cells(config, samples, train, stack=stack, progress=progress,
+                              tasks=tasks)
         io.write_csv(run.root / contract.file("predict", "predictions"), table)
         extra["cells"] = int(len(table))
     return out
+
+
+def predict_member_task(config: Config, root: Path, member: str, fold: int,
+                        threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """One (member, fold) of the cell predictions as a Dask task, read from the (shared) run
+    folder ``root`` and computed exactly as locally (:func:`oremap.predict.score_member`),
+    with ``threads`` torch threads."""
+    from oremap.compute import set_threads
+    from oremap.predict import cell_index, score_member
+
+    set_threads(threads)
+    run = RunDir(root)
+    samples = stage_folder(run, "samples")
+    key = (str(root), (samples / "stage.json").read_text())
+    if key not in _CELL_INDEX:  # once per worker and sample set, not once per task
+        _CELL_INDEX.clear()
+        _CELL_INDEX[key] = cell_index(samples)
+    stack = _map_inputs(config, Path(root))[0] if config.predict.tta else None
+    return score_member(config, _CELL_INDEX[key], stage_folder(run, "train"), member, fold,
+                        stack)
+
+
+#: The cell index (:func:`oremap.predict.cell_index`) a worker built last, by run folder and
+#: sample set.
+_CELL_INDEX: dict[tuple[str, str], Any] = {}
 
 
 # --------------------------------------------------------------------------- ensemble
@@ -594,7 +636,7 @@ def run(config: Config, run_dir: Path, *, stages: Sequence[str] = MAIN,
 
 
 #: Stages whose work runs as Dask tasks when ``[compute]`` asks for a cluster.
-DASK_STAGES = ("evidence", "train", "evaluate", "stability", "maps")
+DASK_STAGES = ("evidence", "train", "evaluate", "predict", "stability", "maps")
 
 
 def _run_plan(config: Config, rd: RunDir, run_dir: Path, plan: Sequence[str], *,

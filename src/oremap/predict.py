@@ -3,6 +3,7 @@ augmentation over the crop lattice)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
                   stack: np.ndarray | LazyStack | None = None,
-                  progress: bool = False) -> pd.DataFrame:
+                  progress: bool = False, tasks: Any = None) -> pd.DataFrame:
     """P(ore) of every usable cell from every member (with its centre ``x``, ``y`` in the
     grid's CRS).
 
@@ -33,17 +34,18 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
     ``oof_<member>``: for labelled cells in a test fold, the probability from the model that did
     not see them (NaN otherwise); used for honest curves. A PU-bagging baseline scores the
     cells of its training side out of bag (``[labels] negatives = "pu_bagging"``).
-    """
-    from oremap.samples import load_sample_set
 
-    ss = load_sample_set(samples_dir)
-    cells = gpd.read_file(samples_dir / "cells.gpkg")
-    usable = cells.loc[cells["usable"].astype(bool)].sort_values("id")
-    ids = usable["id"].to_numpy()
-    pos = {cid: i for i, cid in enumerate(ids)}
-    use = ((ss.y >= 0) | ss.centre) & np.isin(ss.cell_id, ids)
-    idx = np.flatnonzero(use)
-    rows = np.array([pos[c] for c in ss.cell_id[idx]])
+    The (member, fold) scorings run side by side (:func:`oremap.compute.thread_map`), or,
+    with ``tasks`` (a function mapping the (member, fold) pairs to what :func:`score_member`
+    returns for each: Dask tasks, see :func:`oremap.pipeline.run_predict`), elsewhere; the
+    table is assembled in the same order either way.
+    """
+    from tqdm.auto import tqdm
+
+    from oremap.evidence import LazyStack
+
+    cix = cell_index(samples_dir)
+    ss, usable, ids, idx, rows = cix.ss, cix.usable, cix.ids, cix.idx, cix.rows
     centre = usable.geometry.centroid
     table = pd.DataFrame({"cell_id": ids, "row": usable["row"].to_numpy(),
                           "col": usable["col"].to_numpy(), "x": centre.x.to_numpy(),
@@ -52,31 +54,22 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
     test_any = ss.test_fold[idx] >= 0
     fold_of[rows[test_any]] = ss.test_fold[idx][test_any]
     table["test_fold"] = fold_of
-    from tqdm.auto import tqdm
-
-    counts = np.bincount(rows, minlength=len(ids)).astype(float)
-    bar = tqdm(total=len(config.members()) * ss.n_folds, desc="predict", unit="member",
-               disable=not progress)
-
-    def score(pair: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
-        m, fold = pair
-        fn = load_member(m, train_dir / f"fold{fold}")
-        p = cell_scorer(m, train_dir / f"fold{fold}", fn)(ss.normalised(idx, fold),
-                                                          ss.cell_id[idx])
-        if stack is None:
-            p_fold = np.bincount(rows, weights=p, minlength=len(ids)) / np.maximum(counts, 1)
-        else:
-            p_fold = tta_probabilities(fn, stack, usable, ss, fold, crop_spec(config))
-        bar.update()
-        return p, p_fold
-
-    from oremap.evidence import LazyStack
-
     pairs = [(m, fold) for m in config.members() for fold in range(ss.n_folds)]
-    # the members run side by side (thread_map); a LazyStack reads through one cache: then
-    # one after the other
-    scored = dict(zip(pairs, thread_map(score, pairs, costs=[member_cost(m) for m, _ in pairs],
-                                        workers=1 if isinstance(stack, LazyStack) else None)))
+    if tasks is not None:
+        scored = dict(zip(pairs, tasks(pairs)))
+    else:
+        bar = tqdm(total=len(pairs), desc="predict", unit="member", disable=not progress)
+
+        def score(pair: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
+            out = score_member(config, cix, train_dir, pair[0], pair[1], stack)
+            bar.update()
+            return out
+
+        # side by side; a LazyStack reads through one cache: then one after the other
+        scored = dict(zip(pairs, thread_map(
+            score, pairs, costs=[member_cost(m) for m, _ in pairs],
+            workers=1 if isinstance(stack, LazyStack) else None)))
+        bar.close()
     for m in config.members():
         total = np.zeros(len(ids))
         oof = np.full(len(ids), np.nan)
@@ -92,8 +85,52 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
                 oof = np.where(n > 0, s / np.maximum(n, 1), oof)
         table[f"p_{m}"] = total / ss.n_folds
         table[f"oof_{m}"] = oof
-    bar.close()
     return table
+
+
+@dataclass(frozen=True)
+class CellIndex:
+    """The usable cells of a sample set (by id) and the crops that score them: ``idx``, the
+    labelled crops and the unknown cells' centre crops; ``rows``, each one's cell (row of
+    ``usable``); ``counts``, crops per cell."""
+
+    ss: Any
+    usable: gpd.GeoDataFrame
+    ids: np.ndarray
+    idx: np.ndarray
+    rows: np.ndarray
+    counts: np.ndarray
+
+
+def cell_index(samples_dir: Path) -> CellIndex:
+    """The :class:`CellIndex` of the sample set in ``samples_dir``."""
+    from oremap.samples import load_sample_set
+
+    ss = load_sample_set(samples_dir)
+    cells = gpd.read_file(Path(samples_dir) / "cells.gpkg")
+    usable = cells.loc[cells["usable"].astype(bool)].sort_values("id")
+    ids = usable["id"].to_numpy()
+    pos = {cid: i for i, cid in enumerate(ids)}
+    idx = np.flatnonzero(((ss.y >= 0) | ss.centre) & np.isin(ss.cell_id, ids))
+    rows = np.array([pos[c] for c in ss.cell_id[idx]], dtype=int)
+    counts = np.bincount(rows, minlength=len(ids)).astype(float)
+    return CellIndex(ss, usable, ids, idx, rows, counts)
+
+
+def score_member(config: Config, cix: CellIndex, train_dir: Path, member: str, fold: int,
+                 stack: np.ndarray | LazyStack | None) -> tuple[np.ndarray, np.ndarray]:
+    """One fold model of one member: P(ore) of each crop of ``cix.idx``, and of each cell
+    (the mean over its crops, or over the TTA lattice cut from ``stack`` when given)."""
+    ss = cix.ss
+    fn = load_member(member, Path(train_dir) / f"fold{fold}")
+    p = cell_scorer(member, Path(train_dir) / f"fold{fold}", fn)(ss.normalised(cix.idx, fold),
+                                                                 ss.cell_id[cix.idx])
+    if stack is None:
+        p_fold = np.bincount(cix.rows, weights=p, minlength=len(cix.ids)) / np.maximum(
+            cix.counts, 1)
+    else:
+        p_fold = tta_probabilities(fn, stack, cix.usable, ss, fold, crop_spec(config))
+    return p, p_fold
 
 
 def tta_probabilities(fn: PredictFn, stack: np.ndarray | LazyStack, cells: gpd.GeoDataFrame,
