@@ -51,7 +51,7 @@ def thread_map(fn: Callable[[Any], Any], items: Sequence[Any], *,
 
     For the members' inference (evaluation, importance, prediction, maps): at the small
     batches of 32 x 32 crops one torch operation split over the cores keeps them poorly busy
-    (two threads: x1.3 over one, ``benchmarks/inference.py``), while two members predicted
+    (the seven networks on two threads: x1.3 over one), while two members predicted
     side by side, each on one core, keep both busy (torch releases the GIL inside its
     operations). Each operation then runs on one thread, so a result does not depend on how
     the items were spread over the threads. The items with the largest ``costs`` start first.
