@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,31 @@ def test_stability_across_seeds(demo_run: Path) -> None:
     assert report.exit_code == 0, report.output
     html = (demo_run / "report" / "report.html").read_text().replace("<wbr>", "")
     assert "mean_flip_rate" in html
+
+
+def test_stability_scores_cells_as_the_run_does(demo_run: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With [predict] tta, the seeds' cells are scored from the same evidence stack (with
+    test-time augmentation) as the run's predictions, not from the stored crops."""
+    from oremap import pipeline
+    from oremap.config import load_config
+    from oremap.evidence import load_stack
+    from oremap.runinfo import RunDir
+
+    config = load_config(demo_run / "config.toml")
+    assert pipeline.prediction_stack(config, RunDir(demo_run)) is None
+    tta = config.model_copy(update={"predict": config.predict.model_copy(update={"tta": True})})
+    stack = pipeline.prediction_stack(tta, RunDir(demo_run))
+    np.testing.assert_array_equal(stack, load_stack(demo_run / "evidence")[0])
+    seen = []
+    table = pd.read_csv(demo_run / "predict" / "predictions.csv")
+    monkeypatch.setattr(pipeline, "train_members", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline, "predict_cells",
+                        lambda *a, stack=None, **k: seen.append(stack) or table)
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)
+    pipeline.run_stability.__wrapped__(tta, run, seeds=2, progress=False)
+    assert len(seen) == 2 and all(np.array_equal(s, stack, equal_nan=True) for s in seen)
 
 
 def test_every_geotiff_carries_the_grid_crs_and_a_north_up_transform(demo_run: Path) -> None:

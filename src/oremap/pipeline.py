@@ -274,16 +274,24 @@ def run_predict(config: Config, run_dir: Path, *, progress: bool = True,
                                        for m, fold in pairs],
                                  desc="predict (Dask)", progress=progress,
                                  costs=[member_cost(m) for m, _ in pairs])
-        elif config.predict.tta:
-            from oremap.evidence import load_stack_auto
-
-            stack, names, grid = load_stack_auto(stage_folder(run, "evidence"))
-            stack = context_stack(config, stack, names, grid)[0]
+        else:
+            stack = prediction_stack(config, run)
         table = predict_cells(config, samples, train, stack=stack, progress=progress,
                               tasks=tasks)
         io.write_csv(run.root / contract.file("predict", "predictions"), table)
         extra["cells"] = int(len(table))
     return out
+
+
+def prediction_stack(config: Config, run: RunDir) -> Any:
+    """The evidence stack (with its context layers) that cell predictions cut their
+    test-time-augmentation crops from with ``[predict] tta``; None without."""
+    if not config.predict.tta:
+        return None
+    from oremap.evidence import load_stack_auto
+
+    stack, names, grid = load_stack_auto(stage_folder(run, "evidence"))
+    return context_stack(config, stack, names, grid)[0]
 
 
 def predict_member_task(config: Config, root: Path, member: str, fold: int,
@@ -570,6 +578,7 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
     params = en.read_params(run.root / contract.file("ensemble", "weights"), members).final
     with run.timed("stability") as extra, _client(config, client) as client:
         base = run.stage("stability")
+        stack = prediction_stack(config, run)  # the seeds' cells scored as the run's are
         tables = []
         for k in range(1, seeds + 1):
             seed = config.seed + 1000 * k
@@ -578,7 +587,7 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
                      seeds)
             train_members(config, samples, tdir, seed=seed, resume=True, progress=progress,
                           client=client, jobs=config.train.jobs)
-            tables.append(predict_cells(config, samples, tdir))
+            tables.append(predict_cells(config, samples, tdir, stack=stack))
             io.write_csv(tdir / "predictions.csv", tables[-1])
         df = en.seed_stability_table(tables, members, rules, params,
                                      threshold=config.predict.threshold)
