@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 
-from oremap.compute import thread_map
+from oremap.compute import thread_map, worker_cached
 from oremap.errors import InputDataError
 from oremap.names import MODELS, member_cost
 
@@ -27,6 +28,7 @@ def test_largest_cost_starts_first() -> None:
     def run(name: str) -> str:
         with lock:
             started.append(name)
+        time.sleep(0.05)  # the first two are both running before either ends
         return name
 
     names = ["lenet", "woe", "resnet50", "vgg8", "mobilenet_v2"]
@@ -82,3 +84,18 @@ def test_networks_predicted_side_by_side_equal_one_after_the_other() -> None:
     together = thread_map(lambda m: predict_proba(m, x, tta=True), models(), workers=3)
     for name, a, b in zip(MODELS, alone, together, strict=True):
         np.testing.assert_allclose(b, a, atol=2e-6, err_msg=name)
+
+
+def test_worker_cached_builds_once_per_key_and_keeps_the_last() -> None:
+    built: list[str] = []
+
+    def build(key: str) -> str:
+        built.append(key)
+        return key.upper()
+
+    assert worker_cached("test", "a", lambda: build("a")) == "A"
+    assert worker_cached("test", "a", lambda: build("a")) == "A"
+    assert worker_cached("test", "b", lambda: build("b")) == "B"
+    assert worker_cached("test", "a", lambda: build("a")) == "A"  # only the last key is kept
+    assert worker_cached("other", "a", lambda: build("x")) == "X"  # names apart
+    assert built == ["a", "b", "a", "x"]

@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("oremap.compute")
 
-__all__ = ["cluster", "run_tasks", "set_threads", "thread_map", "worker_environ"]
+__all__ = ["cluster", "run_tasks", "set_threads", "thread_map", "worker_cached",
+           "worker_environ"]
 
 
 def set_threads(threads: int) -> None:
@@ -79,6 +80,21 @@ def thread_map(fn: Callable[[Any], Any], items: Sequence[Any], *,
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(before)
+
+
+#: What :func:`worker_cached` keeps: per name, the key and the value built last.
+_WORKER_CACHE: dict[str, tuple[Any, Any]] = {}
+
+
+def worker_cached(name: str, key: Any, build: Callable[[], Any]) -> Any:
+    """``build()``, made once per process for each ``key`` of ``name`` and kept for the next
+    task of a worker (its inputs read once, not once per task). Only the last key of each
+    name is kept: the previous value is dropped before a new one is built."""
+    hit = _WORKER_CACHE.get(name)
+    if hit is None or hit[0] != key:
+        _WORKER_CACHE.pop(name, None)
+        _WORKER_CACHE[name] = (key, build())
+    return _WORKER_CACHE[name][1]
 
 
 def worker_environ() -> dict[str, Any]:

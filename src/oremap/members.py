@@ -80,7 +80,8 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
             keys=[f"oremap-train-{tag}-fold{fold}-{name}" for fold, name in pairs],
             desc="train (Dask)", progress=progress, costs=_fold_major_costs(pairs, ss.n_folds))
     elif jobs > 1 and len(pairs) > 1:
-        done = _train_in_processes(calls, jobs, progress)
+        done = _train_in_processes(calls, jobs, progress,
+                                   costs=_fold_major_costs(pairs, ss.n_folds))
     if done is not None:
         for (fold, name), (row, history) in zip(pairs, done):
             rows.append(row)
@@ -110,11 +111,11 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
     return summary
 
 
-def _train_in_processes(calls: list[tuple[Any, ...]], jobs: int,
-                        progress: bool) -> list[tuple[dict[str, Any], pd.DataFrame | None]]:
+def _train_in_processes(calls: list[tuple[Any, ...]], jobs: int, progress: bool, *,
+                        costs: Sequence[float]
+                        ) -> list[tuple[dict[str, Any], pd.DataFrame | None]]:
     """:func:`train_member_task` of every call in ``jobs`` spawned processes of
-    ``cores // jobs`` torch threads each (at least 1), fold by fold, the costliest members of
-    a fold first; results
+    ``cores // jobs`` torch threads each (at least 1), the largest ``costs`` first; results
     in the order of ``calls``. The first error (bad input) is raised here unchanged and the
     tasks not yet started are dropped."""
     import multiprocessing
@@ -125,7 +126,6 @@ def _train_in_processes(calls: list[tuple[Any, ...]], jobs: int,
     from oremap.limits import available_cores
 
     threads = max(1, available_cores() // jobs)
-    costs = _fold_major_costs([(call[3], call[4]) for call in calls], 1 + max(c[3] for c in calls))
     order = sorted(range(len(calls)), key=lambda i: -costs[i])
     context = multiprocessing.get_context("spawn")
     records = context.Queue()  # the workers' log records, logged here as if local
@@ -200,26 +200,25 @@ def train_member_task(config: Config, samples_dir: Path, train_dir: Path, fold: 
     return _fit_baseline_member(config, ss, fold, name, x_tr, y_tr, tr, fold_dir, seed), None
 
 
-#: The fold arrays a worker process built last, keyed by the sample set's folder, its stage
-#: record (which changes whenever the sample set does) and the fold: the members of one fold
-#: that a worker trains normalise its crops once, not once each.
-_FOLD_ARRAYS: dict[tuple[str, str, int], tuple[Any, ...]] = {}
-
-
 def _worker_fold_arrays(ss: Any, samples_dir: Path, fold: int) -> tuple[Any, ...]:
-    """:func:`_fold_arrays`, cached for the next task of the same fold (read-only)."""
+    """:func:`_fold_arrays`, kept (read-only) for a worker's next task of the same fold and
+    sample set (keyed by the samples stage's record, which changes whenever it does): the
+    members of a fold that one worker trains normalise its crops once, not once each."""
+    from oremap.compute import worker_cached
+
     record = samples_dir / "stage.json"
     if not record.is_file():  # not a pipeline's sample set: nothing to key a cache on
         return _fold_arrays(ss, fold)
-    key = (str(samples_dir.resolve()), record.read_text(), fold)
-    if key not in _FOLD_ARRAYS:
-        _FOLD_ARRAYS.clear()
+
+    def build() -> tuple[Any, ...]:
         arrays = _fold_arrays(ss, fold)
         for a in arrays:
             if isinstance(a, np.ndarray):
                 a.flags.writeable = False
-        _FOLD_ARRAYS[key] = arrays
-    return _FOLD_ARRAYS[key]
+        return arrays
+
+    return worker_cached("fold arrays", (str(samples_dir.resolve()), record.read_text(), fold),
+                         build)
 
 
 def _fold_arrays(ss: Any, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,

@@ -299,24 +299,16 @@ def predict_member_task(config: Config, root: Path, member: str, fold: int,
     """One (member, fold) of the cell predictions as a Dask task, read from the (shared) run
     folder ``root`` and computed exactly as locally (:func:`oremap.predict.score_member`),
     with ``threads`` torch threads."""
-    from oremap.compute import set_threads
+    from oremap.compute import set_threads, worker_cached
     from oremap.predict import cell_index, score_member
 
     set_threads(threads)
     run = RunDir(root)
     samples = stage_folder(run, "samples")
-    key = (str(root), (samples / "stage.json").read_text())
-    if key not in _CELL_INDEX:  # once per worker and sample set, not once per task
-        _CELL_INDEX.clear()
-        _CELL_INDEX[key] = cell_index(samples)
+    cix = worker_cached("cell index", (str(root), (samples / "stage.json").read_text()),
+                        lambda: cell_index(samples))
     stack = _map_inputs(config, Path(root))[0] if config.predict.tta else None
-    return score_member(config, _CELL_INDEX[key], stage_folder(run, "train"), member, fold,
-                        stack)
-
-
-#: The cell index (:func:`oremap.predict.cell_index`) a worker built last, by run folder and
-#: sample set.
-_CELL_INDEX: dict[tuple[str, str], Any] = {}
+    return score_member(config, cix, stage_folder(run, "train"), member, fold, stack)
 
 
 # --------------------------------------------------------------------------- ensemble
@@ -475,26 +467,24 @@ def window_map_task(config: Config, root: Path, name: str, fold: int, tile: tupl
                             stride=config.maps.stride, rows=tuple(tile))
 
 
-#: The evidence stack (with its context layers) and sample set of the last run folder a
-#: worker mapped, keyed by that folder and the fingerprints of its evidence and samples
-#: stages: the tiles of a map read them once per worker, not once per tile.
-_MAP_INPUTS: dict[tuple[str, ...], tuple[Any, Grid, Any]] = {}
-
-
 def _map_inputs(config: Config, root: Path) -> tuple[Any, Grid, Any]:
+    """The evidence stack (with its context layers), its grid and the sample set of run
+    folder ``root``, read once per worker for all its tasks (keyed by the records of the
+    evidence and samples stages, which change whenever their outputs do)."""
+    from oremap.compute import worker_cached
     from oremap.evidence import load_stack_auto
     from oremap.samples import load_sample_set
 
     run = RunDir(root)
     evidence, samples = stage_folder(run, "evidence"), stage_folder(run, "samples")
-    key = (str(root), (evidence / "stage.json").read_text(), (samples / "stage.json").read_text(),
-           str(config.samples.context))
-    if key not in _MAP_INPUTS:
-        _MAP_INPUTS.clear()
+
+    def build() -> tuple[Any, Grid, Any]:
         stack, names, sgrid = load_stack_auto(evidence)
-        stack = context_stack(config, stack, names, sgrid)[0]
-        _MAP_INPUTS[key] = (stack, sgrid, load_sample_set(samples))
-    return _MAP_INPUTS[key]
+        return context_stack(config, stack, names, sgrid)[0], sgrid, load_sample_set(samples)
+
+    return worker_cached("map inputs", (str(root), (evidence / "stage.json").read_text(),
+                                        (samples / "stage.json").read_text(),
+                                        config.samples.context), build)
 
 
 def _continuous_maps(config: Config, run: RunDir, out: Path, *, progress: bool,
