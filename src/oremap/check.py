@@ -1,8 +1,8 @@
 """Cheap checks of a configuration's inputs before any work, and a size estimate of the run.
 
 :func:`check_inputs` opens every input file the way the stages will, but reads only headers
-and layer metadata (no geometry, no assay rows beyond the first few, no raster data), so it
-takes a fraction of a second even for large inputs. ``oremap config check`` runs it after
+and layer metadata (no geometry, no assay rows beyond the first few, a coarse sample of each
+raster), so it takes a fraction of a second even for large inputs. ``oremap config check`` runs it after
 :func:`oremap.config.load_config`.
 """
 
@@ -20,7 +20,9 @@ _STRIP_ROWS, _CACHE_STRIPS = 256, 3
 def check_inputs(config: Config) -> list[str]:
     """Every problem with the input files and the device that can be found without computing.
 
-    Checks that each input file (geochem CSV and extent, every geology layer and extent,
+    Checks that each input file (geochem CSV and extent, every geology layer and extent, every
+    raster (header, CRS, band, overlap with the grid, data inside it on a coarse sample, the
+    classes of a categorical grid),
     ``[labels] orebodies``, every ``[[labels.barren]]``, ``truth``) exists, is a file and is
     readable; that vector files can be listed by GDAL and hold the named ``layer``, that the
     layer has the columns its ``where`` filter uses and a CRS (or the config gives ``crs``),
@@ -50,6 +52,7 @@ def check_inputs(config: Config) -> list[str]:
         problems += _check_vector(layer, what)
         if layer.extent is not None:
             problems += _check_vector(layer.extent, f"{what} extent")
+    problems += _check_rasters(config)
     problems += _check_vector(config.labels.orebodies, "[labels] orebodies", need_features=True)
     for i, src in enumerate(config.labels.barren, start=1):
         problems += _check_vector(src, f"[[labels.barren]] #{i}", need_features=True)
@@ -59,6 +62,49 @@ def check_inputs(config: Config) -> list[str]:
         problems += _check_raster(config.truth, "truth")
     problems += _check_device(config.train.device)
     return problems
+
+
+def _check_rasters(config: Config) -> list[str]:
+    """Problems of every ``[[raster]]``: the file, its CRS, bands, overlap with the grid, data
+    inside the grid (on a coarse sample), classes of a categorical grid."""
+    if not config.raster:
+        return []
+    from oremap.evidence.raster import raster_problems
+    from oremap.inputs import make_grid
+
+    grid = make_grid(config)
+    problems: list[str] = []
+    for i, r in enumerate(config.raster, start=1):
+        what = f"[[raster]] #{i} {r.name!r}"
+        problem = _file_problem(Path(r.path), what)
+        if problem:
+            problems.append(problem)
+            continue
+        problems += raster_problems(r.path, grid, bands=r.band_list(), crs=r.crs,
+                                    nodata=r.nodata, log10=r.log10, categorical=r.categorical,
+                                    max_classes=r.max_classes, what=what)
+    return problems
+
+
+def n_evidence_layers(config: Config) -> int:
+    """Evidence layers the configuration makes (a categorical raster's classes are counted
+    from the file; one that cannot be read counts as none)."""
+    n = len(config.geology) + (len(config.geochem.elements) if config.geochem else 0)
+    for r in config.raster:
+        if not r.categorical:
+            n += len(r.layer_names())
+            continue
+        from oremap.errors import InputDataError
+        from oremap.evidence.raster import raster_classes
+        from oremap.inputs import make_grid
+
+        for band in r.band_list():
+            try:
+                n += len(raster_classes(r.path, make_grid(config), band=band, crs=r.crs,
+                                        nodata=r.nodata, max_classes=r.max_classes))
+            except InputDataError:
+                pass
+    return n
 
 
 def _file_problem(path: Path, what: str, *, folder_ok: bool = False) -> str | None:
@@ -214,7 +260,7 @@ def preflight(config: Config) -> dict[str, Any]:
     -------
     dict
         ``rows``, ``cols``, ``pixels`` (per layer), ``layers`` (evidence layers: geology
-        layers plus geochem elements), ``disk_bytes`` (the float32 layer GeoTIFFs,
+        layers, geochem elements and raster layers), ``disk_bytes`` (the float32 layer GeoTIFFs,
         uncompressed: an upper bound, DEFLATE usually writes much less), ``memory_bytes``
         (the evidence stack as later stages hold it: whole when it is at most 2 GiB, else the
         cache of the stack read in strips) and ``stack_in_memory`` (bool).
@@ -222,7 +268,7 @@ def preflight(config: Config) -> dict[str, Any]:
     from oremap.evidence.stack import DEFAULT_MAX_BYTES
 
     rows, cols = config.grid.pixels()
-    layers = len(config.geology) + (len(config.geochem.elements) if config.geochem else 0)
+    layers = n_evidence_layers(config)
     stack = rows * cols * layers * FLOAT32_BYTES
     in_memory = stack <= DEFAULT_MAX_BYTES
     memory = stack if in_memory else min(rows, _STRIP_ROWS * _CACHE_STRIPS) * cols * layers \

@@ -162,7 +162,7 @@ def run_cmd(config: Path = typer.Argument(..., help="TOML configuration"),
 
 @app.command()
 def evidence(run_dir: Path = RunDirArg, config: Path = ConfigOpt) -> None:
-    """Stage 1: evidence layers (IDW geochemistry, geological densities)."""
+    """Stage 1: evidence layers (IDW geochemistry, geological densities, rasters)."""
     typer.echo(f"evidence: {_stage('evidence', run_dir, config)}")
 
 
@@ -266,10 +266,10 @@ def config_check(path: Path = typer.Argument(..., help="TOML file to validate"),
         for problem in problems:
             console.print(Text(f"  - {problem}"), soft_wrap=True)
         raise typer.Exit(code=2)
-    typer.echo(f"{path}: valid ({len(cfg.members())} models/baselines, "
-               f"{len(cfg.geology) + (len(cfg.geochem.elements) if cfg.geochem else 0)} "
+    info = preflight(cfg)
+    typer.echo(f"{path}: valid ({len(cfg.members())} models/baselines, {info['layers']} "
                "evidence layers)")
-    typer.echo(format_preflight(preflight(cfg)))
+    typer.echo(format_preflight(info))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -220,6 +220,72 @@ class GeologyLayerConfig(VectorSource):
         return self
 
 
+class RasterConfig(_Model):
+    """``[[raster]]``: a raster GDAL reads (geophysics, remote sensing) as evidence layers.
+
+    One layer per band (``name``, or ``<name>_b<band>`` with several ``bands``), one per class
+    with ``categorical`` (``<name>_<class>``: the fraction of each pixel in that class), and
+    the ``derive``d layers of each band (``<layer>_gradient``, ``<layer>_texture``).
+    """
+
+    name: SafeStr
+    path: Path
+    band: int | None = Field(None, ge=1, description="1-based band (default 1)")
+    bands: list[int] | None = Field(None, min_length=1, description="several bands: one layer "
+                                    "each, named <name>_b<band>")
+    crs: CRSStr | None = Field(None, description="CRS of a file that carries none")
+    nodata: float | None = Field(None, description="nodata value, overriding the file's")
+    resampling: Literal["auto", "average", "bilinear", "cubic", "nearest", "mode"] = Field(
+        "auto", description="auto: average where the file's pixels are finer than the "
+        "evidence pixel, bilinear where coarser (categorical: average = class fractions, "
+        "nearest where coarser)")
+    log10: bool = False
+    clip_percentile: float | None = Field(None, gt=50, le=100)
+    units: SafeStr | None = Field(None, description="units of the values (default: the "
+                                  "file's band metadata)")
+    categorical: bool = Field(False, description="a class grid: one fraction layer per class")
+    max_classes: int = Field(20, ge=1, le=255, description="categorical: most classes accepted")
+    derive: list[Literal["gradient", "texture"]] = Field(
+        default_factory=list, description="extra layers: gradient (horizontal gradient "
+        "magnitude), texture (local standard deviation within texture_radius)")
+    texture_radius: float | None = Field(None, gt=0, description="map units, for texture")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RasterConfig:
+        if self.band is not None and self.bands is not None:
+            raise ValueError("give band or bands, not both")
+        if self.bands is not None and len(set(self.bands)) != len(self.bands):
+            raise ValueError(f"bands repeat: {self.bands}")
+        if len(set(self.derive)) != len(self.derive):
+            raise ValueError(f"derive repeats: {self.derive}")
+        if "texture" in self.derive and self.texture_radius is None:
+            raise ValueError("derive = ['texture'] needs texture_radius (map units)")
+        if self.categorical:
+            if self.derive:
+                raise ValueError("a categorical grid has no derived layers; drop derive")
+            if self.log10 or self.clip_percentile is not None:
+                raise ValueError("log10 and clip_percentile do not apply to a categorical grid")
+            if self.resampling in ("bilinear", "cubic"):
+                raise ValueError("a categorical grid takes resampling auto, average (class "
+                                 "fractions), nearest or mode")
+        return self
+
+    def band_list(self) -> list[int]:
+        """The bands read, in order."""
+        return list(self.bands) if self.bands is not None else [self.band or 1]
+
+    def base_name(self, band: int) -> str:
+        """The layer name of ``band`` (before classes and derived layers)."""
+        return self.name if self.bands is None else f"{self.name}_b{band}"
+
+    def layer_names(self) -> list[str]:
+        """Layer names known before the file is read (categorical classes come later)."""
+        if self.categorical:
+            return []
+        return [f"{self.base_name(b)}{suffix}" for b in self.band_list()
+                for suffix in ("", *(f"_{d}" for d in self.derive))]
+
+
 class LabelsConfig(_Model):
     """``[labels]``: known orebodies (positives) and barren ground (negatives)."""
 
@@ -431,6 +497,7 @@ class Config(_Model):
     grid: GridConfig
     geochem: GeochemConfig | None = None
     geology: list[GeologyLayerConfig] = Field(default_factory=list)
+    raster: list[RasterConfig] = Field(default_factory=list)
     labels: LabelsConfig
     samples: SamplesConfig = SamplesConfig()
     train: TrainConfig = TrainConfig()
@@ -453,9 +520,11 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _layers(self) -> Config:
-        if self.geochem is None and not self.geology:
-            raise ValueError("no evidence: give [geochem] and/or at least one [[geology]] layer")
+        if self.geochem is None and not self.geology and not self.raster:
+            raise ValueError("no evidence: give [geochem], [[geology]] layers and/or [[raster]] "
+                             "layers")
         names = [g.name for g in self.geology] + (self.geochem.elements if self.geochem else [])
+        names += [n for r in self.raster for n in r.layer_names()]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"evidence layer names must be unique; repeated: {dup}")

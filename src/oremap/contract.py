@@ -76,8 +76,9 @@ _TRAIN_KEYS = ("seed", "train.models", "train.baselines", "train.profile", "trai
                "labels.negatives", "labels.ratio", "labels.bags")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage("evidence", "evidence layers (IDW geochemistry, geological densities)",
-          needs=(), config=("grid.crs", "grid.bounds", "grid.pixel_size", "geochem", "geology"),
+    Stage("evidence", "evidence layers (IDW geochemistry, geological densities, rasters)",
+          needs=(), config=("grid.crs", "grid.bounds", "grid.pixel_size", "geochem", "geology",
+                                "raster"),
           folders=("evidence",), resumable=True,
           files={"stack": "evidence/stack.json", "layers": "evidence/layers",
                  "previews": "evidence/previews"}),

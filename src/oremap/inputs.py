@@ -1,7 +1,7 @@
 """Configured inputs: the grid, vector sources, evidence layer specs and labelled cells.
 
-The only place where ``[grid]``, ``[geochem]``, ``[[geology]]`` and ``[labels]`` become data
-(read into the grid's CRS); the stages take what these functions return.
+The only place where ``[grid]``, ``[geochem]``, ``[[geology]]``, ``[[raster]]`` and ``[labels]``
+become data (read into the grid's CRS); the stages take what these functions return.
 """
 
 from __future__ import annotations
@@ -123,6 +123,39 @@ def evidence_specs(config: Config, grid: Grid) -> list[Any]:
             name=layer.name, geometries=list(gdf.geometry), source=f"{layer.path} ({what})",
             measure=layer.measure, radius=layer.radius,
             extent=extent_of(layer.extent, grid, f"{what} extent")))
+    specs += raster_specs(config, grid)
+    return specs
+
+
+def raster_specs(config: Config, grid: Grid) -> list[Any]:
+    """The layer specs of every ``[[raster]]`` entry: one per band (per class when
+    categorical), then each band's derived layers."""
+    from oremap.evidence import RasterLayerSpec, raster_classes
+    from oremap.evidence.raster import class_label
+
+    specs: list[Any] = []
+    for i, r in enumerate(config.raster):
+        what = f"[[raster]] #{i + 1} {r.name!r}"
+        common = dict(path=r.path, crs=r.crs, nodata=r.nodata, resampling=r.resampling,
+                      units=r.units)
+        for band in r.band_list():
+            base = r.base_name(band)
+            source = f"{r.path} band {band} ({what})"
+            if r.categorical:
+                classes = raster_classes(r.path, grid, band=band, crs=r.crs, nodata=r.nodata,
+                                         max_classes=r.max_classes, what=what)
+                specs += [RasterLayerSpec(name=f"{base}_{class_label(c)}", band=band,
+                                          source=f"{source}, class {class_label(c)}",
+                                          category=c, **common) for c in classes]
+                continue
+            transform = dict(log10=r.log10, clip_percentile=r.clip_percentile)
+            specs.append(RasterLayerSpec(name=base, band=band, source=source, **transform,
+                                         **common))
+            for d in r.derive:
+                specs.append(RasterLayerSpec(
+                    name=f"{base}_{d}", band=band, source=f"{source}, {d}", derive=d,
+                    radius=r.texture_radius if d == "texture" else None, **transform,
+                    **common))
     return specs
 
 

@@ -1,4 +1,4 @@
-"""Evidence layers: IDW geochemistry, geological distance and densities, the layer stack."""
+"""Evidence layers: IDW geochemistry, geological distance and densities, rasters, the stack."""
 
 from oremap.evidence.features import (
     FeatureSet,
@@ -9,6 +9,13 @@ from oremap.evidence.features import (
     rasterise_features,
 )
 from oremap.evidence.idw import IdwInterpolator, idw, idw_map, prepare_samples
+from oremap.evidence.raster import (
+    RasterLayerSpec,
+    gradient_magnitude,
+    local_std,
+    raster_classes,
+    raster_problems,
+)
 from oremap.evidence.stack import (
     DEFAULT_MAX_BYTES,
     EvidenceManifest,
@@ -34,19 +41,24 @@ __all__ = [
     "IdwInterpolator",
     "LayerRecord",
     "LazyStack",
+    "RasterLayerSpec",
     "buffer_density_map",
     "build_evidence",
     "coverage_mask",
     "density_map",
     "distance_map",
     "geochem_specs",
+    "gradient_magnitude",
     "idw",
     "idw_map",
     "is_stack",
     "load_stack",
     "load_stack_auto",
+    "local_std",
     "open_stack",
     "prepare_features",
     "prepare_samples",
+    "raster_classes",
+    "raster_problems",
     "rasterise_features",
 ]

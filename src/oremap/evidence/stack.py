@@ -41,6 +41,12 @@ from oremap.evidence.idw import (
     parse_censored,
     prepare_samples,
 )
+from oremap.evidence.raster import (
+    PreparedRaster,
+    RasterLayerSpec,
+    prepare_raster,
+    raster_window,
+)
 from oremap.grid import Grid
 
 log = logging.getLogger("oremap.evidence")
@@ -126,7 +132,10 @@ class GeologyLayerSpec:
     extent: BaseGeometry | None = None
 
 
-Spec = GeochemLayerSpec | GeologyLayerSpec
+Spec = GeochemLayerSpec | GeologyLayerSpec | RasterLayerSpec
+
+#: What a raster layer's ``measure`` says it holds.
+RASTER_MEASURES = {None: "resampled", "gradient": "gradient", "texture": "texture"}
 
 
 @dataclass(frozen=True)
@@ -335,6 +344,7 @@ class _Prepared:
     samples: PreparedSamples | None = None
     features: FeatureSet | None = None
     radius: float | None = None
+    raster: PreparedRaster | None = None
 
 
 def _prepare(spec: Spec, grid: Grid) -> _Prepared:
@@ -372,8 +382,13 @@ def _prepare(spec: Spec, grid: Grid) -> _Prepared:
                 "the CRS of the file and of the grid.")
         cov = _extent(spec.extent, spec.source, grid)
         return _Prepared(spec, "geology", spec.measure, cov, features=fs, radius=radius)
-    raise InputDataError(f"evidence spec of type {type(spec).__name__} is neither a "
-                         "GeochemLayerSpec nor a GeologyLayerSpec")
+    if isinstance(spec, RasterLayerSpec):
+        r = prepare_raster(spec, grid)
+        measure = "class_fraction" if spec.category is not None else RASTER_MEASURES[
+            spec.derive]
+        return _Prepared(spec, "raster", measure, None, raster=r)
+    raise InputDataError(f"evidence spec of type {type(spec).__name__} is not a "
+                         "GeochemLayerSpec, GeologyLayerSpec or RasterLayerSpec")
 
 
 def _check_names(specs: Sequence[Spec]) -> None:
@@ -404,12 +419,25 @@ def spec_hash(spec: Spec, grid: Grid) -> str:
         vals = parse_censored(np.asarray(spec.values), spec.censored, source=spec.source,
                               warn=False)
         h.update(np.ascontiguousarray(vals, dtype=np.float64).tobytes())
+    elif isinstance(spec, RasterLayerSpec):
+        h.update(_raster_file_digest(spec).encode())
     else:
         for g in spec.geometries:
             h.update(b"-" if g is None else shapely.to_wkb(g))
-    if spec.extent is not None:
+    if getattr(spec, "extent", None) is not None:
         h.update(shapely.to_wkb(spec.extent))
     return h.hexdigest()
+
+
+def _raster_file_digest(spec: RasterLayerSpec) -> str:
+    """SHA-256 of a raster file (hashed once per process while it is unchanged); a VRT's
+    own text only: the files it points to are the user's to keep unchanged."""
+    from oremap.contract import digest
+
+    try:
+        return str(digest(spec.path)["sha256"])
+    except OSError:
+        return "unreadable"  # preparing the layer reports the file clearly
 
 
 def _parameters(spec: Spec) -> dict[str, Any]:
@@ -418,6 +446,8 @@ def _parameters(spec: Spec) -> dict[str, Any]:
                 "log10": spec.log10, "clip_percentile": spec.clip_percentile,
                 "coverage_buffer": spec.coverage_buffer, "extent": spec.extent is not None,
                 "censored": spec.censored}
+    if isinstance(spec, RasterLayerSpec):
+        return spec.parameters()
     return {"measure": spec.measure, "radius": spec.radius, "extent": spec.extent is not None}
 
 
@@ -645,6 +675,9 @@ def _interpolator(p: _Prepared, workers: int) -> IdwInterpolator | None:
 def _window_values(p: _Prepared, interp: IdwInterpolator | None, grid: Grid,
                    window: Window) -> tuple[np.ndarray, np.ndarray]:
     """A layer's values on one window (NaN outside its coverage) and its coverage mask."""
+    if p.raster is not None:
+        values = raster_window(p.raster, grid, window)
+        return values, np.isfinite(values)
     mask = coverage_mask(p.coverage, grid, window)
     if interp is not None:
         values = interpolate_window(interp, grid, window, mask)
@@ -684,14 +717,23 @@ def _build_layer(p: _Prepared, digest: str, grid: Grid, out_dir: Path, block: in
     if previews:
         preview = f"previews/{spec.name}.png"
         _save_preview(out_dir / preview, stats.preview, grid, spec.name, p, stats.step)
+    parameters = _parameters(spec)
+    if p.raster is not None:  # what was resolved from the file, for the report
+        parameters = {**parameters, "file": str(spec.path), "resampling_used": p.raster.resampling,
+                      "file_pixel_in_grid_units": round(p.raster.pixel_in_grid, 6),
+                      "clip_value": p.raster.clip,
+                      "file_sha256": _raster_file_digest(spec)}
+    n_used = (len(p.samples.xy) if p.samples else p.features.n_used if p.features
+              else stats.valid)
     rec = LayerRecord(
         name=spec.name, kind=p.kind, measure=p.measure, units=_units(p, grid), path=rel,
-        preview=preview, source=spec.source, parameters=_parameters(spec), spec_hash=digest,
+        preview=preview, source=spec.source, parameters=parameters, spec_hash=digest,
         min=stats.min, max=stats.max, mean=stats.mean,
         coverage_fraction=stats.covered / (grid.width * grid.height),
         valid_fraction=stats.valid / (grid.width * grid.height),
-        n_used=len(p.samples.xy) if p.samples else p.features.n_used,
-        n_dropped=p.samples.n_dropped if p.samples else p.features.n_dropped,
+        n_used=n_used,
+        n_dropped=p.samples.n_dropped if p.samples else p.features.n_dropped if p.features
+        else 0,
         n_duplicates=p.samples.n_duplicates if p.samples else 0,
         seconds=round(time.perf_counter() - t0, 3), **io.file_digest(out_dir / rel))
     log.info("evidence layer %s (%s %s): %.1f s, coverage %.1f%%, range %s .. %s", spec.name,
@@ -702,6 +744,8 @@ def _build_layer(p: _Prepared, digest: str, grid: Grid, out_dir: Path, block: in
 def _units(p: _Prepared, grid: Grid) -> str:
     if p.samples is not None:
         return "log10(assay units)" if p.spec.log10 else "assay units"
+    if p.raster is not None:
+        return p.raster.units
     return measure_units(p.features, p.measure, _axis_unit(grid))
 
 
@@ -756,12 +800,15 @@ def _save_preview(path: Path, array: np.ndarray, grid: Grid, name: str, p: _Prep
 
     unit = _axis_unit(grid)
     what = {"idw": "IDW concentration", "distance": "distance to features",
-            "density": "feature density", "buffer_density": "buffer density"}[p.measure]
+            "density": "feature density", "buffer_density": "buffer density",
+            "resampled": f"raster, {p.raster.resampling if p.raster else ''} resampling",
+            "gradient": "horizontal gradient magnitude", "texture": "local standard deviation",
+            "class_fraction": "class fraction"}[p.measure]
     fig = Figure(figsize=(7, 7 * min(2.0, max(0.3, grid.height / grid.width))))
     ax = fig.subplots()
     xmin, ymin, xmax, ymax = grid.bounds
-    cmap = matplotlib.colormaps["Spectral_r" if p.kind == "geochem" else "magma_r"].with_extremes(
-        bad="white")
+    ramp = {"geochem": "Spectral_r", "raster": "viridis"}.get(p.kind, "magma_r")
+    cmap = matplotlib.colormaps[ramp].with_extremes(bad="white")
     im = ax.imshow(np.ma.masked_invalid(array), extent=(xmin, xmax, ymin, ymax), cmap=cmap,
                    origin="upper", interpolation="nearest")
     fig.colorbar(im, ax=ax, shrink=0.8, label=_units(p, grid))
