@@ -302,8 +302,8 @@ def class_fraction_tile(p: PreparedRaster, src: Any, grid: Grid, tile: Window) -
     dst_transform = window_transform(tile, grid.transform)
     h, w = int(tile.height), int(tile.width)
     out = np.full((h, w), np.nan, dtype=np.float32)
-    x0, y1 = dst_transform * (0, 0)
-    x1, y0 = dst_transform * (w, h)
+    x0, y1 = dst_transform.c, dst_transform.f
+    x1, y0 = x0 + w * dst_transform.a, y1 + h * dst_transform.e
     src_crs = RioCRS.from_wkt(p.crs)
     b = transform_bounds(_rio_crs(grid), src_crs, x0, y0, x1, y1, densify_pts=21)
     win = src.window(*b).round_offsets(op="floor").round_lengths(op="ceil")
@@ -320,7 +320,7 @@ def class_fraction_tile(p: PreparedRaster, src: Any, grid: Grid, tile: Window) -
             f"{win.height} pixels of the file, more than oremap reads at once; resample the "
             "file nearer to the evidence pixel first (gdalwarp -r mode)")
     data = src.read(p.band, window=win, masked=True)
-    classes = data.filled(np.nan).astype(np.float64)
+    classes = data.astype(np.float64).filled(np.nan)
     if p.nodata is not None:
         classes[classes == p.nodata] = np.nan
     if p.resampling == "average":
