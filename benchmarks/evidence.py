@@ -1,6 +1,8 @@
 """Benchmark of the evidence stage: IDW throughput, FFT buffer density, paper-scale memory.
 
-Run: ``python benchmarks/evidence.py [--scale 1] [--workers 1] [--skip-paper]`` (about 4 min).
+Run: ``python benchmarks/evidence.py [--scale 1] [--workers 1] [--skip-paper] [--raster]``
+(about 4 min; ``--raster`` adds about 2 min and needs 1 GiB of free disk; ``--only-raster``
+runs the raster benchmark alone).
 
 1. IDW of 2,000 random samples onto a 1,000 x 1,000 grid, 12 neighbours and all samples,
    against a plain numpy all-pairs baseline (computed on a subset of targets and scaled), on
@@ -12,6 +14,12 @@ Run: ``python benchmarks/evidence.py [--scale 1] [--workers 1] [--skip-paper]`` 
 3. Peak memory and time of one paper-scale layer (He et al. 2024: 24,240 x 11,456 px; IDW with
    12 neighbours) built window by window to a GeoTIFF in a temporary folder, in a child
    process; ``--scale`` shrinks both sides (the result is extrapolated by pixel count).
+4. ``--raster``: a synthetic 1 GiB float32 GeoTIFF (16,384 x 16,384 px of 10 m, EPSG:3035,
+   tiled, uncompressed) warped by oremap's ``[[raster]]`` path (``average`` resampling, tile by
+   tile) onto a Central-Lapland-sized district grid of 50 m in EPSG:3067 (1,680 x 1,400 px),
+   in a child process: time and peak RSS, beside a plain ``rasterio.warp.reproject`` of the
+   same band onto the same grid in one call (another child process), and the largest
+   difference between the two.
 """
 
 from __future__ import annotations
@@ -205,6 +213,105 @@ def bench_paper(scale: float, workers: int, block: int) -> None:
               f"{seconds * full / px / 60:.1f} min per layer, same peak memory")
 
 
+RASTER_SIDE = 16_384  # px: 16,384^2 float32 = 1 GiB
+RASTER_PIXEL = 10.0
+RASTER_ORIGIN = (4_880_000.0, 5_090_000.0)  # EPSG:3035, upper-left: covers Central Lapland
+DISTRICT = ("EPSG:3067", (346_000.0, 7_458_000.0, 416_000.0, 7_542_000.0), 50.0)
+
+
+def write_big_raster(path: Path) -> Path:
+    """A smooth field with short-wavelength texture, written strip by strip (never whole)."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    profile = dict(driver="GTiff", width=RASTER_SIDE, height=RASTER_SIDE, count=1,
+                   dtype="float32", crs="EPSG:3035", nodata=-99999.0, tiled=True,
+                   blockxsize=512, blockysize=512, BIGTIFF="YES",
+                   transform=from_origin(*RASTER_ORIGIN, RASTER_PIXEL, RASTER_PIXEL))
+    cols = np.arange(RASTER_SIDE, dtype=np.float32)
+    with rasterio.open(path, "w", **profile) as dst:
+        for r0 in range(0, RASTER_SIDE, 512):
+            rows = np.arange(r0, r0 + 512, dtype=np.float32)[:, None]
+            strip = (100 * np.sin(cols / 900.0) * np.cos(rows / 700.0)
+                     + 20 * np.sin((cols + 3 * rows) / 37.0)).astype(np.float32)
+            dst.write(strip[None], window=Window(0, r0, RASTER_SIDE, 512))
+    return path
+
+
+def _district_grid() -> Grid:
+    crs, bounds, pixel = DISTRICT
+    return Grid.from_bounds(crs, bounds, pixel)
+
+
+def _rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
+        1 if sys.platform == "darwin" else 1024)
+
+
+def _raster_child(path: str, how: str, out: str, queue) -> None:
+    logging.disable(logging.INFO)
+    import rasterio
+    from rasterio.crs import CRS as RioCRS
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    from oremap.evidence import RasterLayerSpec, load_stack
+
+    grid = _district_grid()
+    base_rss = _rss_bytes()
+    t0 = time.perf_counter()
+    if how == "oremap":
+        build_evidence([RasterLayerSpec("big", Path(path), "benchmark", resampling="average")],
+                       grid, Path(out), progress=False, previews=False, resume=False)
+        seconds = time.perf_counter() - t0
+        values = load_stack(Path(out))[0][0]
+    else:
+        values = np.full(grid.shape, np.nan, dtype=np.float32)
+        with rasterio.open(path) as src:
+            reproject(rasterio.band(src, 1), values, dst_transform=grid.transform,
+                      dst_crs=RioCRS.from_wkt(grid.crs.to_wkt()),
+                      resampling=Resampling.average, dst_nodata=np.nan)
+        seconds = time.perf_counter() - t0
+    np.save(Path(out) / f"{how}.npy", values)
+    queue.put((seconds, _rss_bytes(), base_rss))
+
+
+def bench_raster(keep: Path | None) -> None:
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = keep if keep is not None else Path(tmp) / "big.tif"
+        if not path.exists():
+            t0 = time.perf_counter()
+            write_big_raster(path)
+            print(f"Wrote {path} ({path.stat().st_size / 2**30:.2f} GiB) in "
+                  f"{time.perf_counter() - t0:.1f} s")
+        size = path.stat().st_size
+        results = {}
+        for how in ("plain", "oremap"):
+            out = Path(tmp) / how
+            out.mkdir()
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_raster_child, args=(str(path), how, str(out), queue))
+            proc.start()
+            results[how] = queue.get()
+            proc.join()
+        diff = np.load(Path(tmp) / "oremap" / "oremap.npy") - np.load(
+            Path(tmp) / "plain" / "plain.npy")
+        grid = _district_grid()
+        print(f"Raster evidence: a {size / 2**30:.2f} GiB GeoTIFF (EPSG:3035, 10 m) averaged "
+              f"onto {grid.height:,} x {grid.width:,} px of 50 m in EPSG:3067:")
+        for how, label in (("plain", "plain rasterio.warp.reproject, one call"),
+                           ("oremap", "oremap [[raster]] (256 px tiles, GeoTIFF written)")):
+            seconds, rss, base = results[how]
+            print(f"  {label}: {seconds:.1f} s, peak RSS of the process {rss / 2**20:.0f} MiB "
+                  f"({base / 2**20:.0f} MiB after imports)")
+        print(f"  oremap / plain time x{results['oremap'][0] / results['plain'][0]:.2f}; "
+              f"largest difference {np.nanmax(np.abs(diff)):.4g} (mean "
+              f"{np.nanmean(np.abs(diff)):.2g}; values span about -120 .. 120); peak RSS "
+              f"{'below' if results['oremap'][1] < 2**30 else 'ABOVE'} 1 GiB")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0,
@@ -213,13 +320,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=1, help="k-d tree threads (-1: all)")
     ap.add_argument("--block", type=int, default=2048, help="window size in pixels")
     ap.add_argument("--skip-paper", action="store_true", help="skip the paper-scale layer")
+    ap.add_argument("--raster", action="store_true",
+                    help="also warp a synthetic 1 GiB GeoTIFF onto a district grid")
+    ap.add_argument("--only-raster", action="store_true", help="only the raster benchmark")
+    ap.add_argument("--raster-file", type=Path, default=None,
+                    help="where to keep the 1 GiB GeoTIFF between runs (default: a temporary "
+                         "file, deleted)")
     args = ap.parse_args(argv)
     print(f"numpy {np.__version__}; {mp.cpu_count()} CPU cores visible")
+    if args.only_raster:
+        bench_raster(args.raster_file)
+        return
     bench_idw(args.workers)
     bench_distance()
     bench_buffer_density()
     if not args.skip_paper:
         bench_paper(args.scale, args.workers, args.block)
+    if args.raster:
+        bench_raster(args.raster_file)
 
 
 if __name__ == "__main__":

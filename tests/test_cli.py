@@ -29,7 +29,7 @@ def test_config_example_is_valid(tmp_path: Path) -> None:
     write_demo(tmp_path / "data", seed=0)  # what `oremap demo --out tmp_path` writes
     checked = runner.invoke(app, ["config", "check", str(path)])
     assert checked.exit_code == 0, checked.output
-    assert "valid (10 models/baselines, 14 evidence layers)" in checked.output
+    assert "valid (10 models/baselines, 17 evidence layers)" in checked.output
 
 
 def test_config_check_bad_file_exits_2_without_traceback(tmp_path: Path) -> None:

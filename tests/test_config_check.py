@@ -392,7 +392,9 @@ def test_preflight_sizes(data: Path) -> None:
     from oremap.check import format_preflight, preflight
 
     d = _base(data)
-    n_layers = len(d["geology"]) + len(d["geochem"]["elements"])
+    rasters = sum(1 + len(r.get("derive", [])) for r in d["raster"])  # magnetics (+ gradient), K
+    n_layers = len(d["geology"]) + len(d["geochem"]["elements"]) + rasters
+    assert rasters == 3
     info = preflight(_config(d))
     assert info == dict(rows=368, cols=800, pixels=294_400, layers=n_layers,
                         disk_bytes=294_400 * n_layers * 4,
@@ -426,8 +428,8 @@ def test_config_check_cli_prints_preflight_on_success(data: Path, tmp_path: Path
     path.write_text(dump_toml(_base(data)))
     result = _cli("config", "check", path)
     assert result.returncode == 0, result.stderr
-    assert "valid (10 models/baselines, 14 evidence layers)" in result.stdout
-    assert "grid 368 rows x 800 cols = 294,400 pixels per layer; 14 evidence layers" in \
+    assert "valid (10 models/baselines, 17 evidence layers)" in result.stdout
+    assert "grid 368 rows x 800 cols = 294,400 pixels per layer; 17 evidence layers" in \
         result.stdout
 
 

@@ -12,21 +12,31 @@ import pytest
 import rasterio
 import shapely
 from pyproj import CRS
+from rasterio.warp import Resampling, reproject
 from scipy.stats import spearmanr
 
+from oremap import demo as demo_module
 from oremap.demo import (
     DEMO_BOUNDS,
     DEMO_CELL_COLS,
     DEMO_CELL_ROWS,
     DEMO_CRS,
     DEMO_PIXEL_SIZE,
+    DEMO_VERSION,
     ELEMENTS,
     DemoFiles,
     demo_bounds,
+    demo_grid,
+    example_config_text,
     write_demo,
 )
 from oremap.errors import ConfigError, InputDataError
-from oremap.io import read_json, write_json
+from oremap.io import read_json, write_csv, write_json
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 XMIN, YMIN, XMAX, YMAX = DEMO_BOUNDS
 LAYERS = {
@@ -35,6 +45,8 @@ LAYERS = {
     "orebodies": ["orebodies"],
     "drilling": ["drillholes", "trenches"],
 }
+# the airborne grids: file attribute, pixel size (m), unit, band name
+GEOPHYSICS = {"magnetics": (2.0, "nT", "magnetics"), "radiometrics_k": (4.0, "%", "K")}
 
 
 @pytest.fixture(scope="module")
@@ -101,15 +113,18 @@ def test_files_are_written_small_and_fast(demos):
     files = demos["a"]
     sizes = {p.name: p.stat().st_size for p in files.paths()}
     assert set(sizes) == {"soil_samples.csv", "geology.gpkg", "orebodies.gpkg", "drilling.gpkg",
-                          "fertility.tif", "README.md"}
-    assert sum(sizes.values()) < 800_000
+                          "fertility.tif", "magnetics.tif", "radiometrics_k.tif", "README.md"}
+    assert sum(sizes.values()) < 1_000_000
     marker = read_json(files.root / "demo.json")
-    assert marker["seed"] == 0 and marker["version"] >= 1 and marker["crs"] == DEMO_CRS
+    assert marker["seed"] == 0 and marker["version"] == DEMO_VERSION >= 2
+    assert marker["crs"] == DEMO_CRS and set(marker["files"]) == set(sizes)
     readme = files.readme.read_text()
     assert "synthetic" in readme and "seed 0" in readme and "| Au | ppb | 0.5 | 0.25 |" in readme
+    assert "`magnetics.tif`: total magnetic intensity anomaly in nT" in readme
+    assert "`radiometrics_k.tif`: gamma-ray potassium in %" in readme
     leftovers = [p.name for p in files.root.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
-    assert demos["elapsed"] < 10.0  # about 0.3 s on a quiet machine
+    assert demos["elapsed"] < 10.0  # about 1 s on a quiet machine
 
 
 def test_same_seed_gives_identical_files(demos):
@@ -122,8 +137,9 @@ def test_same_seed_gives_identical_files(demos):
             assert list(ga.geometry.to_wkb()) == list(gb.geometry.to_wkb()), layer
             pd.testing.assert_frame_equal(ga.drop(columns="geometry"),
                                           gb.drop(columns="geometry"))
-    with rasterio.open(a.fertility) as fa, rasterio.open(b.fertility) as fb:
-        np.testing.assert_array_equal(fa.read(1), fb.read(1))
+    for key in ("fertility", *GEOPHYSICS):
+        with rasterio.open(getattr(a, key)) as fa, rasterio.open(getattr(b, key)) as fb:
+            np.testing.assert_array_equal(fa.read(1), fb.read(1))
 
 
 def test_another_seed_gives_other_files(demos):
@@ -134,6 +150,8 @@ def test_another_seed_gives_other_files(demos):
     assert not shapely.equals(shapely.union_all(oa.values), shapely.union_all(oc.values))
     with rasterio.open(a.fertility) as fa, rasterio.open(c.fertility) as fc:
         assert np.abs(fa.read(1) - fc.read(1)).max() > 0.3
+    with rasterio.open(a.magnetics) as fa, rasterio.open(c.magnetics) as fc:
+        assert np.nanmax(np.abs(fa.read(1, masked=True) - fc.read(1, masked=True))) > 20.0
 
 
 def test_every_layer_and_the_raster_carry_the_crs(demos):
@@ -271,8 +289,24 @@ def test_incomplete_or_broken_demo_needs_overwrite(tmp_path):
     (out / "demo.json").write_text("{not json")
     with pytest.raises(InputDataError, match="seed unreadable"):
         write_demo(out, seed=2)
-    write_json(out / "demo.json", {"seed": 2, "version": 1})
+    write_json(out / "demo.json", {"seed": 2, "version": DEMO_VERSION})
     assert write_demo(out, seed=2).fertility.is_file()
+
+
+def test_demo_of_an_older_generator_is_regenerated(tmp_path):
+    out = tmp_path / "demo"
+    files = write_demo(out, seed=2)
+    files.magnetics.unlink()  # a demo of generator version 1 had no geophysics
+    marker = read_json(files.marker)
+    write_json(files.marker, {**marker, "version": 1})
+    assert write_demo(out, seed=2) == files
+    assert files.magnetics.is_file() and read_json(files.marker)["version"] == DEMO_VERSION
+    write_json(files.marker, {**marker, "seed": 3, "version": 1})
+    with pytest.raises(InputDataError, match="seed 3 and version 1"):
+        write_demo(out, seed=2)  # another seed still needs overwrite
+    write_json(files.marker, {**marker, "version": DEMO_VERSION + 1})
+    with pytest.raises(InputDataError, match=f"version {DEMO_VERSION + 1}"):
+        write_demo(out, seed=2)  # so does a newer generator's demo
 
 
 def test_empty_folder_is_filled(tmp_path):
@@ -301,3 +335,175 @@ def test_bad_seed_is_rejected(tmp_path, seed):
     with pytest.raises(ConfigError, match="seed must be an integer >= 0"):
         write_demo(tmp_path / "demo", seed=seed)
     assert not (tmp_path / "demo").exists()
+
+
+# --------------------------------------------------------------------------- airborne geophysics
+
+
+def _pixel_edges(src) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x0, x1 of the columns and y0, y1 of the rows of an open raster."""
+    t = src.transform
+    x0 = t.c + np.arange(src.width) * t.a
+    y1 = t.f + np.arange(src.height) * t.e
+    return x0, x0 + t.a, y1 + t.e, y1
+
+
+def _fertility_on(src, fertility_path) -> np.ndarray:
+    """The hidden fertility averaged over the pixels of ``src``; NaN unless inside the bounds."""
+    fert = np.full((src.height, src.width), np.nan)
+    with rasterio.open(fertility_path) as f:
+        reproject(rasterio.band(f, 1), fert, src_transform=f.transform, src_crs=f.crs,
+                  dst_transform=src.transform, dst_crs=src.crs, dst_nodata=np.nan,
+                  resampling=Resampling.average)
+    x0, x1, y0, y1 = _pixel_edges(src)
+    inside = ((y0 >= YMIN) & (y1 <= YMAX))[:, None] & ((x0 >= XMIN) & (x1 <= XMAX))[None, :]
+    return np.where(inside, fert, np.nan)
+
+
+@pytest.mark.parametrize("key", list(GEOPHYSICS))
+def test_geophysics_grids_have_pixels_of_their_own(demos, key):
+    size, unit, band = GEOPHYSICS[key]
+    with rasterio.open(getattr(demos["a"], key)) as src:
+        assert src.crs.to_epsg() == 32649
+        assert src.res == (size, size) and src.dtypes == ("float32",)
+        assert src.units == (unit,) and src.tags(1)["units"] == unit
+        assert src.descriptions == (band,) and src.nodata == -99999.0
+        b = src.bounds
+        values = src.read(1, masked=True)
+    assert size > DEMO_PIXEL_SIZE
+    for margin in (XMIN - b.left, YMIN - b.bottom, b.right - XMAX, b.top - YMAX):
+        assert size < margin < 4 * size  # a few pixels beyond the bounds on every side
+    for offset in (b.left - XMIN, b.top - YMAX):  # origin off both pixel lattices
+        for step in (DEMO_PIXEL_SIZE, size):
+            assert abs(offset / step - round(offset / step)) > 0.1
+    assert values.count() > 0.85 * values.size and np.isfinite(values.compressed()).all()
+
+
+def test_geophysics_values_are_plausible(demos):
+    files = demos["a"]
+    with rasterio.open(files.magnetics) as src:
+        mag = src.read(1, masked=True).compressed()
+    with rasterio.open(files.radiometrics_k) as src:
+        k = src.read(1, masked=True).compressed()
+    assert -300 < mag.min() < -20 and 50 < mag.max() < 400  # nT: lows and intrusive highs
+    assert 0.0 < k.min() and 1.0 < np.median(k) < 3.5 and k.max() < 6.0  # % K
+
+
+def test_geophysics_survey_gaps_miss_the_usable_cells(demos):
+    files = demos["a"]
+    with rasterio.open(files.magnetics) as src:
+        mag = src.read(1, masked=True)
+        x0, x1, y0, y1 = _pixel_edges(src)
+    rows, cols = np.nonzero(mag.mask)
+    assert 1000 < len(rows) < 0.1 * mag.size
+    gap = shapely.box(x0[cols], y0[rows], x1[cols], y1[rows])
+    extent = gpd.read_file(files.geology, layer="geology_extent").geometry.iloc[0]
+    assert not shapely.intersects(extent.buffer(5.0), gap).any()  # over the blank corner
+    assert shapely.intersects(_corner(), gap).any()
+    with rasterio.open(files.radiometrics_k) as src:
+        k = src.read(1, masked=True)
+        _, _, y0, _ = _pixel_edges(src)
+    rows, _ = np.nonzero(k.mask)
+    assert len(rows) > 0 and (y0[rows] > YMAX).all()  # a strip beyond the north edge
+    # resampled bilinearly onto the evidence grid, no usable cell holds a nodata pixel
+    grid = demo_grid()
+    usable = shapely.covers(extent.buffer(1e-6), _cells())
+    for path, reaches in ((files.magnetics, True), (files.radiometrics_k, False)):
+        out = np.full(grid.shape, np.nan, dtype=np.float32)
+        with rasterio.open(path) as src:
+            reproject(rasterio.band(src, 1), out, src_transform=src.transform,
+                      src_crs=src.crs, src_nodata=src.nodata, dst_transform=grid.transform,
+                      dst_crs=src.crs, dst_nodata=np.nan, resampling=Resampling.bilinear)
+        missing = np.isnan(out).reshape(DEMO_CELL_ROWS, 46, DEMO_CELL_COLS, 40).any(axis=(1, 3))
+        assert not (missing.ravel() & usable).any(), path.name
+        assert missing.any() == reaches, path.name
+
+
+@pytest.mark.parametrize("key", ["a", "c"])
+def test_geophysics_follow_the_fertility_in_part(demos, key):
+    files = demos[key]
+    r = {}
+    for name in GEOPHYSICS:
+        with rasterio.open(getattr(files, name)) as src:
+            data = src.read(1, masked=True).astype(float).filled(np.nan)
+            fert = _fertility_on(src, files.fertility)
+        ok = np.isfinite(data) & np.isfinite(fert)
+        assert ok.sum() > 0.8 * data.size, name
+        r[name] = np.corrcoef(data[ok], fert[ok])[0, 1]
+    assert -0.75 < r["magnetics"] < -0.25  # magnetite destroyed by the alteration
+    assert 0.25 < r["radiometrics_k"] < 0.75  # potassium added by its sericite
+
+
+def test_geophysics_leave_the_other_files_as_they_were(demos, monkeypatch, tmp_path):
+    """The geophysics draw from a generator of their own: without them the rest is the same."""
+    files = demos["a"]
+    monkeypatch.setattr(demo_module, "_magnetics", lambda st, rng: None)
+    monkeypatch.setattr(demo_module, "_radiometrics_k", lambda st, rng: None)
+    built = demo_module._build(0)
+    write_csv(tmp_path / "soil.csv", built.samples)
+    assert (tmp_path / "soil.csv").read_bytes() == files.soil_samples.read_bytes()
+    with rasterio.open(files.fertility) as src:
+        np.testing.assert_array_equal(src.read(1), built.fertility.astype(np.float32))
+    for layer, gdf in built.geology.items():
+        written = gpd.read_file(files.geology, layer=layer)
+        assert list(written.geometry.to_wkb()) == list(gdf.geometry.to_wkb()), layer
+    for path, layer, gdf in ((files.orebodies, "orebodies", built.orebodies),
+                             (files.drilling, "drillholes", built.drillholes),
+                             (files.drilling, "trenches", built.trenches)):
+        written = gpd.read_file(path, layer=layer)
+        assert list(written.geometry.to_wkb()) == list(gdf.geometry.to_wkb()), layer
+    # seed 0's label counts, as before the geophysics (and as README.md quotes them)
+    assert read_json(files.marker)["counts"] == built.counts == {
+        "cells": 640, "dropped": 70, "positive": 27, "negative": 342, "unknown": 201}
+
+
+def test_example_config_reads_the_geophysics(demos):
+    d = tomllib.loads(example_config_text("data"))
+    rasters = {r["name"]: r for r in d["raster"]}
+    assert list(rasters) == ["magnetics", "potassium"]
+    assert rasters["magnetics"] == {"name": "magnetics", "path": "data/magnetics.tif",
+                                    "resampling": "auto", "derive": ["gradient"]}
+    assert rasters["potassium"] == {"name": "potassium", "path": "data/radiometrics_k.tif"}
+    files = demos["a"]
+    assert rasters["magnetics"]["path"].split("/")[-1] == files.magnetics.name
+    assert rasters["potassium"]["path"].split("/")[-1] == files.radiometrics_k.name
+    # 10 elements + 4 geology layers + magnetics, magnetics_gradient and potassium
+    derived = sum(len(r.get("derive", [])) for r in d["raster"])
+    assert len(d["geochem"]["elements"]) + len(d["geology"]) + len(d["raster"]) + derived == 17
+
+
+def test_geophysics_become_evidence_layers(demos, tmp_path):
+    """The example configuration's [[raster]] layers, warped onto the demo grid."""
+    from rasterio.windows import Window
+
+    from oremap.config import load_config
+    from oremap.evidence.raster import prepare_raster, raster_window
+    from oremap.inputs import raster_specs
+
+    files = demos["a"]
+    path = tmp_path / "demo.toml"
+    path.write_text(example_config_text(str(files.root), quick=True))
+    grid = demo_grid()
+    specs = raster_specs(load_config(path), grid)
+    assert [s.name for s in specs] == ["magnetics", "magnetics_gradient", "potassium"]
+    extent = gpd.read_file(files.geology, layer="geology_extent").geometry.iloc[0]
+    usable = shapely.covers(extent.buffer(1e-6), _cells())
+    with rasterio.open(files.fertility) as src:
+        fert = np.repeat(np.repeat(src.read(1), 2, axis=0), 2, axis=1)  # 1 m -> 0.5 m pixels
+    layers = {}
+    for spec in specs:
+        prepared = prepare_raster(spec, grid)
+        assert prepared.resampling == "bilinear"  # "auto": coarser than the evidence pixel
+        layers[spec.name] = (raster_window(prepared, grid, Window(0, 0, grid.width,
+                                                                  grid.height)), prepared.units)
+    units = {k: u for k, (_, u) in layers.items()}  # from the files' band metadata
+    assert units["magnetics"] == "nT" and units["potassium"] == "%"
+    assert units["magnetics_gradient"].startswith("nT per ")
+    for name, (values, _) in layers.items():
+        missing = np.isnan(values).reshape(DEMO_CELL_ROWS, 46, DEMO_CELL_COLS, 40).any(
+            axis=(1, 3)).ravel()
+        assert not (missing & usable).any(), name  # the survey gaps cost no usable cell
+        assert missing.any() == name.startswith("magnetics"), name
+    r = {name: np.corrcoef(v[np.isfinite(v)], fert[np.isfinite(v)])[0, 1]
+         for name, (v, _) in layers.items()}
+    assert r["magnetics"] < -0.25 and r["potassium"] > 0.25

@@ -394,3 +394,7 @@ def test_changed_raster_recomputes_evidence_and_what_follows(study: dict[str, An
     assert contract.status(run, "samples", config).current
     stack = contract.read_manifest(run, "samples")
     assert stack is not None and stack["status"] == "complete"
+    # the report lists each raster layer with its file, band, units and resampling
+    html = pipeline.run_report(config, run, progress=False).read_text()
+    assert "Raster evidence (2 layers)" in html and "mag.tif" in html
+    assert "gradient magnitude" in html and "average" in html

@@ -160,7 +160,8 @@ def test_rerun_with_changed_elements_retrains_instead_of_reusing_networks(
     samples = contract.complete_manifest(run_copy, "samples")
     train = contract.complete_manifest(run_copy, "train")
     assert train["inputs"]["upstream"]["samples"] == samples["digest"]
-    assert train["layers"] == ["Au", "Cu", "shear_zones", "faults"]
+    assert train["layers"] == ["Au", "Cu", "shear_zones", "faults", "magnetics",
+                               "magnetics_gradient", "potassium"]
     # and a rerun with nothing changed reuses everything but the report
     caplog.clear()
     with caplog.at_level("INFO", logger="oremap"):

@@ -2,8 +2,8 @@
 
 :func:`check_inputs` opens every input file the way the stages will, but reads only headers
 and layer metadata (no geometry, no assay rows beyond the first few, a coarse sample of each
-raster), so it takes a fraction of a second even for large inputs. ``oremap config check`` runs it after
-:func:`oremap.config.load_config`.
+raster), so it takes a fraction of a second even for large inputs. ``oremap config check``
+runs it after :func:`oremap.config.load_config`.
 """
 
 from __future__ import annotations

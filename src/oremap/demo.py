@@ -3,8 +3,10 @@
 The demo imitates the Bawangou gold area of He et al. (2024, Sci. Rep. 14): orogenic gold in
 metamorphic rocks, controlled by ENE ductile shear zones and their secondary faults. A hidden,
 smooth mineralisation "fertility" field in [0, 1] drives everything else: soil geochemistry,
-alteration zones and where the orebodies lie. The generator writes ordinary files (CSV,
-GeoPackage, GeoTIFF) so that the demo goes through the same readers as user data.
+alteration zones, where the orebodies lie, and in part two airborne geophysical grids
+(magnetics and gamma-ray potassium, each at a pixel size and origin of its own). The generator
+writes ordinary files (CSV, GeoPackage, GeoTIFF) so that the demo goes through the same readers
+as user data.
 
 Coordinates inside the generator are local metres: ``u`` east and ``v`` north of the lower-left
 corner of :data:`DEMO_BOUNDS`, and ``(s, t)``, the along-strike and across-strike axes of the
@@ -39,7 +41,10 @@ DEMO_CELL_ROWS = 16
 DEMO_CELL_SIZE_M = (20.0, 23.0)
 DEMO_PIXEL_SIZE = 0.5
 DEMO_FERTILITY_PIXEL_M = 1.0
-DEMO_VERSION = 1
+DEMO_MAGNETICS_PIXEL_M = 2.0
+DEMO_RADIOMETRICS_PIXEL_M = 4.0
+DEMO_GEOPHYSICS_NODATA = -99999.0
+DEMO_VERSION = 2
 ELEMENTS = ("Au", "Ag", "As", "Cu", "Pb", "Zn", "Hg", "Sb", "W", "Mo")
 
 # Blank lower-left corner: the triangle (0, 0), (CORNER_U, 0), (0, CORNER_V) in local metres.
@@ -49,6 +54,12 @@ _WIDTH = DEMO_BOUNDS[2] - DEMO_BOUNDS[0]
 _HEIGHT = DEMO_BOUNDS[3] - DEMO_BOUNDS[1]
 _CENTRE = (_WIDTH / 2, _HEIGHT / 2)
 _TARGET_NEGATIVES = 330
+# The airborne surveys' own grids: origins off the evidence pixel lattice (by half an evidence
+# pixel and a fraction of their own pixel) and a margin of a few pixels beyond DEMO_BOUNDS.
+_MAGNETICS_BOUNDS = (DEMO_BOUNDS[0] - 6.75, DEMO_BOUNDS[1] - 5.25, DEMO_BOUNDS[2] + 5.25,
+                     DEMO_BOUNDS[3] + 6.75)
+_RADIOMETRICS_BOUNDS = (DEMO_BOUNDS[0] - 13.25, DEMO_BOUNDS[1] - 9.75, DEMO_BOUNDS[2] + 10.75,
+                        DEMO_BOUNDS[3] + 10.25)
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,12 @@ class DemoFiles:
         column ``result`` in {"barren", "mineralised"}.
     fertility : Path
         ``fertility.tif``: the hidden fertility field in [0, 1] on a 1 m grid (ground truth).
+    magnetics : Path
+        ``magnetics.tif``: synthetic total magnetic intensity anomaly (nT) on a 2 m grid of its
+        own (:func:`magnetics_grid`), nodata over the blank corner.
+    radiometrics_k : Path
+        ``radiometrics_k.tif``: synthetic gamma-ray potassium (%) on a 4 m grid of its own
+        (:func:`radiometrics_grid`), nodata in a strip beyond the north-east edge.
     readme : Path
         ``README.md``: what is synthetic, units, how it was generated, the seed.
     """
@@ -107,6 +124,8 @@ class DemoFiles:
     orebodies: Path
     drilling: Path
     fertility: Path
+    magnetics: Path
+    radiometrics_k: Path
     readme: Path
 
     @classmethod
@@ -116,6 +135,7 @@ class DemoFiles:
         return cls(root=root, soil_samples=root / "soil_samples.csv",
                    geology=root / "geology.gpkg", orebodies=root / "orebodies.gpkg",
                    drilling=root / "drilling.gpkg", fertility=root / "fertility.tif",
+                   magnetics=root / "magnetics.tif", radiometrics_k=root / "radiometrics_k.tif",
                    readme=root / "README.md")
 
     @property
@@ -126,7 +146,7 @@ class DemoFiles:
     def paths(self) -> list[Path]:
         """All data files, README included (the marker excluded)."""
         return [self.soil_samples, self.geology, self.orebodies, self.drilling, self.fertility,
-                self.readme]
+                self.magnetics, self.radiometrics_k, self.readme]
 
 
 def demo_bounds() -> tuple[float, float, float, float]:
@@ -139,12 +159,25 @@ def demo_grid(pixel_size: float = DEMO_PIXEL_SIZE) -> Grid:
     return Grid.from_bounds(DEMO_CRS, DEMO_BOUNDS, pixel_size)
 
 
+def magnetics_grid() -> Grid:
+    """The grid of ``magnetics.tif``: 2 m pixels, its own origin, a margin beyond the bounds."""
+    return Grid.from_bounds(DEMO_CRS, _MAGNETICS_BOUNDS, DEMO_MAGNETICS_PIXEL_M,
+                            nodata=DEMO_GEOPHYSICS_NODATA)
+
+
+def radiometrics_grid() -> Grid:
+    """The grid of ``radiometrics_k.tif``: 4 m pixels, its own origin, a margin beyond."""
+    return Grid.from_bounds(DEMO_CRS, _RADIOMETRICS_BOUNDS, DEMO_RADIOMETRICS_PIXEL_M,
+                            nodata=DEMO_GEOPHYSICS_NODATA)
+
+
 def write_demo(out_dir: Path, *, seed: int = 0, overwrite: bool = False) -> DemoFiles:
     """Generate the demo study area for ``seed`` and write it into ``out_dir``.
 
     Everything is written into a temporary sibling folder that is renamed into place only when
     complete, so ``out_dir`` never holds half a demo. If ``out_dir`` already holds a complete
-    demo of this seed and generator version it is returned as is.
+    demo of this seed and generator version it is returned as is; a demo of this seed written
+    by an older generator version is regenerated.
 
     Parameters
     ----------
@@ -153,8 +186,8 @@ def write_demo(out_dir: Path, *, seed: int = 0, overwrite: bool = False) -> Demo
     seed : int
         Seed of ``numpy.random.default_rng``, >= 0; the same seed gives the same files.
     overwrite : bool
-        Replace an existing demo of another seed or version. A folder that is not empty and
-        holds no ``demo.json`` is never replaced.
+        Replace an existing demo of another seed or of a newer generator version. A folder that
+        is not empty and holds no ``demo.json`` is never replaced.
 
     Returns
     -------
@@ -166,7 +199,7 @@ def write_demo(out_dir: Path, *, seed: int = 0, overwrite: bool = False) -> Demo
         If ``seed`` is not a non-negative integer.
     InputDataError
         If ``out_dir`` is a file, a non-empty folder that is not an oremap demo, or a demo of
-        another seed or version while ``overwrite`` is False.
+        another seed or a newer generator version while ``overwrite`` is False.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"demo seed must be an integer >= 0, got {seed!r}; pass e.g. seed=0.")
@@ -213,6 +246,12 @@ def _reusable(files: DemoFiles, seed: int, overwrite: bool) -> bool:
         return not overwrite
     if overwrite:
         return False
+    version = found[1]
+    if found[0] == seed and type(version) is int and version < DEMO_VERSION:
+        logging.getLogger("oremap").info(  # an older generator's demo: regenerate it
+            "demo folder %s was written by demo generator version %d; regenerating it with "
+            "version %d", root, version, DEMO_VERSION)
+        return False
     raise InputDataError(
         f"demo folder {root} holds a demo with seed {found[0]} and version {found[1]} "
         f"({'complete' if complete else 'incomplete'}), expected seed {seed} and version "
@@ -258,6 +297,11 @@ def _write_all(demo: _Demo, files: DemoFiles) -> None:
     _write_layers(files.drilling, {"drillholes": demo.drillholes, "trenches": demo.trenches})
     write_raster(files.fertility, demo.fertility, demo_grid(DEMO_FERTILITY_PIXEL_M),
                  band_names=["fertility"])
+    write_raster(files.magnetics, demo.magnetics, magnetics_grid(), band_names=["magnetics"],
+                 units=["nT"], tags={"quantity": "total magnetic intensity anomaly (synthetic)"})
+    write_raster(files.radiometrics_k, demo.radiometrics_k, radiometrics_grid(),
+                 band_names=["K"], units=["%"],
+                 tags={"quantity": "gamma-ray potassium concentration (synthetic)"})
     write_text(files.readme, _readme(demo))
     write_json(files.marker, {
         "generator": "oremap.demo", "version": DEMO_VERSION, "seed": demo.seed,
@@ -379,6 +423,8 @@ class _Demo:
     trenches: gpd.GeoDataFrame
     fertility: np.ndarray
     counts: dict[str, int]
+    magnetics: np.ndarray  # on magnetics_grid(), NaN in the survey gap
+    radiometrics_k: np.ndarray  # on radiometrics_grid(), NaN in the survey gap
 
 
 @dataclass
@@ -415,11 +461,16 @@ def _build(seed: int) -> _Demo:
               "negative": int((negative & usable).sum())}
     counts["unknown"] = counts["cells"] - counts["dropped"] - counts["positive"] - counts[
         "negative"]
+    samples, geology = _soil_samples(st, rng), _geology(st, rng, fert)
+    # the geophysics draws from a generator of its own, so the files above do not depend on it
+    geo_rng = np.random.default_rng([seed, 7])
+    magnetics = _magnetics(st, geo_rng)
+    radiometrics_k = _radiometrics_k(st, geo_rng)
     return _Demo(
-        seed=seed, samples=_soil_samples(st, rng), geology=_geology(st, rng, fert),
+        seed=seed, samples=samples, geology=geology,
         orebodies=_gdf(ore_records, orebodies),
         drillholes=_gdf(hole_rec, holes), trenches=_gdf(trench_rec, trenches),
-        fertility=fert, counts=counts,
+        fertility=fert, counts=counts, magnetics=magnetics, radiometrics_k=radiometrics_k,
     )
 
 
@@ -667,6 +718,114 @@ def _geology(st: _Structures, rng: np.random.Generator, fert: np.ndarray
     }
 
 
+# --------------------------------------------------------------------------- geophysics
+
+
+def _survey_points(grid: Grid, step: float = 1.0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Local (u, v) of a ``step`` m sub-grid of ``grid`` (row-major from the top), and the
+    number of sub-pixels along each side of one pixel."""
+    k = int(round(grid.pixel_size[0] / step))
+    xmin, _, _, ymax = grid.bounds
+    u = xmin - DEMO_BOUNDS[0] + (np.arange(grid.width * k) + 0.5) * step
+    v = ymax - DEMO_BOUNDS[1] - (np.arange(grid.height * k) + 0.5) * step
+    uu, vv = np.meshgrid(u, v)
+    return uu, vv, k
+
+
+def _block_mean(fine: np.ndarray, k: int) -> np.ndarray:
+    rows, cols = fine.shape
+    return fine.reshape(rows // k, k, cols // k, k).mean(axis=(1, 3))
+
+
+def _line_distance(u: np.ndarray, v: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
+    """Distance (m) of points to the segment p0-p1."""
+    d = p1 - p0
+    w = np.clip(((u - p0[0]) * d[0] + (v - p0[1]) * d[1]) / (d @ d), 0.0, 1.0)
+    return np.hypot(u - p0[0] - w * d[0], v - p0[1] - w * d[1])
+
+
+def _smooth_field(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, spacing: float,
+                  sigma: float) -> np.ndarray:
+    """A smooth N(0, 1) field at local points, from white noise on a ``spacing`` m lattice."""
+    shape = (int(_HEIGHT // spacing) + 12, int(_WIDTH // spacing) + 12)
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="reflect")
+    field /= field.std()
+    return ndimage.map_coordinates(field, [v / spacing + 6, u / spacing + 6], order=1,
+                                   mode="nearest")
+
+
+def _magnetics(st: _Structures, rng: np.random.Generator) -> np.ndarray:
+    """Total magnetic intensity anomaly (nT) on :func:`magnetics_grid`.
+
+    A regional gradient and undulation, four intrusive stocks (induced: a high with a weaker
+    low on its north side; two of them kept away from the main shear zone), two magnetic
+    dykes (one intruded along a cross fault, one NW-trending), non-magnetic quartz
+    sandstone, and magnetite destroyed by the alteration around the fertile structures
+    (strongest in SZ1's halo); smoothed for the sensor height, averaged over the 2 m
+    pixels, plus noise and a slight line-to-line levelling error.
+    """
+    grid = magnetics_grid()
+    u, v, k = _survey_points(grid)
+    s, t = st.frame.to_st(u, v)
+    fert = _fertility(st, u, v)
+    az = rng.uniform(0, 2 * np.pi)
+    field = (rng.uniform(-0.04, 0.04) * (u - _CENTRE[0]) + rng.uniform(-0.05, 0.05)
+             * (v - _CENTRE[1]) + 15.0 * np.sin(2 * np.pi * (u * math.cos(az) + v * math.sin(az))
+                                                  / rng.uniform(700, 1000) + rng.uniform(0, 6)))
+    for k_stock in range(4):
+        for _ in range(200):
+            cu, cv = rng.uniform(40, _WIDTH - 40), rng.uniform(30, _HEIGHT - 30)
+            cs, ct = st.frame.to_st(cu, cv)
+            if k_stock >= 2 or st.main.distance(cs, ct) > 80.0:
+                break
+        amp, sigma = rng.uniform(70, 150), rng.uniform(18, 34)
+        field += amp * (np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * sigma**2))
+                        - 0.35 * np.exp(-((u - cu) ** 2 + (v - cv - 1.3 * sigma) ** 2)
+                                        / (2 * sigma**2)))
+    cross = np.asarray(st.cross[int(rng.integers(len(st.cross)))].coords)
+    field += rng.uniform(30, 50) * np.exp(-((_line_distance(u, v, cross[0], cross[-1])
+                                             / rng.uniform(3, 5)) ** 2))
+    dyke_az = math.radians(rng.uniform(-60, -40))
+    centre = np.array([rng.uniform(150, 650), rng.uniform(100, 270)])
+    half = np.array([math.sin(dyke_az), math.cos(dyke_az)]) * 600
+    field += rng.uniform(25, 40) * np.exp(-((_line_distance(u, v, centre - half, centre + half)
+                                             / rng.uniform(2.5, 4)) ** 2))
+    sand = shapely.contains_xy(shapely.union_all(st.sandstone), u, v)
+    field -= 12.0 * ndimage.gaussian_filter(sand.astype(float), 3.0)
+    halo = 0.55 + 0.45 * np.exp(-((st.main.distance(s, t) / 40.0) ** 2))
+    field -= rng.uniform(55, 70) * halo * ndimage.gaussian_filter(fert, 6.0, mode="nearest")
+    field = _block_mean(ndimage.gaussian_filter(field, 2.0, mode="nearest"), k)
+    field += 2.0 * rng.standard_normal(field.shape) + 1.0 * rng.standard_normal(
+        (field.shape[0], 1))
+    field = np.round(field, 1)
+    # survey gap: the flight lines stop short of the blank corner (nothing the cells use)
+    pu, pv = _block_mean(u, k), _block_mean(v, k)
+    return np.where(_corner_distance(pu, pv) < -10.0, np.nan, field)
+
+
+def _radiometrics_k(st: _Structures, rng: np.random.Generator) -> np.ndarray:
+    """Gamma-ray potassium (%) on :func:`radiometrics_grid`.
+
+    A metamorphic background with smooth lithological variation, K-poor quartz sandstone, and
+    potassium added by the sericite of the alteration around fertile ground, all blurred by the
+    detector's footprint and averaged over the 4 m pixels, plus counting noise.
+    """
+    grid = radiometrics_grid()
+    u, v, k = _survey_points(grid)
+    fert = _fertility(st, u, v)
+    sand = shapely.contains_xy(shapely.union_all(st.sandstone), u, v)
+    litho = _smooth_field(rng, u, v, 10.0, 3.0)
+    value = (rng.uniform(1.9, 2.3) + 0.3 * litho
+             - 1.2 * ndimage.gaussian_filter(sand.astype(float), 3.0)
+             + rng.uniform(1.1, 1.4) * ndimage.gaussian_filter(fert, 6.0, mode="nearest"))
+    value = _block_mean(ndimage.gaussian_filter(value, 5.0, mode="nearest"), k)
+    value += rng.normal(0.0, 0.12, value.shape)
+    value = np.round(np.clip(value, 0.05, None), 2)
+    # survey gap: the last line in the north-east, outside the bounds, was not flown
+    pu, pv = _block_mean(u, k), _block_mean(v, k)
+    return np.where((pv > _HEIGHT + 2.0) & (pu > 0.6 * _WIDTH), np.nan, value)
+
+
 def _alteration_local(fert: np.ndarray, extent: shapely.Polygon) -> list:
     """Mapped alteration: where the 2 m mean fertility exceeds 0.42, smoothed, >= 300 m2."""
     rows, cols = fert.shape
@@ -684,6 +843,7 @@ def _readme(demo: _Demo) -> str:
     units = [f"| {n} | {a.unit} | {a.detection_limit:g} | {a.detection_limit / 2:g} | {a.role} |"
              for n, a in _ASSAYS.items()]
     c = demo.counts
+    mag, rad = magnetics_grid(), radiometrics_grid()
     text = f"""\
 # oremap demo study area (synthetic)
 
@@ -713,6 +873,19 @@ quartz sandstone). Drill holes and trenches through an orebody are `mineralised`
 `barren`; most barren holes were placed one or two per cell, inside a seeded choice of cells
 away from the orebodies that avoids fertile ground. Cross faults C1-C3 are late and barren.
 
+Two airborne geophysical grids, synthetic too, come from the same hidden geology, each on a
+grid of its own (coarser than the suggested pixel, its origin off the pixel lattice, a few
+pixels beyond the bounds). The **magnetics** are a regional gradient, four intrusive stocks (a
+high with a weaker low on its north side; two of them well away from the main shear zone), a
+magnetic dyke along one cross fault and another trending NW, a small low over the
+non-magnetic quartz sandstone, and magnetite destroyed by the alteration around fertile
+ground (a low that scales with the fertility, strongest in the halo of SZ1), smoothed for the
+sensor height, plus noise. The **potassium** is a metamorphic background with smooth
+lithological variation, much lower over quartz sandstone, raised by the sericite of the
+alteration around fertile ground, blurred by the detector's footprint, plus counting noise.
+Each follows the fertility only in part: the magnetics fall as the fertility rises, the
+potassium rises with it.
+
 ## Files
 
 - `soil_samples.csv`: sample_id, x, y (m) and the assays below; {len(demo.samples)} samples
@@ -726,6 +899,16 @@ away from the orebodies that avoids fertile ground. Cross faults C1-C3 are late 
 - `fertility.tif`: the hidden fertility (ground truth), float32 in [0, 1] rounded to 0.01, on
   a 1 m grid over the full bounds (800 x 368 pixels; each cell is exactly 20 x 23 pixels). It
   is defined in the blank corner too.
+- `magnetics.tif`: total magnetic intensity anomaly in nT (the band's unit and its tag
+  `units`), float32 rounded to 0.1 nT, on a {DEMO_MAGNETICS_PIXEL_M:g} m grid of \
+{mag.width} x {mag.height} pixels with bounds
+  {list(_MAGNETICS_BOUNDS)}. Nodata ({DEMO_GEOPHYSICS_NODATA:g}): a survey
+  gap over the blank corner, more than 10 m inside its edge.
+- `radiometrics_k.tif`: gamma-ray potassium in % (the band's unit and its tag `units`),
+  float32 rounded to 0.01 %, on a {DEMO_RADIOMETRICS_PIXEL_M:g} m grid of \
+{rad.width} x {rad.height} pixels with bounds
+  {list(_RADIOMETRICS_BOUNDS)}. Nodata ({DEMO_GEOPHYSICS_NODATA:g}): a survey
+  gap, the strip north of the bounds over their eastern 40 %.
 - `demo.json`: seed, version and the label counts below; written last.
 
 | element | unit | DL | reported below DL | role |
@@ -803,6 +986,16 @@ path = "{data}/geology.gpkg"
 layer = "quartz_sandstone"
 measure = "distance"                # exact distance to the nearest zone (0 inside)
 extent = {{ path = "{data}/geology.gpkg", layer = "geology_extent" }}
+
+[[raster]]                          # airborne geophysics: any raster GDAL reads
+name = "magnetics"
+path = "{data}/magnetics.tif"
+resampling = "auto"                 # average where finer than the pixel, bilinear where coarser
+derive = ["gradient"]               # + magnetics_gradient: horizontal gradient magnitude
+
+[[raster]]
+name = "potassium"                  # gamma-ray K (%)
+path = "{data}/radiometrics_k.tif"
 
 [labels]
 orebodies = {{ path = "{data}/orebodies.gpkg", layer = "orebodies" }}  # positives

@@ -250,11 +250,14 @@ def raster_profile(grid: Grid, *, count: int = 1, dtype: str = "float32") -> dic
 
 def write_raster(path: PathLike, array: np.ndarray, grid: Grid, *,
                  band_names: Sequence[str] | None = None,
-                 tags: dict[str, str] | None = None, cog: bool = False) -> Path:
+                 tags: dict[str, str] | None = None, cog: bool = False,
+                 units: Sequence[str] | None = None) -> Path:
     """Write a (rows, cols) or (bands, rows, cols) array on ``grid`` as a GeoTIFF, atomically.
 
     NaN values are written as the grid's nodata value. ``band_names`` become the band
     descriptions (what GIS software shows as the band's name), ``tags`` dataset metadata.
+    ``units``: one unit per band (e.g. ``"nT"``), written as the band's GDAL unit type
+    (rasterio's ``src.units``) and as its band tag ``units``.
     ``cog``: a Cloud-Optimized GeoTIFF (GDAL's COG driver: 256 px tiles, DEFLATE, overviews
     averaged down to one tile), which GIS software and web map servers open at any zoom
     without reading the whole file.
@@ -276,21 +279,24 @@ def write_raster(path: PathLike, array: np.ndarray, grid: Grid, *,
                        if k in ("driver", "dtype", "count", "width", "height", "crs",
                                 "transform", "nodata")}
             with MemoryFile() as mem, mem.open(**profile) as src:
-                _fill(src, arr, band_names, tags)
+                _fill(src, arr, band_names, tags, units)
                 gdal_copy(src, tmp, driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES",
                           BLOCKSIZE=256, OVERVIEWS="AUTO", RESAMPLING="AVERAGE",
                           BIGTIFF="IF_SAFER")
         else:
             with rasterio.open(tmp, "w", **raster_profile(grid, count=arr.shape[0])) as dst:
-                _fill(dst, arr, band_names, tags)
+                _fill(dst, arr, band_names, tags, units)
     return Path(path)
 
 
 def _fill(dst: Any, arr: np.ndarray, band_names: Sequence[str] | None,
-          tags: dict[str, str] | None) -> None:
+          tags: dict[str, str] | None, units: Sequence[str] | None = None) -> None:
     dst.write(arr)
     for i, name in enumerate(band_names or [], start=1):
         dst.set_band_description(i, name)
+    for i, unit in enumerate(units or [], start=1):
+        dst.set_band_unit(i, unit)
+        dst.update_tags(i, units=unit)
     if tags:
         dst.update_tags(**tags)
 

@@ -533,6 +533,10 @@ def _data_summary(run: _Run) -> list[Block]:
                     if c in df.columns]
             rest = ["name", *[c for c in df.columns if c not in main]]
             blocks.append(Table(df[main], f"Evidence layers ({len(layers)})"))
+            rasters = _raster_rows(layers)
+            if rasters is not None:
+                blocks.append(Table(rasters, f"Raster evidence ({len(rasters)} layers): source "
+                                    "file, band, units and resampling"))
             blocks.append(Details("Sources, parameters and checksums of the evidence layers",
                                   [Table(df[rest])]))
         if isinstance(stack.get("grid"), dict):
@@ -540,6 +544,25 @@ def _data_summary(run: _Run) -> list[Block]:
     elif run.ran("evidence"):
         blocks += notes
     return blocks
+
+
+def _raster_rows(layers: list[dict[str, Any]]) -> pd.DataFrame | None:
+    """One row per raster layer: file, band, units, resampling (as used), derived layer."""
+    rows = []
+    for layer in layers:
+        if layer.get("kind") != "raster" or not isinstance(layer.get("parameters"), dict):
+            continue
+        p = layer["parameters"]
+        what = {"gradient": "gradient magnitude", "texture": f"texture, radius {p.get('radius')}"
+                }.get(p.get("derive"), "class fraction" if p.get("category") is not None
+                      else "values")
+        rows.append({"name": layer.get("name"), "file": Path(str(p.get("file", ""))).name,
+                     "band": p.get("band"), "units": layer.get("units"),
+                     "resampling": p.get("resampling_used"),
+                     "file pixel": p.get("file_pixel_in_grid_units"), "layer": what,
+                     "log10": "yes" if p.get("log10") else "no",
+                     "clipped above": p.get("clip_value")})
+    return pd.DataFrame(rows) if rows else None
 
 
 def _evidence(run: _Run) -> list[Block]:
