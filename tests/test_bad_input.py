@@ -28,9 +28,9 @@ from typer.testing import CliRunner, Result
 
 from oremap.cli import app
 from oremap.config import dump_toml, load_config
-from oremap.demo import write_demo
+from oremap.demo import example_config_text, write_demo
 from oremap.errors import ConfigError, DroppedDataWarning, InputDataError
-from oremap.pipeline import example_config_text, run_evidence
+from oremap.pipeline import run_evidence
 from oremap.runinfo import MARKER
 
 if sys.version_info >= (3, 11):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from oremap.config import config_from_dict, load_config, to_toml, tomllib
+from oremap.demo import example_config_text
 from oremap.errors import ConfigError
-from oremap.pipeline import example_config_text
 
 
 def _example(tmp_path: Path, text: str | None = None) -> Path:

@@ -19,11 +19,10 @@ import pytest
 import tomli_w
 
 from oremap.config import Config, config_from_dict, dump_toml, load_config, to_toml, tomllib
-from oremap.demo import write_demo
+from oremap.demo import example_config_text, write_demo
 from oremap.errors import ConfigError, InputDataError
 from oremap.grid import Grid
 from oremap.io import raster_profile, read_vector, write_raster
-from oremap.pipeline import example_config_text
 
 OREMAP = Path(sys.executable).parent / "oremap"
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from oremap.config import config_from_dict, tomllib
+from oremap.demo import example_config_text
 from oremap.grid import Grid
 from oremap.inputs import context_stack
-from oremap.pipeline import example_config_text
 
 
 def _config(context: int):

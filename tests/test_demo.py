@@ -437,8 +437,8 @@ def test_geophysics_follow_the_fertility_in_part(demos, key):
 def test_geophysics_leave_the_other_files_as_they_were(demos, monkeypatch, tmp_path):
     """The geophysics draw from a generator of their own: without them the rest is the same."""
     files = demos["a"]
-    monkeypatch.setattr(demo_module, "_magnetics", lambda st, rng: None)
-    monkeypatch.setattr(demo_module, "_radiometrics_k", lambda st, rng: None)
+    monkeypatch.setattr("oremap.demo.generate._magnetics", lambda st, rng: None)
+    monkeypatch.setattr("oremap.demo.generate._radiometrics_k", lambda st, rng: None)
     built = demo_module._build(0)
     write_csv(tmp_path / "soil.csv", built.samples)
     assert (tmp_path / "soil.csv").read_bytes() == files.soil_samples.read_bytes()

@@ -22,7 +22,7 @@ from oremap.evidence.features import (
     prepare_features,
 )
 from oremap.evidence.idw import parse_censored
-from oremap.evidence.stack import spec_hash
+from oremap.evidence.specs import spec_hash
 from oremap.grid import Grid
 
 X0, Y0 = 500000.0, 4000000.0

@@ -13,7 +13,7 @@ from shapely.geometry import Point, box
 from oremap import io, maps
 from oremap.errors import DroppedDataWarning, InputDataError
 from oremap.grid import Grid
-from oremap.targets import target_areas
+from oremap.maps.targets import target_areas
 
 X0, Y_TOP = 1000.0, 2000.0
 
@@ -300,7 +300,7 @@ def test_target_labels_never_cover_each_other_the_arrow_or_the_scale_bar(
     from matplotlib.offsetbox import AnchoredOffsetbox
     from matplotlib.text import Text
 
-    from oremap.targets import TARGET_LABEL_GID
+    from oremap.maps.targets import TARGET_LABEL_GID
 
     p = np.full(grid.shape, 0.1)
     p[0:2, -3:] = 0.9  # under the north arrow (upper right)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from oremap import contract, io, pipeline
+from oremap import contract, demo, io, pipeline
 from oremap.config import dump_toml, load_config
 from oremap.demo import write_demo
 from oremap.errors import ConfigError, RunFolderError, StageNotReadyError
@@ -36,7 +36,7 @@ OREMAP = str(Path(sys.executable).parent / "oremap")
 
 
 def _config_dict(data: Path, **edits: Any) -> dict[str, Any]:
-    d = tomllib.loads(pipeline.example_config_text(str(data), quick=True))
+    d = tomllib.loads(demo.example_config_text(str(data), quick=True))
     d.pop("truth")
     d["grid"]["pixel_size"] = 1.0
     d["geochem"]["elements"] = ["Au", "As"]

@@ -29,7 +29,7 @@ from oremap.evidence import (
 )
 from oremap.grid import Grid
 
-stack_module = importlib.import_module("oremap.evidence.stack")
+build_module = importlib.import_module("oremap.evidence.build")
 
 
 @pytest.fixture
@@ -136,8 +136,8 @@ def test_resume_keeps_unchanged_layers(grid, tmp_path, monkeypatch):
     specs = _specs(grid)
     first = _build(specs, grid, tmp_path)
     calls = []
-    real = stack_module._build_layer
-    monkeypatch.setattr(stack_module, "_build_layer",
+    real = build_module._build_layer
+    monkeypatch.setattr(build_module, "_build_layer",
                         lambda p, *a, **k: calls.append(p.spec.name) or real(p, *a, **k))
     again = _build(specs, grid, tmp_path)
     assert calls == [] and [r.spec_hash for r in again.layers] == [r.spec_hash for r in
@@ -153,14 +153,14 @@ def test_resume_keeps_unchanged_layers(grid, tmp_path, monkeypatch):
 
 def test_interrupted_build_is_incomplete_then_resumes(grid, tmp_path, monkeypatch):
     specs = _specs(grid)
-    real = stack_module._build_layer
+    real = build_module._build_layer
 
     def failing(p, *a, **k):
         if p.spec.name == "faults":
             raise KeyboardInterrupt
         return real(p, *a, **k)
 
-    monkeypatch.setattr(stack_module, "_build_layer", failing)
+    monkeypatch.setattr(build_module, "_build_layer", failing)
     with pytest.raises(KeyboardInterrupt), pytest.warns(DroppedDataWarning):
         build_evidence(specs, grid, tmp_path, progress=False)
     doc = json.loads((tmp_path / "stack.json").read_text())
@@ -169,7 +169,7 @@ def test_interrupted_build_is_incomplete_then_resumes(grid, tmp_path, monkeypatc
     with pytest.raises(StageNotReadyError, match="incomplete"):
         load_stack(tmp_path)
     calls = []
-    monkeypatch.setattr(stack_module, "_build_layer",
+    monkeypatch.setattr(build_module, "_build_layer",
                         lambda p, *a, **k: calls.append(p.spec.name) or real(p, *a, **k))
     assert _build(specs, grid, tmp_path).complete
     assert calls == ["faults", "fault_distance", "intrusions"]
@@ -196,8 +196,8 @@ def test_load_stack_errors(grid, tmp_path):
 
 
 def test_decimated_preview(grid, tmp_path, monkeypatch):
-    monkeypatch.setattr(stack_module, "PREVIEW_MAX_PX", 12)  # step 4 on 40 x 40
-    stats = stack_module._Stats(grid, 12)
+    monkeypatch.setattr(build_module, "PREVIEW_MAX_PX", 12)  # step 4 on 40 x 40
+    stats = build_module._Stats(grid, 12)
     values = np.arange(1600.0).reshape(40, 40)
     for w in grid.windows(7):
         sl = (slice(w.row_off, w.row_off + w.height), slice(w.col_off, w.col_off + w.width))
@@ -287,7 +287,7 @@ def test_names_and_types(grid, tmp_path):
         name = "x"
         source = "?"
 
-    with pytest.raises(InputDataError, match="neither a GeochemLayerSpec"):
+    with pytest.raises(InputDataError, match="is not a GeochemLayerSpec"):
         build_evidence([Other()], grid, tmp_path, progress=False)
 
 

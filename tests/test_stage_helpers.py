@@ -16,10 +16,11 @@ from shapely.geometry import box
 from oremap import ensemble as en
 from oremap import evaluate as ev
 from oremap import io, maps
-from oremap.errors import InputDataError, StageNotReadyError
+from oremap.errors import InputDataError
 from oremap.grid import Grid
 from oremap.members import FoldProbabilities, TestProbabilities
 from oremap.names import member_kind
+from oremap.stages import stage_missing
 
 
 def _probs() -> TestProbabilities:
@@ -186,12 +187,12 @@ def test_write_continuous_maps_weights_the_members(tmp_path: Path) -> None:
 
 
 def test_stage_not_ready_message_names_the_command() -> None:
-    exc = StageNotReadyError.missing("train", "model 'vit' has not been trained", Path("RUN"))
+    exc = stage_missing("train", "model 'vit' has not been trained", Path("RUN"))
     assert str(exc) == ("model 'vit' has not been trained; run `oremap train RUN` first (or "
                         "`oremap run CONFIG --out RUN` for every stage).")
-    assert "`oremap samples RUN_DIR`" in str(StageNotReadyError.missing("samples", "x"))
+    assert "`oremap samples RUN_DIR`" in str(stage_missing("samples", "x"))
     with pytest.raises(KeyError):
-        StageNotReadyError.missing("training", "x")
+        stage_missing("training", "x")
 
 
 def test_held_out_cell_auc_scores_each_fold_with_the_model_that_did_not_see_it() -> None:

@@ -14,7 +14,6 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from shapely.geometry import Point  # noqa: E402
 
-from oremap import targets  # noqa: E402
 from oremap.errors import (  # noqa: E402
     CRSMismatchError,
     DroppedDataWarning,
@@ -22,6 +21,7 @@ from oremap.errors import (  # noqa: E402
     UnknownNameError,
 )
 from oremap.grid import Grid  # noqa: E402
+from oremap.maps import targets  # noqa: E402
 
 X0, Y0 = 500_000.0, 4_000_000.0
 Y_TOP = Y0 + 1000.0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from oremap.errors import ConfigError, InputDataError, UnknownNameError
 from oremap.io import atomic_path
 from oremap.names import BASELINES
+from oremap.registry import Registry
 
 __all__ = [
     "BASELINES",
@@ -82,9 +83,10 @@ def is_baseline(name: str) -> bool:
 def list_baselines() -> list[str]:
     """Names accepted by :func:`fit_baseline`: ``logistic``, ``random_forest``, ``woe``.
 
-    The names of :data:`oremap.names.BASELINES` (also :data:`BASELINES` here), in that order.
+    The names of :data:`oremap.names.BASELINES` (also :data:`BASELINES` here), in that order
+    (checked at import).
     """
-    return list(BASELINES)
+    return list(_ESTIMATORS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -625,13 +627,15 @@ def _check_labels(y: np.ndarray, n: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _make_estimator(name: str, seed: int, options: dict[str, object]) -> object:
-    if name == "logistic":
-        allowed, base = set(LogisticRegression().get_params()), _LOGISTIC_DEFAULTS
-    elif name == "random_forest":
-        allowed, base = set(RandomForestClassifier().get_params()), _FOREST_DEFAULTS
-    else:
-        allowed, base = set(_WOE_OPTIONS), {}
+#: The estimator of each baseline: ``(seed, options) -> unfitted estimator``.
+_ESTIMATORS: Registry[Callable[[int, dict[str, object]], object]] = Registry("baseline",
+                                                                             BASELINES)
+
+
+def _options(name: str, allowed: Iterable[str], base: dict[str, object],
+             options: dict[str, object]) -> dict[str, object]:
+    """``base`` updated by ``options``; ConfigError for an option the baseline does not take."""
+    allowed = set(allowed)
     allowed.discard("random_state")
     unknown = sorted(set(options) - allowed)
     if unknown:
@@ -639,13 +643,34 @@ def _make_estimator(name: str, seed: int, options: dict[str, object]) -> object:
             f"unknown option(s) {unknown} for baseline {name!r}; choose from {sorted(allowed)} "
             "(the seed is set by seed=)."
         )
-    params = {**base, **options}
-    if name == "logistic":
-        model = LogisticRegression(random_state=seed, **params)
-        return Pipeline([("scale", StandardScaler()), ("model", model)])
-    if name == "random_forest":
-        return RandomForestClassifier(random_state=seed, **params)
-    return WeightsOfEvidence(**params)
+    return {**base, **options}
+
+
+@_ESTIMATORS.register("logistic")
+def _logistic(seed: int, options: dict[str, object]) -> object:
+    params = _options("logistic", LogisticRegression().get_params(), _LOGISTIC_DEFAULTS,
+                      options)
+    model = LogisticRegression(random_state=seed, **params)
+    return Pipeline([("scale", StandardScaler()), ("model", model)])
+
+
+@_ESTIMATORS.register("random_forest")
+def _random_forest(seed: int, options: dict[str, object]) -> object:
+    params = _options("random_forest", RandomForestClassifier().get_params(), _FOREST_DEFAULTS,
+                      options)
+    return RandomForestClassifier(random_state=seed, **params)
+
+
+@_ESTIMATORS.register("woe")
+def _woe(seed: int, options: dict[str, object]) -> object:
+    return WeightsOfEvidence(**_options("woe", _WOE_OPTIONS, {}, options))
+
+
+_ESTIMATORS.check_declared(ordered=True)
+
+
+def _make_estimator(name: str, seed: int, options: dict[str, object]) -> object:
+    return _ESTIMATORS.lookup(name)(seed, options)
 
 
 def fit_baseline(name: str, X_train: np.ndarray, y_train: np.ndarray, *,

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+__all__ = ["FLAGS", "chromium", "probe", "screenshot"]
+
 #: Flags for a headless run on a machine without network or display (no sandbox as root).
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from oremap.config import FLOAT32_BYTES, Config, VectorSource
+from oremap.device import choose_device
+from oremap.errors import ConfigError, InputDataError
+from oremap.evidence.raster import raster_classes, raster_problems
+from oremap.evidence.stack import DEFAULT_MAX_BYTES
+from oremap.inputs import make_grid
+
+__all__ = ["check_inputs", "format_preflight", "n_evidence_layers", "preflight", "require_inputs"]
 
 #: Rows per strip of the evidence stack read lazily, and strips cached (see ``LazyStack``).
 _STRIP_ROWS, _CACHE_STRIPS = 256, 3
@@ -69,8 +76,6 @@ def _check_rasters(config: Config) -> list[str]:
     inside the grid (on a coarse sample), classes of a categorical grid."""
     if not config.raster:
         return []
-    from oremap.evidence.raster import raster_problems
-    from oremap.inputs import make_grid
 
     grid = make_grid(config)
     problems: list[str] = []
@@ -94,9 +99,6 @@ def n_evidence_layers(config: Config) -> int:
         if not r.categorical:
             n += len(r.layer_names())
             continue
-        from oremap.errors import InputDataError
-        from oremap.evidence.raster import raster_classes
-        from oremap.inputs import make_grid
 
         for band in r.band_list():
             try:
@@ -220,8 +222,6 @@ def _check_device(device: str) -> list[str]:
     """Problems of ``[train] device``: CUDA / MPS requested but not available here."""
     if device in ("auto", "cpu"):
         return []
-    from oremap.errors import ConfigError
-    from oremap.train import choose_device
 
     try:
         choose_device(device)
@@ -240,7 +240,6 @@ def _short(exc: BaseException, limit: int = 200) -> str:
 
 def require_inputs(config: Config) -> None:
     """Raise InputDataError listing every problem :func:`check_inputs` finds (before any work)."""
-    from oremap.errors import InputDataError
 
     problems = check_inputs(config)
     if problems:
@@ -265,7 +264,6 @@ def preflight(config: Config) -> dict[str, Any]:
         (the evidence stack as later stages hold it: whole when it is at most 2 GiB, else the
         cache of the stack read in strips) and ``stack_in_memory`` (bool).
     """
-    from oremap.evidence.stack import DEFAULT_MAX_BYTES
 
     rows, cols = config.grid.pixels()
     layers = n_evidence_layers(config)

@@ -16,6 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from oremap.errors import OremapError
+from oremap.stages import STAGES, file
+
+__all__ = ["app", "describe_os_error", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Mineral prospectivity mapping with deep-learning ensembles.")
@@ -107,8 +110,14 @@ def main() -> None:
         sys.exit(1)
 
 
+def _help(stage: str, label: str = "") -> str:
+    """A stage command's help: the stage table's summary (:data:`oremap.stages.STAGES`)."""
+    summary = STAGES[stage].summary
+    return f"{label}: {summary}" if label else summary[0].upper() + summary[1:]
+
+
 def _stage(name: str, run_dir: Path, config: Path | None, **kwargs: object) -> Path:
-    from oremap import pipeline
+    from oremap import pipeline  # torch, matplotlib: only when a stage runs
 
     try:
         return pipeline.run_stage(name, run_dir, config, **kwargs)
@@ -123,10 +132,10 @@ def demo(out: Path = typer.Option(Path("oremap-demo"), "--out", "-o", help="outp
          seed: int = typer.Option(0, help="seed of the synthetic study area and the run"),
          overwrite: bool = typer.Option(False, help="start the run folder afresh")) -> None:
     """Generate the embedded demo study area and run the complete pipeline on it."""
-    from oremap import pipeline
+    from oremap.demo import run_demo  # the pipeline: torch, matplotlib
 
     try:
-        report = pipeline.run_demo(out, quick=quick, seed=seed, overwrite=overwrite)
+        report = run_demo(out, quick=quick, seed=seed, overwrite=overwrite)
     except OremapError as exc:
         _fail(exc)
     typer.echo(f"report: {report}")
@@ -146,8 +155,8 @@ def run_cmd(config: Path = typer.Argument(..., help="TOML configuration"),
                 "cluster on this machine) or a Dask scheduler address (tcp://host:8786); "
                 "results do not depend on it")) -> None:
     """Run every stage on the data described by CONFIG."""
-    from oremap import pipeline
-    from oremap.config import load_config
+    from oremap import pipeline  # torch, matplotlib: only when a stage runs
+    from oremap.config import load_config  # pydantic: not for --help
 
     try:
         cfg = load_config(config, overrides={"compute.scheduler": scheduler}
@@ -160,18 +169,14 @@ def run_cmd(config: Path = typer.Argument(..., help="TOML configuration"),
     typer.echo(f"report: {last}")
 
 
-@app.command()
+@app.command(help=_help("evidence", "Stage 1"))
 def evidence(run_dir: Path = RunDirArg, config: Path = ConfigOpt) -> None:
-    """Stage 1: evidence layers (IDW geochemistry, geological densities, rasters)."""
     typer.echo(f"evidence: {_stage('evidence', run_dir, config)}")
 
 
-@app.command()
+@app.command(help=_help("samples", "Stage 2") + "; prints counts per class and split")
 def samples(run_dir: Path = RunDirArg, config: Path = ConfigOpt) -> None:
-    """Stage 2: cells, labels, crops and splits; prints counts per class and split."""
     import pandas as pd
-
-    from oremap.contract import file
 
     _stage("samples", run_dir, config)
     counts = pd.read_csv(run_dir / file("samples", "counts"), index_col=0)
@@ -184,57 +189,50 @@ def samples(run_dir: Path = RunDirArg, config: Path = ConfigOpt) -> None:
     Console().print(table)
 
 
-@app.command()
+@app.command(help=_help("train", "Stage 3"))
 def train(run_dir: Path = RunDirArg, config: Path = ConfigOpt,
           resume: bool = typer.Option(False, "--resume", help="continue from checkpoints"),
           jobs: int = typer.Option(None, "--jobs", "-j", help="models trained in parallel")
           ) -> None:
-    """Stage 3: train the networks and baselines."""
     typer.echo(f"train: {_stage('train', run_dir, config, resume=resume, jobs=jobs)}")
 
 
-@app.command()
+@app.command(help=_help("evaluate", "Stage 4"))
 def evaluate(run_dir: Path = RunDirArg, config: Path = ConfigOpt) -> None:
-    """Stage 4: Table 1, confusion matrices, curves and importance on the test split."""
     typer.echo(f"evaluate: {_stage('evaluate', run_dir, config)}")
 
 
-@app.command()
+@app.command(help=_help("predict", "Stage 5a"))
 def predict(run_dir: Path = RunDirArg, config: Path = ConfigOpt) -> None:
-    """Stage 5a: P(ore) of every usable cell from every model."""
     typer.echo(f"predict: {_stage('predict', run_dir, config)}")
 
 
-@app.command()
+@app.command(help=_help("ensemble", "Stage 5b"))
 def ensemble(run_dir: Path = RunDirArg, config: Path = ConfigOpt) -> None:
-    """Stage 5b: the ensemble rules, Table 2 and stability statistics."""
     typer.echo(f"ensemble: {_stage('ensemble', run_dir, config)}")
 
 
-@app.command("maps")
+@app.command("maps", help=_help("maps", "Stage 6"))
 def maps_cmd(run_dir: Path = RunDirArg, config: Path = ConfigOpt) -> None:
-    """Stage 6: prospectivity and uncertainty maps, target areas, success-rate curves."""
     typer.echo(f"maps: {_stage('maps', run_dir, config)}")
 
 
-@app.command()
+@app.command(help=_help("report", "Stage 7"))
 def report(run_dir: Path = RunDirArg, config: Path = ConfigOpt) -> None:
-    """Stage 7: the self-contained HTML report."""
     typer.echo(f"report: {_stage('report', run_dir, config)}")
 
 
-@app.command()
+@app.command(help=_help("stability"))
 def stability(run_dir: Path = RunDirArg, config: Path = ConfigOpt,
               seeds: int = typer.Option(3, "--seeds", "-k", min=2,
                                         help="number of retraining seeds")) -> None:
-    """Retrain every model with K seeds and measure how much predictions vary."""
     typer.echo(f"stability: {_stage('stability', run_dir, config, seeds=seeds)}")
 
 
 @config_app.command("example")
 def config_example() -> None:
     """Print a fully commented example configuration (the demo's)."""
-    from oremap.pipeline import example_config_text
+    from oremap.demo import example_config_text  # geopandas, scipy: not for --help
 
     sys.stdout.write(example_config_text())
 
@@ -251,8 +249,8 @@ def config_check(path: Path = typer.Argument(..., help="TOML file to validate"),
     size and the estimated disk and memory of the evidence. With --skip-inputs only the file
     is checked (e.g. on a machine without the data).
     """
-    from oremap.check import check_inputs, format_preflight, preflight
-    from oremap.config import load_config
+    from oremap.check import check_inputs, format_preflight, preflight  # pydantic, pyproj
+    from oremap.config import load_config  # pydantic: not for --help
 
     try:
         cfg = load_config(path)

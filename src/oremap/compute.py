@@ -31,8 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("oremap.compute")
 
-__all__ = ["cluster", "run_tasks", "set_threads", "thread_map", "worker_cached",
-           "worker_environ"]
+__all__ = ["cluster", "run_tasks", "set_threads", "stage_client", "thread_map",
+           "worker_cached", "worker_environ"]
 
 
 def set_threads(threads: int) -> None:
@@ -107,6 +107,13 @@ def worker_environ() -> dict[str, Any]:
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     return {k: v for k, v in env.items()
             if k.upper().replace("-", "_") != "MALLOC_TRIM_THRESHOLD_"}
+
+
+def stage_client(client: Any, compute: ComputeConfig | None) -> Any:
+    """A context giving ``client`` as it is (owned by the caller), or a :func:`cluster` of
+    ``compute`` for the duration of one stage (None, and no Dask, for ``scheduler =
+    "local"``)."""
+    return contextlib.nullcontext(client) if client is not None else cluster(compute)
 
 
 @contextlib.contextmanager

@@ -25,6 +25,31 @@ from oremap.errors import ConfigError
 from oremap.limits import TRAIN_BOUNDS, TRAIN_RELATIONS, Augment, Imbalance, TrainProfile
 from oremap.names import BASELINES, LEARNED_RULES, MODELS, PAPER_RULES, RULES
 
+__all__ = [
+    "AreaConfig",
+    "CRSStr",
+    "ComputeConfig",
+    "Config",
+    "CropClassConfig",
+    "EnsembleConfig",
+    "FLOAT32_BYTES",
+    "GeochemConfig",
+    "GeologyLayerConfig",
+    "GridConfig",
+    "LabelsConfig",
+    "MapsConfig",
+    "PredictConfig",
+    "RasterConfig",
+    "SafeStr",
+    "SamplesConfig",
+    "TrainConfig",
+    "VectorSource",
+    "config_from_dict",
+    "dump_toml",
+    "load_config",
+    "to_toml",
+]
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover

@@ -22,155 +22,62 @@ import json
 import logging
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from oremap import io
+from oremap import __version__, io
 from oremap.errors import StageNotReadyError
+from oremap.stages import (
+    MAIN,
+    NO_EFFECT,
+    ORDER,
+    RUN_FILES,
+    STAGES,
+    Stage,
+    ancestors,
+    descendants,
+    file,
+    stage_missing,
+)
+
+__all__ = [
+    "Inputs",
+    "MAIN",
+    "MANIFEST",
+    "NO_EFFECT",
+    "ORDER",
+    "RUN_FILES",
+    "STAGES",
+    "Stage",
+    "Status",
+    "ancestors",
+    "begin",
+    "changes",
+    "clear",
+    "complete_manifest",
+    "config_values",
+    "damaged_outputs",
+    "descendants",
+    "describe_layer_change",
+    "digest",
+    "file",
+    "finish",
+    "input_files",
+    "input_paths",
+    "inputs_now",
+    "manifest_path",
+    "output_files",
+    "read_manifest",
+    "require_current",
+    "stage_missing",
+    "status",
+]
 
 log = logging.getLogger("oremap")
 
 MANIFEST = "stage.json"
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One row of the contract.
-
-    Attributes
-    ----------
-    name : the stage (and CLI command) name
-    needs : stages whose outputs it reads; they must be complete and current
-    config : dotted configuration keys it reads (a table name covers the whole table)
-    folders : folders it owns under the run folder; the first holds its ``stage.json``
-    files : named outputs, paths relative to the run folder
-    optional : stages read when present (the report reads the seed stability)
-    resumable : its own work survives an interruption (evidence layers, training checkpoints)
-    always : recomputed by every ``oremap run`` (the report, which carries the run's timings)
-    """
-
-    name: str
-    summary: str
-    needs: tuple[str, ...]
-    config: tuple[str, ...]
-    folders: tuple[str, ...]
-    files: Mapping[str, str] = field(default_factory=dict)
-    optional: tuple[str, ...] = ()
-    resumable: bool = False
-    always: bool = False
-
-    @property
-    def folder(self) -> str:
-        return self.folders[0]
-
-    def path(self, root: Path, key: str) -> Path:
-        """Path of the named output ``key`` in run folder ``root``."""
-        return Path(root) / self.files[key]
-
-
-_TRAIN_KEYS = ("seed", "train.models", "train.baselines", "train.profile", "train.epochs",
-               "train.batch_size", "train.lr", "train.lr_min", "train.beta1",
-               "train.weight_decay", "train.imbalance", "train.augment", "train.patience",
-               "labels.negatives", "labels.ratio", "labels.bags")
-
-STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage("evidence", "evidence layers (IDW geochemistry, geological densities, rasters)",
-          needs=(), config=("grid.crs", "grid.bounds", "grid.pixel_size", "geochem", "geology",
-                                "raster"),
-          folders=("evidence",), resumable=True,
-          files={"stack": "evidence/stack.json", "layers": "evidence/layers",
-                 "previews": "evidence/previews"}),
-    Stage("samples", "cells, labels, crops and splits",
-          needs=("evidence",),
-          config=("seed", "grid.cell_cols", "grid.cell_rows", "grid.cell_size", "labels",
-                  "samples"),
-          folders=("samples", "samples_random"),
-          files={"manifest": "samples/manifest.json", "cells": "samples/cells.gpkg",
-                 "counts": "samples/counts.csv", "random": "samples_random",
-                 "random_manifest": "samples_random/manifest.json"}),
-    Stage("train", "networks and baselines, every fold",
-          needs=("samples",), config=_TRAIN_KEYS, folders=("train", "train_random"),
-          resumable=True,
-          files={"summary": "train/summary.csv", "loss_curves": "train/loss_curves.png",
-                 "random": "train_random", "random_summary": "train_random/summary.csv"}),
-    Stage("evaluate", "Table 1, confusion matrices, curves and importance on the test split",
-          needs=("samples", "train"),
-          config=("seed", "predict.threshold", "maps.permutation_repeats",
-                  "samples.validation"),
-          folders=("evaluate",),
-          files={"table1": "evaluate/table1.csv", "table1_md": "evaluate/table1.md",
-                 "table1_folds": "evaluate/table1_folds.csv",
-                 "table1_random": "evaluate/table1_random.csv",
-                 "test_probs": "evaluate/test_probs.npz",
-                 "validation_probs": "evaluate/validation_probs.npz",
-                 "importance": "evaluate/importance.csv", "woe": "evaluate/woe_table.csv"}),
-    Stage("predict", "P(ore) of every usable cell from every model",
-          needs=("evidence", "samples", "train"), config=("predict", "samples.context"),
-          folders=("predict",),
-          files={"predictions": "predict/predictions.csv"}),
-    Stage("ensemble", "the ensemble rules, Table 2 and stability statistics",
-          needs=("samples", "evaluate", "predict"),
-          config=("seed", "predict.threshold", "ensemble.rules", "ensemble.members",
-                  "ensemble.weight_metric", "ensemble.top_k", "samples.validation"),
-          folders=("ensemble",),
-          files={"table": "ensemble/ensemble.csv", "weights": "ensemble/weights.json",
-                 "table1": "ensemble/table1_ensemble.csv", "table2": "ensemble/table2.csv",
-                 "stability": "ensemble/stability.csv", "comparison": "ensemble/comparison.csv",
-                 "comparison_md": "ensemble/comparison.md"}),
-    Stage("stability", "retraining with K seeds: how much predictions vary",
-          needs=("samples", "ensemble"),
-          config=(*_TRAIN_KEYS, "predict.threshold", "ensemble.rules", "ensemble.members",
-                  "ensemble.weight_metric", "ensemble.top_k", "ensemble.stability_seeds"),
-          folders=("stability",), resumable=True,
-          files={"seed_stability": "stability/seed_stability.csv"}),
-    Stage("maps", "prospectivity and uncertainty maps, target areas, success-rate curves",
-          needs=("evidence", "samples", "train", "evaluate", "ensemble"),
-          config=("predict.threshold", "maps", "truth", "samples.context"), folders=("maps",),
-          files={"targets": "maps/targets.gpkg", "targets_csv": "maps/targets.csv",
-                 "success_rate": "maps/success_rate.csv",
-                 "qgis_project": "maps/oremap.qgs", "styles": "maps/styles",
-                 "rate_points": "maps/success_rate_points.csv", "cells": "maps/cells.gpkg",
-                 "hidden_truth": "maps/hidden_truth.csv"}),
-    Stage("report", "the self-contained HTML report of whatever stages have run",
-          needs=(), optional=("evidence", "samples", "train", "evaluate", "predict", "ensemble",
-                              "stability", "maps"),
-          config=(), folders=("report",), always=True,
-          files={"html": "report/report.html"}),
-)}
-
-#: Stages in the order ``oremap run`` runs them (stability only when configured).
-ORDER: tuple[str, ...] = tuple(STAGES)
-#: The stages of every run.
-MAIN: tuple[str, ...] = tuple(s for s in ORDER if s != "stability")
-#: Keys that change neither values nor meaning of any result (names, resources, limits).
-NO_EFFECT: tuple[str, ...] = ("name", "grid.block", "grid.max_pixels", "train.jobs",
-                              "train.workers", "train.device", "compute")
-#: Files of the run folder itself.
-RUN_FILES = {"config": "config.toml", "info": "run.json"}
-
-
-def file(stage: str, key: str) -> str:
-    """Relative path of output ``key`` of ``stage`` (a KeyError names a typo at once)."""
-    return STAGES[stage].files[key]
-
-
-def ancestors(stage: str) -> list[str]:
-    """Every stage ``stage`` depends on, directly or not, in run order."""
-    seen: set[str] = set()
-    todo = list(STAGES[stage].needs)
-    while todo:
-        s = todo.pop()
-        if s not in seen:
-            seen.add(s)
-            todo.extend(STAGES[s].needs)
-    return [s for s in ORDER if s in seen]
-
-
-def descendants(stage: str) -> list[str]:
-    """Every stage that depends on ``stage``, in run order."""
-    return [s for s in ORDER if stage in ancestors(s)]
 
 
 # --------------------------------------------------------------------------- manifests
@@ -402,7 +309,6 @@ def begin(root: Path, stage: str, inputs: Inputs) -> None:
 def finish(root: Path, stage: str, inputs: Inputs, *,
            layers: list[str] | None = None) -> dict[str, Any]:
     """Record the finished ``stage``: outputs with size and SHA-256, and their digest."""
-    from oremap import __version__
 
     root = Path(root)
     outputs = {f.relative_to(root).as_posix(): digest(f)
@@ -497,7 +403,7 @@ def _require_complete(root: Path, stage: str, need: str) -> None:
     first = chain[0]
     started = read_manifest(root, first) is not None
     names = ", ".join(repr(s) for s in chain)
-    raise StageNotReadyError.missing(
+    raise stage_missing(
         first, f"stage {stage!r} needs the outputs of stage{'s' if len(chain) > 1 else ''} "
         f"{names}; stage {first!r} {'did not finish' if started else 'has not been run'} in "
         f"{root} ({manifest_path(root, first)} {'is not complete' if started else 'not found'})",

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "CRSMismatchError",
+    "ConfigError",
+    "DroppedDataWarning",
+    "InputDataError",
+    "OptimisticSplitWarning",
+    "OremapError",
+    "RunFolderError",
+    "StageNotReadyError",
+    "UnknownNameError",
+]
+
 
 class OremapError(Exception):
     """Base class of every error oremap raises on purpose (bad input, bad config)."""
@@ -24,22 +36,8 @@ class UnknownNameError(OremapError, ValueError):
 
 
 class StageNotReadyError(OremapError, RuntimeError):
-    """A stage needs the outputs of an earlier stage that are not in the run directory."""
-
-    @classmethod
-    def missing(cls, stage: str, problem: str, run_dir: object = None) -> StageNotReadyError:
-        """``problem``, then the command that makes the outputs of ``stage``.
-
-        The one wording of "run stage X first": ``stage`` is checked against the stage table
-        (:data:`oremap.contract.STAGES`), and the command names the run folder when known.
-        """
-        from oremap.contract import STAGES
-
-        if stage not in STAGES:
-            raise KeyError(f"unknown stage {stage!r}")
-        where = str(run_dir) if run_dir is not None else "RUN_DIR"
-        return cls(f"{problem}; run `oremap {stage} {where}` first (or `oremap run CONFIG "
-                   f"--out {where}` for every stage).")
+    """A stage needs the outputs of an earlier stage that are not in the run directory
+    (:func:`oremap.stages.stage_missing` words the message)."""
 
 
 class RunFolderError(OremapError, RuntimeError):

@@ -13,6 +13,8 @@ from rasterio.windows import Window
 
 from oremap.errors import ConfigError, CRSMismatchError
 
+__all__ = ["DEFAULT_NODATA", "Grid", "parse_crs"]
+
 DEFAULT_NODATA = -9999.0
 
 

@@ -18,10 +18,24 @@ from shapely.geometry.base import BaseGeometry
 from oremap import io
 from oremap.config import Config, VectorSource
 from oremap.errors import InputDataError
+from oremap.evidence import GeochemLayerSpec, GeologyLayerSpec, RasterLayerSpec, raster_classes
+from oremap.evidence.raster import class_label
 from oremap.grid import Grid
 
 if TYPE_CHECKING:
     from oremap.evidence import LazyStack
+
+__all__ = [
+    "context_stack",
+    "crop_spec",
+    "evidence_specs",
+    "extent_of",
+    "label_study_cells",
+    "make_grid",
+    "map_overlays",
+    "raster_specs",
+    "read_source",
+]
 
 
 def make_grid(config: Config) -> Grid:
@@ -57,7 +71,7 @@ def extent_of(src: VectorSource | None, grid: Grid, what: str) -> BaseGeometry |
 
 def crop_spec(config: Config) -> Any:
     """The crop lattices of ``[samples]``."""
-    from oremap.samples import CropSpec
+    from oremap.samples import CropSpec  # torch: off the light import path
 
     s = config.samples
     return CropSpec(size=s.crop_size, positive=(s.positive.n, s.positive.a, s.positive.b),
@@ -71,7 +85,12 @@ def label_study_cells(config: Config, grid: Grid, stack: np.ndarray | LazyStack,
     Cells with too much nodata, or outside ``[samples] area``, are unusable: never labelled
     negative, never cropped.
     """
-    from oremap.samples import cell_coverage, label_cells, make_cells, restrict_to_area
+    from oremap.samples import (  # torch: off the light import path
+        cell_coverage,
+        label_cells,
+        make_cells,
+        restrict_to_area,
+    )
 
     g, lab = config.grid, config.labels
     cells = make_cells(grid, cols=g.cell_cols, rows=g.cell_rows, cell_size=g.cell_size)
@@ -100,7 +119,6 @@ def label_study_cells(config: Config, grid: Grid, stack: np.ndarray | LazyStack,
 
 def evidence_specs(config: Config, grid: Grid) -> list[Any]:
     """One layer spec per configured element and geology layer, inputs read into grid CRS."""
-    from oremap.evidence import GeochemLayerSpec, GeologyLayerSpec
 
     specs: list[Any] = []
     if config.geochem is not None:
@@ -130,8 +148,6 @@ def evidence_specs(config: Config, grid: Grid) -> list[Any]:
 def raster_specs(config: Config, grid: Grid) -> list[Any]:
     """The layer specs of every ``[[raster]]`` entry: one per band (per class when
     categorical), then each band's derived layers."""
-    from oremap.evidence import RasterLayerSpec, raster_classes
-    from oremap.evidence.raster import class_label
 
     specs: list[Any] = []
     for i, r in enumerate(config.raster):
@@ -170,7 +186,8 @@ def context_stack(config: Config, stack: np.ndarray | LazyStack, names: Sequence
     """
     from scipy.ndimage import uniform_filter
 
-    from oremap.samples.cells import _cell_pixels
+    from oremap.samples.cells import _cell_pixels  # torch: samples/__init__ imports it
+
 
     k = config.samples.context
     if k == 0:
@@ -191,3 +208,19 @@ def context_stack(config: Config, stack: np.ndarray | LazyStack, names: Sequence
         out[2 * i], out[2 * i + 1] = layer, smooth.astype(np.float32)
     labels = [n for name in names for n in (name, f"{name}@ctx{k}")]
     return out, labels
+
+
+def map_overlays(config: Config, grid: Grid) -> dict[str, gpd.GeoDataFrame]:
+    """The geology sources (each once, however many layers it feeds) and the barren records,
+    in the grid's CRS, to draw over the ensemble map."""
+    overlays = {}
+    for g in config.geology:  # each source once, however many layers it feeds
+        name = g.layer or Path(g.path).stem
+        if name not in overlays:
+            overlays[name] = read_source(g, grid, what=f"[[geology]] {g.name!r}",
+                                         allow_empty=True)
+    for i, src in enumerate(config.labels.barren):
+        overlays[f"barren records {i + 1}" if len(config.labels.barren) > 1
+                 else "barren records"] = read_source(
+            src, grid, what=f"[[labels.barren]] #{i + 1}", allow_empty=True)
+    return overlays

@@ -18,14 +18,43 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
+import shapely
 from pyproj import CRS
 from rasterio.windows import Window
+from shapely.geometry.base import BaseGeometry
 
 from oremap.errors import CRSMismatchError, DroppedDataWarning, InputDataError
 from oremap.grid import Grid, parse_crs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+__all__ = [
+    "FORMULA_PREFIXES",
+    "GPKG_VERSION",
+    "PathLike",
+    "TMP_TAG",
+    "atomic_path",
+    "clean_geometries",
+    "drop_zero_length_lines",
+    "file_digest",
+    "is_temporary",
+    "raster_profile",
+    "raster_writer",
+    "read_json",
+    "read_points_csv",
+    "read_raster",
+    "read_table",
+    "read_vector",
+    "remove_temporary_files",
+    "save_figure",
+    "temporary_sibling",
+    "write_csv",
+    "write_json",
+    "write_raster",
+    "write_text",
+    "write_vector",
+]
 
 log = logging.getLogger("oremap.io")
 
@@ -416,6 +445,50 @@ def _checked_crs(gdf: gpd.GeoDataFrame, crs: str | None, target_crs: CRS | None,
     return gdf
 
 
+def drop_zero_length_lines(geometries: Sequence[BaseGeometry | None] | np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Remove zero-length lines: line strings whose vertices all lie at one point.
+
+    Such lines are invalid, and ``make_valid`` would turn them into points (so a line layer
+    would become a mix of lines and points). A LineString or LinearRing of length 0 is
+    removed; a MultiLineString loses its zero-length parts and keeps the others (it is
+    removed when all its parts have length 0). Other geometries, and None, are kept as given.
+
+    Parameters
+    ----------
+    geometries : sequence or (n,) object array of shapely geometries or None
+
+    Returns
+    -------
+    kept : (k,) object array
+        The kept geometries, in order (multi-lines without their zero-length parts).
+    keep : (n,) bool array
+        Which of the given geometries were kept.
+    n_dropped : int
+        Number of zero-length lines removed, counting each removed part of a multi-line.
+    """
+    arr = np.empty(len(geometries), dtype=object)
+    arr[:] = list(geometries)
+    keep = np.ones(len(arr), dtype=bool)
+    types = shapely.get_type_id(arr)
+    single = np.flatnonzero((types == 1) | (types == 2))
+    zero = single[shapely.length(arr[single]) == 0]
+    keep[zero] = False
+    n_dropped = len(zero)
+    multi = np.flatnonzero(types == 5)
+    if len(multi):
+        parts, owner = shapely.get_parts(arr[multi], return_index=True)
+        short = shapely.length(parts) == 0
+        n_dropped += int(short.sum())
+        for j in np.unique(owner[short]):
+            rest = parts[(owner == j) & ~short]
+            if len(rest):
+                arr[multi[j]] = shapely.multilinestrings(rest)
+            else:
+                keep[multi[j]] = False
+    return arr[keep], keep, n_dropped
+
+
 def clean_geometries(gdf: gpd.GeoDataFrame, *, where: str,
                      allow_empty: bool = False) -> gpd.GeoDataFrame:
     """Drop missing/empty geometries and zero-length lines, repair invalid ones, with counts.
@@ -425,10 +498,6 @@ def clean_geometries(gdf: gpd.GeoDataFrame, *, where: str,
     multi-line keeps its parts of positive length. Each step is counted in a
     :class:`DroppedDataWarning`.
     """
-    import shapely
-
-    from oremap.evidence.features import drop_zero_length_lines
-
     missing = gdf.geometry.isna() | gdf.geometry.is_empty
     if missing.any():
         warnings.warn(f"{where}: dropped {int(missing.sum())} empty or missing geometries",

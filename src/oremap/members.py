@@ -18,9 +18,33 @@ import numpy as np
 import pandas as pd
 
 from oremap import contract, io
+from oremap import evaluate as ev
+from oremap.baselines import Baseline, fit_baseline, is_baseline
+from oremap.compute import run_tasks, set_threads, thread_map, worker_cached
 from oremap.config import Config
-from oremap.errors import InputDataError, StageNotReadyError
+from oremap.errors import InputDataError
+from oremap.limits import available_cores
 from oremap.names import member_cost
+from oremap.runinfo import RunDir, stage_folder
+from oremap.stages import stage_missing
+
+__all__ = [
+    "FoldProbabilities",
+    "PredictFn",
+    "TestProbabilities",
+    "cell_scorer",
+    "crop_probabilities",
+    "ensemble_members",
+    "evaluate_random_split",
+    "held_out_probabilities",
+    "importance_tables",
+    "importance_task",
+    "load_member",
+    "train_member_task",
+    "train_members",
+    "train_settings",
+    "write_woe_table",
+]
 
 log = logging.getLogger("oremap")
 
@@ -32,7 +56,7 @@ PredictFn = Callable[[np.ndarray], np.ndarray]
 
 def train_settings(config: Config, *, epochs: int | None = None) -> Any:
     """The :class:`oremap.train.TrainSettings` of ``[train]``."""
-    from oremap.train import TrainSettings
+    from oremap.train import TrainSettings  # torch: off the light import path
 
     t = config.train
     pu = config.labels.negatives == "pu_bagging"
@@ -61,8 +85,8 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
     torch threads each (the weights then equal a Dask run's with as many threads per
     worker); with ``jobs = 1``, in this process, one after the other.
     """
-    from oremap.samples import load_sample_set
-    from oremap.train import plot_loss_curves, train_models
+    from oremap.samples import load_sample_set  # torch: off the light import path
+    from oremap.train import plot_loss_curves, train_models  # torch: off the light import path
 
     ss = load_sample_set(samples_dir)
     rows, histories = [], {}
@@ -71,7 +95,6 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
              for fold, name in pairs]
     done = None
     if client is not None:
-        from oremap.compute import run_tasks
 
         tag = uuid.uuid4().hex[:8]  # keys unique to this call on a long-lived cluster
         done = run_tasks(
@@ -123,7 +146,6 @@ def _train_in_processes(calls: list[tuple[Any, ...]], jobs: int, progress: bool,
 
     from tqdm.auto import tqdm
 
-    from oremap.limits import available_cores
 
     threads = max(1, available_cores() // jobs)
     order = sorted(range(len(calls)), key=lambda i: -costs[i])
@@ -184,9 +206,8 @@ def train_member_task(config: Config, samples_dir: Path, train_dir: Path, fold: 
     BLAS threads. Run again after a lost worker, it gives the same result (a network
     restarts, or resumes bit for bit with ``resume``).
     """
-    from oremap.compute import set_threads
-    from oremap.samples import load_sample_set
-    from oremap.train import train_model
+    from oremap.samples import load_sample_set  # torch: off the light import path
+    from oremap.train import train_model  # torch: off the light import path
 
     set_threads(threads)
     ss = load_sample_set(samples_dir)
@@ -204,7 +225,6 @@ def _worker_fold_arrays(ss: Any, samples_dir: Path, fold: int) -> tuple[Any, ...
     """:func:`_fold_arrays`, kept (read-only) for a worker's next task of the same fold and
     sample set (keyed by the samples stage's record, which changes whenever it does): the
     members of a fold that one worker trains normalise its crops once, not once each."""
-    from oremap.compute import worker_cached
 
     record = samples_dir / "stage.json"
     if not record.is_file():  # not a pipeline's sample set: nothing to key a cache on
@@ -245,7 +265,6 @@ def _network_row(name: str, fold: int, res: Any) -> dict[str, Any]:
 def _fit_baseline_member(config: Config, ss: Any, fold: int, name: str, x_tr: np.ndarray,
                          y_tr: np.ndarray, tr: np.ndarray, fold_dir: Path,
                          seed: int) -> dict[str, Any]:
-    from oremap.baselines import fit_baseline
 
     t0 = time.perf_counter()
     pu = config.labels.negatives == "pu_bagging"
@@ -269,20 +288,19 @@ def _remove_unconfigured(train_dir: Path, members: Sequence[str]) -> None:
 
 def load_member(name: str, fold_dir: Path, *, device: str = "cpu") -> PredictFn:
     """A function mapping normalised crops (n, C, S, S) to P(ore) for one trained member."""
-    from oremap.baselines import Baseline, is_baseline
 
     if is_baseline(name):
         path = fold_dir / name / "model.pkl"
         if not path.exists():
-            raise StageNotReadyError.missing(
+            raise stage_missing(
                 "train", f"baseline {name!r} has not been trained ({path} missing)",
                 fold_dir.parent.parent)
         return Baseline.load(path).predict_proba
-    from oremap.train import load_trained, predict_proba
+    from oremap.train import load_trained, predict_proba  # torch: off the light import path
 
     model_dir = fold_dir / name
     if not (model_dir / "last.pt").exists():
-        raise StageNotReadyError.missing(
+        raise stage_missing(
             "train", f"model {name!r} has not been trained ({model_dir / 'last.pt'} missing)",
             fold_dir.parent.parent)
     # With inner validation, the epoch with the lowest validation loss (best.pt). Without, the
@@ -306,7 +324,6 @@ def cell_scorer(name: str, fold_dir: Path,
     """``fn`` (the member loaded by :func:`load_member`), taking also each crop's cell id: a
     PU-bagging baseline then scores the cells of its training area out of bag (by the bags
     that did not draw them)."""
-    from oremap.baselines import Baseline, is_baseline
 
     if is_baseline(name):
         model = Baseline.load(fold_dir / name / "model.pkl")
@@ -334,9 +351,7 @@ def held_out_probabilities(config: Config, samples_dir: Path, train_dir: Path, *
     The members of a fold run side by side (:func:`oremap.compute.thread_map`)."""
     from tqdm.auto import tqdm
 
-    from oremap.compute import thread_map
-    from oremap.names import member_cost
-    from oremap.samples import load_sample_set
+    from oremap.samples import load_sample_set  # torch: off the light import path
 
     ss = load_sample_set(samples_dir)
     members = config.members()
@@ -415,7 +430,7 @@ class TestProbabilities:
     def table1(self, members: Sequence[str], *, threshold: float
                ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """Table 1 of ``members`` (mean and std over folds), and per fold (None: one fold)."""
-        from oremap.evaluate import summarise_folds, table1
+        from oremap.evaluate import summarise_folds, table1  # matplotlib: off the light import path
 
         tables = [table1({m: (f.y, f.probs[m]) for m in members}, threshold=threshold)
                   for f in self.folds]
@@ -446,3 +461,62 @@ class TestProbabilities:
                 probs={m: data[f"fold{i}_p_{m}"] for m in members}))
             i += 1
         return cls(folds)
+
+
+def importance_tables(client: Any, config: Config, root: Path, f0: Any,
+                   layer_names: Sequence[str], progress: bool) -> dict[str, pd.DataFrame]:
+    """The permutation importance tables of every member (fold 0), one Dask task per
+    (member, layer) (:func:`importance_task`), with the permutations and baseline scores of
+    the local computation (so the same figures)."""
+
+    t = np.asarray(f0.y).astype(int)
+    repeats = config.maps.permutation_repeats
+    perms = ev.importance_permutations(len(t), len(layer_names), repeats, config.seed)
+    members = config.members()
+    baseline = {m: ev.roc_auc(t, np.asarray(f0.probs[m], dtype=np.float64)) for m in members}
+    pairs = [(m, c) for m in members for c in range(len(layer_names))]
+    tag = uuid.uuid4().hex[:8]
+    drops = run_tasks(client, importance_task,
+                      [(config, root, m, c, perms[c], baseline[m],
+                        config.compute.threads_per_worker) for m, c in pairs],
+                      keys=[f"oremap-importance-{tag}-{m}-{c}" for m, c in pairs],
+                      desc="permutation importance (Dask)", progress=progress)
+    by = dict(zip(pairs, drops))
+    return {m: ev.importance_table(np.stack([by[(m, c)] for c in range(len(layer_names))]),
+                                   baseline[m], layer_names) for m in members}
+
+
+def importance_task(config: Config, root: Path, member: str, layer: int, perms: np.ndarray,
+                    baseline: float, threads: int) -> np.ndarray:
+    """Drops in ROC AUC of ``member`` (fold 0) when evidence layer ``layer`` of its held-out
+    crops is shuffled by each of ``perms``: one Dask task, read from the run folder."""
+
+    set_threads(threads)
+    run = RunDir(root)
+    from oremap.samples import load_sample_set  # torch: off the light import path
+
+    ss = load_sample_set(stage_folder(run, "samples"))
+    te = ss.test_indices(0)
+    fn = load_member(member, stage_folder(run, "train") / "fold0")
+    return ev.layer_drops(fn, ss.normalised(te, 0), np.asarray(ss.y[te]).astype(int), layer,
+                          perms, baseline)
+
+
+def write_woe_table(train: Path, path: Path) -> None:
+    """The weights-of-evidence table of fold 0's WoE baseline (``train/fold0/woe``), for the
+    report."""
+    woe = Baseline.load(train / "fold0" / "woe" / "model.pkl")
+    if hasattr(woe, "woe_table"):
+        io.write_csv(path, woe.woe_table())
+
+
+def evaluate_random_split(config: Config, root: Path, out: Path) -> None:
+    """The paper's random crop split, side by side: its Table 1 (``table1_random.csv``) and
+    held-out figures (``*_random.png``) from the members trained on it."""
+    members, thr = config.members(), config.predict.threshold
+    rnd = crop_probabilities(config, root / contract.file("samples", "random"),
+                             root / contract.file("train", "random"))
+    io.write_csv(root / contract.file("evaluate", "table1_random"),
+                 rnd.table1(members, threshold=thr)[0], index=True)
+    ev.write_held_out_figures({m: rnd.pooled(m) for m in members}, out, threshold=thr,
+                              suffix="_random", curves=False)

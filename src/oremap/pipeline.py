@@ -1,8 +1,7 @@
-"""The pipeline: the only place where the configuration meets the stages.
+"""The pipeline: the only place where the configuration meets the stages; it only wires.
 
 Each ``run_<stage>(config, run_dir)`` reads the previous stage's outputs from the run folder,
-calls the stage's plain functions and writes its own folder. ``run(config, run_dir)`` runs
-them all in order.
+calls the stage's plain functions and writes its own folder; ``run`` runs them in order.
 """
 
 from __future__ import annotations
@@ -15,34 +14,41 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 
-from oremap import contract, io
-from oremap.compute import cluster
-from oremap.config import Config
+from oremap import __version__, contract, io, maps
+from oremap import ensemble as en
+from oremap import evaluate as ev
+from oremap.check import format_preflight, preflight, require_inputs
+from oremap.compute import cluster, run_tasks, stage_client
+from oremap.config import Config, to_toml
 from oremap.contract import MAIN, STAGES
-from oremap.demo import example_config_text, run_demo  # noqa: F401 (public API)
+from oremap.device import choose_device
 from oremap.errors import InputDataError, StageNotReadyError
-from oremap.grid import Grid
+from oremap.evidence import build_evidence, load_stack_auto
 from oremap.inputs import (
     context_stack,
     crop_spec,
     evidence_specs,
     label_study_cells,
     make_grid,
+    map_overlays,
     read_source,
 )
+from oremap.maps import targets
+from oremap.maps.qgis import write_map_package
 from oremap.members import (
     TestProbabilities,
-    crop_probabilities,
     ensemble_members,
+    evaluate_random_split,
     held_out_probabilities,
-    load_member,
+    importance_tables,
     train_members,
+    write_woe_table,
 )
 from oremap.names import member_cost, member_kind
-from oremap.predict import predict_cells
+from oremap.predict import predict_cells, predict_member_task, prediction_stack
+from oremap.report import build_report
 from oremap.runinfo import (
     RunDir,
     check_out_folder,
@@ -51,28 +57,26 @@ from oremap.runinfo import (
     stage_folder,
     with_stability_seeds,
 )
+from oremap.samples import build_samples, counts_table, load_sample_set
+
+__all__ = ["DASK_STAGES", "STAGE_FUNCTIONS", "run", "run_ensemble", "run_evaluate",
+           "run_evidence", "run_maps", "run_predict", "run_report", "run_samples",
+           "run_stability", "run_stage", "run_train"]
 
 log = logging.getLogger("oremap")
-
-
-# --------------------------------------------------------------------------- evidence
 
 
 @stage("evidence")
 def run_evidence(config: Config, run_dir: Path, *, progress: bool = True,
                  resume: bool = True, client: Any = None) -> Path:
-    """Stage 1: IDW geochemistry and geological density layers -> ``evidence/``.
-
-    With a Dask ``client`` (or ``[compute]`` asking for a cluster) each (layer, window) is a
-    task.
+    """Stage 1: IDW geochemistry, geological densities and rasters -> ``evidence/``; with
+    a Dask ``client`` (or ``[compute]`` asking for a cluster) each (layer, window) is a task.
     """
-    from oremap.evidence import build_evidence
-
     run = RunDir(run_dir)
     grid = make_grid(config)
     log.info("grid: %s", grid.describe())
     specs = evidence_specs(config, grid)
-    with run.timed("evidence") as extra, _client(config, client) as client:
+    with run.timed("evidence") as extra, stage_client(client, config.compute) as client:
         out = run.stage("evidence")
         # IDW in threads over every core the process may use (identical results)
         build_evidence(specs, grid, out, block=config.grid.block, progress=progress,
@@ -81,15 +85,9 @@ def run_evidence(config: Config, run_dir: Path, *, progress: bool = True,
     return out
 
 
-# --------------------------------------------------------------------------- samples
-
-
 @stage("samples")
 def run_samples(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 2: cells, labels, crops and splits -> ``samples/`` (and ``samples_random/``)."""
-    from oremap.evidence import load_stack_auto
-    from oremap.samples import build_samples, counts_table
-
     run = RunDir(run_dir)
     ev = stage_folder(run, "evidence")
     with run.timed("samples") as extra:
@@ -113,9 +111,6 @@ def run_samples(config: Config, run_dir: Path, *, progress: bool = True) -> Path
     return out
 
 
-# --------------------------------------------------------------------------- train
-
-
 @stage("train")
 def run_train(config: Config, run_dir: Path, *, resume: bool = False, jobs: int | None = None,
               progress: bool = True, client: Any = None) -> Path:
@@ -127,7 +122,7 @@ def run_train(config: Config, run_dir: Path, *, resume: bool = False, jobs: int 
     run = RunDir(run_dir)
     samples = stage_folder(run, "samples")
     jobs = jobs or config.train.jobs
-    with run.timed("train") as extra, _client(config, client) as client:
+    with run.timed("train") as extra, stage_client(client, config.compute) as client:
         out = run.stage("train")
         summary = train_members(config, samples, out, seed=config.seed, resume=resume,
                                 jobs=jobs, progress=progress, client=client)
@@ -141,26 +136,14 @@ def run_train(config: Config, run_dir: Path, *, resume: bool = False, jobs: int 
     return out
 
 
-def _client(config: Config, client: Any) -> Any:
-    """``client`` as it is (owned by the caller), or a cluster of ``[compute]`` for the
-    duration of one stage (None, and no Dask, for ``scheduler = "local"``)."""
-    return contextlib.nullcontext(client) if client is not None else cluster(config.compute)
-
-
-# --------------------------------------------------------------------------- evaluate
-
-
 @stage("evaluate")
 def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True,
                  client: Any = None) -> Path:
     """Stage 4: Table 1, confusion matrices, ROC/PR/calibration, importance -> ``evaluate/``.
 
     With a Dask ``client`` (or ``[compute]`` asking for a cluster) the permutation
-    importance of each (member, layer) is a task (:func:`importance_task`).
+    importance of each (member, layer) is a task (:func:`oremap.members.importance_task`).
     """
-    from oremap import evaluate as ev
-    from oremap.samples import load_sample_set
-
     run = RunDir(run_dir)
     samples = stage_folder(run, "samples")
     train = stage_folder(run, "train")
@@ -183,70 +166,16 @@ def run_evaluate(config: Config, run_dir: Path, *, progress: bool = True,
         ss = load_sample_set(samples)
         f0 = crops.folds[0]
         if "woe" in members:  # weights of evidence of fold 0, for the report
-            from oremap.baselines import Baseline
-
-            woe = Baseline.load(train / "fold0" / "woe" / "model.pkl")
-            if hasattr(woe, "woe_table"):
-                io.write_csv(run.root / contract.file("evaluate", "woe"), woe.woe_table())
-        with _client(config, client) as client:
-            tables = None if client is None else _importance_on(client, config, run.root, f0,
-                                                                ss.layer_names, progress)
+            write_woe_table(train, run.root / contract.file("evaluate", "woe"))
+        with stage_client(client, config.compute) as client:
+            tables = None if client is None else importance_tables(client, config, run.root,
+                                                                 f0, ss.layer_names, progress)
             ev.write_importance(fold0, ss.normalised(f0.indices, 0), f0.y, ss.layer_names,
                                 out, n_repeats=config.maps.permutation_repeats,
                                 seed=config.seed, tables=tables)
         if (run.root / contract.file("train", "random_summary")).exists():
-            rnd = crop_probabilities(config, run.root / contract.file("samples", "random"),
-                                     run.root / contract.file("train", "random"))
-            io.write_csv(run.root / contract.file("evaluate", "table1_random"),
-                         rnd.table1(members, threshold=thr)[0], index=True)
-            ev.write_held_out_figures({m: rnd.pooled(m) for m in members}, out, threshold=thr,
-                                      suffix="_random", curves=False)
+            evaluate_random_split(config, run.root, out)
     return out
-
-
-def _importance_on(client: Any, config: Config, root: Path, f0: Any,
-                   layer_names: Sequence[str], progress: bool) -> dict[str, pd.DataFrame]:
-    """The permutation importance tables of every member, one Dask task per (member,
-    layer), with the permutations and baseline scores of the local computation (so the
-    same figures)."""
-    from oremap import evaluate as ev
-    from oremap.compute import run_tasks
-
-    t = np.asarray(f0.y).astype(int)
-    repeats = config.maps.permutation_repeats
-    perms = ev.importance_permutations(len(t), len(layer_names), repeats, config.seed)
-    members = config.members()
-    baseline = {m: ev.roc_auc(t, np.asarray(f0.probs[m], dtype=np.float64)) for m in members}
-    pairs = [(m, c) for m in members for c in range(len(layer_names))]
-    tag = uuid.uuid4().hex[:8]
-    drops = run_tasks(client, importance_task,
-                      [(config, root, m, c, perms[c], baseline[m],
-                        config.compute.threads_per_worker) for m, c in pairs],
-                      keys=[f"oremap-importance-{tag}-{m}-{c}" for m, c in pairs],
-                      desc="permutation importance (Dask)", progress=progress)
-    by = dict(zip(pairs, drops))
-    return {m: ev.importance_table(np.stack([by[(m, c)] for c in range(len(layer_names))]),
-                                   baseline[m], layer_names) for m in members}
-
-
-def importance_task(config: Config, root: Path, member: str, layer: int, perms: np.ndarray,
-                    baseline: float, threads: int) -> np.ndarray:
-    """Drops in ROC AUC of ``member`` (fold 0) when evidence layer ``layer`` of its held-out
-    crops is shuffled by each of ``perms``: one Dask task, read from the run folder."""
-    from oremap import evaluate as ev
-    from oremap.compute import set_threads
-    from oremap.samples import load_sample_set
-
-    set_threads(threads)
-    run = RunDir(root)
-    ss = load_sample_set(stage_folder(run, "samples"))
-    te = ss.test_indices(0)
-    fn = load_member(member, stage_folder(run, "train") / "fold0")
-    return ev.layer_drops(fn, ss.normalised(te, 0), np.asarray(ss.y[te]).astype(int), layer,
-                          perms, baseline)
-
-
-# --------------------------------------------------------------------------- predict
 
 
 @stage("predict")
@@ -255,16 +184,14 @@ def run_predict(config: Config, run_dir: Path, *, progress: bool = True,
     """Stage 5a: probabilities of every usable cell -> ``predict/predictions.csv``.
 
     With a Dask ``client`` (or ``[compute]`` asking for a cluster) each (member, fold) is a
-    task (:func:`predict_member_task`)."""
+    task (:func:`oremap.predict.predict_member_task`)."""
     run = RunDir(run_dir)
     samples = stage_folder(run, "samples")
     train = stage_folder(run, "train")
-    with run.timed("predict") as extra, _client(config, client) as client:
+    with run.timed("predict") as extra, stage_client(client, config.compute) as client:
         out = run.stage("predict")
         stack, tasks = None, None
         if client is not None:
-            from oremap.compute import run_tasks
-
             def tasks(pairs: Sequence[tuple[str, int]]) -> list[Any]:
                 tag = uuid.uuid4().hex[:8]
                 return run_tasks(client, predict_member_task,
@@ -283,48 +210,14 @@ def run_predict(config: Config, run_dir: Path, *, progress: bool = True,
     return out
 
 
-def prediction_stack(config: Config, run: RunDir) -> Any:
-    """The evidence stack (with its context layers) that cell predictions cut their
-    test-time-augmentation crops from with ``[predict] tta``; None without."""
-    if not config.predict.tta:
-        return None
-    from oremap.evidence import load_stack_auto
-
-    stack, names, grid = load_stack_auto(stage_folder(run, "evidence"))
-    return context_stack(config, stack, names, grid)[0]
-
-
-def predict_member_task(config: Config, root: Path, member: str, fold: int,
-                        threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """One (member, fold) of the cell predictions as a Dask task, read from the (shared) run
-    folder ``root`` and computed exactly as locally (:func:`oremap.predict.score_member`),
-    with ``threads`` torch threads."""
-    from oremap.compute import set_threads, worker_cached
-    from oremap.predict import cell_index, score_member
-
-    set_threads(threads)
-    run = RunDir(root)
-    samples = stage_folder(run, "samples")
-    cix = worker_cached("cell index", (str(root), (samples / "stage.json").read_text()),
-                        lambda: cell_index(samples))
-    stack = _map_inputs(config, Path(root))[0] if config.predict.tta else None
-    return score_member(config, cix, stage_folder(run, "train"), member, fold, stack)
-
-
-# --------------------------------------------------------------------------- ensemble
-
-
 @stage("ensemble")
 def run_ensemble(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 5b: ensemble rules, their evaluation, Table 2 and stability -> ``ensemble/``."""
-    from oremap import ensemble as en
-    from oremap import evaluate as ev
-
     run = RunDir(run_dir)
     members, rules = ensemble_members(config), config.ensemble.rules
     thr = config.predict.threshold
     with run.timed("ensemble"):
-        params = _rule_params(config, run, members)
+        params = en.run_rule_params(config, run, members)
         en.write_params(run.root / contract.file("ensemble", "weights"), members, params,
                         config.ensemble.weight_metric)
         crops = TestProbabilities.load(run.root / contract.file("evaluate", "test_probs"),
@@ -356,32 +249,6 @@ def run_ensemble(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
     return stage_folder(run, "ensemble")
 
 
-def _rule_params(config: Config, run: RunDir, members: list[str]) -> Any:
-    """What the rules learn, per fold and for the final map: from the inner validation cells
-    when the run has them, else weights from Table 1 (the test split: optimistic)."""
-    from oremap import ensemble as en
-    from oremap.samples import load_sample_set
-
-    metric, thr = config.ensemble.weight_metric, config.predict.threshold
-    path = run.root / contract.file("evaluate", "validation_probs")
-    if config.samples.validation > 0:
-        cell_id = load_sample_set(stage_folder(run, "samples")).cell_id
-        folds = []
-        for f in TestProbabilities.load(path, members).folds:
-            cells = f.by_cell(cell_id)
-            folds.append(en.fit_rule_params(cells.y, cells.stacked(members), metric=metric,
-                                            k=config.ensemble.top_k, threshold=thr,
-                                            seed=config.seed))
-        return en.EnsembleParams(final=en.mean_rule_params(folds, k=config.ensemble.top_k),
-                                 folds=folds)
-    t1 = pd.read_csv(run.root / contract.file("evaluate", "table1"), index_col=0)
-    final = en.RuleParams(weights=en.weights_from_table1(t1, members, metric))
-    return en.EnsembleParams(final=final, folds=[final])
-
-
-# --------------------------------------------------------------------------- maps
-
-
 @stage("maps")
 def run_maps(config: Config, run_dir: Path, *, progress: bool = True,
              client: Any = None) -> Path:
@@ -390,9 +257,6 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True,
     With a Dask ``client`` (or ``[compute]`` asking for a cluster) each (member, fold)
     sliding-window map is a task.
     """
-    from oremap import evaluate as ev
-    from oremap import maps, targets
-
     run = RunDir(run_dir)
     members, rules = config.members(), config.ensemble.rules
     with run.timed("maps") as extra:
@@ -401,8 +265,6 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True,
         cells = gpd.read_file(run.root / contract.file("samples", "cells"))
         grid = make_grid(config)
         orebodies = read_source(config.labels.orebodies, grid, what="[labels.orebodies]")
-        from oremap import __version__
-
         cm = maps.write_cell_maps(table, cells, grid, members, rules, out,
                                   run_tags={"run": config.name, "oremap": __version__},
                                   threshold=config.predict.threshold, orebodies=orebodies)
@@ -410,8 +272,9 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True,
         target = (cm.rasters[rule], cm.grid, cm.std)
         extra["target_map"] = f"the cell map of {rule} (maps/prob_{rule}.tif)"
         if config.maps.continuous and config.train.models:
-            with _client(config, client) as client:
-                target = _continuous_maps(config, run, out, progress=progress, client=client)
+            with stage_client(client, config.compute) as client:
+                target = maps.continuous_maps(config, run, out, progress=progress,
+                                              client=client)
             extra["target_map"] = ("the sliding-window map of weighted_average "
                                    "(maps/prob_ensemble_continuous.tif)")
         tg = targets.target_areas(target[0], target[1], threshold=config.maps.target_threshold,
@@ -419,130 +282,33 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True,
                                   uncertainty=target[2], orebodies=orebodies)
         targets.write_targets(tg, run.root / contract.file("maps", "targets"),
                               run.root / contract.file("maps", "targets_csv"))
-        overlays = {}
-        for g in config.geology:  # each source once, however many layers it feeds
-            name = g.layer or Path(g.path).stem
-            if name not in overlays:
-                overlays[name] = read_source(g, grid, what=f"[[geology]] {g.name!r}",
-                                             allow_empty=True)
-        for i, src in enumerate(config.labels.barren):
-            overlays[f"barren records {i + 1}" if len(config.labels.barren) > 1
-                     else "barren records"] = read_source(
-                src, grid, what=f"[[labels.barren]] #{i + 1}", allow_empty=True)
         what = (f"rule {rule.replace('_', ' ')}" if "cell map" in extra["target_map"]
                 else "weighted average, sliding window")
         maps.plot_prospectivity(target[0], target[1], out / "map_ensemble.png",
                                 title=f"Ensemble prospectivity ({what}) and target areas",
-                                orebodies=orebodies,
-                                cells=cells.loc[cells["usable"].astype(bool)], targets=tg,
-                                overlays=overlays)
+                                orebodies=orebodies, targets=tg,
+                                cells=cells.loc[cells["usable"].astype(bool)],
+                                overlays=map_overlays(config, grid))
         ev.write_rate_curves(table, members, rules, out)
-        probs = [c for c in table.columns if c.startswith(("p_", "oof_", "ens_", "pred_"))]
-        per_cell = cells[["id", "row", "col", "label", "usable", "geometry"]].merge(
-            table[["cell_id", "test_fold", *probs]].rename(columns={"cell_id": "id"}),
-            on="id", how="left")
-        io.write_vector(run.root / contract.file("maps", "cells"), per_cell, layer="cells")
+        io.write_vector(run.root / contract.file("maps", "cells"), maps.cell_table(cells, table),
+                        layer="cells")
         if config.truth is not None:
             io.write_csv(run.root / contract.file("maps", "hidden_truth"),
                          ev.hidden_truth_scores(config.truth, table, cells, members, rules))
         extra["targets"] = int(len(tg))
-        from oremap.qgis import write_map_package
-
         write_map_package(run.root, config, grid.crs.to_wkt())
     return out
-
-
-def window_map_task(config: Config, root: Path, name: str, fold: int, tile: tuple[int, int],
-                    threads: int) -> tuple[np.ndarray, int]:
-    """One tile of one (member, fold) sliding-window map as a Dask task, read from the
-    (shared) run folder ``root`` and computed exactly as locally, with ``threads`` torch
-    threads: the block of the map and its windows dropped for nodata."""
-    from oremap import maps
-    from oremap.compute import set_threads
-
-    set_threads(threads)
-    stack, sgrid, ss = _map_inputs(config, Path(root))
-    predict = maps.member_window_predictor(name, fold, ss, stage_folder(RunDir(root), "train"))
-    return maps.window_tile(predict, stack, sgrid, size=config.samples.crop_size,
-                            stride=config.maps.stride, rows=tuple(tile))
-
-
-def _map_inputs(config: Config, root: Path) -> tuple[Any, Grid, Any]:
-    """The evidence stack (with its context layers), its grid and the sample set of run
-    folder ``root``, read once per worker for all its tasks (keyed by the records of the
-    evidence and samples stages, which change whenever their outputs do)."""
-    from oremap.compute import worker_cached
-    from oremap.evidence import load_stack_auto
-    from oremap.samples import load_sample_set
-
-    run = RunDir(root)
-    evidence, samples = stage_folder(run, "evidence"), stage_folder(run, "samples")
-
-    def build() -> tuple[Any, Grid, Any]:
-        stack, names, sgrid = load_stack_auto(evidence)
-        return context_stack(config, stack, names, sgrid)[0], sgrid, load_sample_set(samples)
-
-    return worker_cached("map inputs", (str(root), (evidence / "stage.json").read_text(),
-                                        (samples / "stage.json").read_text(),
-                                        config.samples.context), build)
-
-
-def _continuous_maps(config: Config, run: RunDir, out: Path, *, progress: bool,
-                     client: Any = None) -> tuple[np.ndarray, Grid, np.ndarray | None]:
-    """Sliding-window maps of every member and their weighted ensemble (the target map);
-    with a Dask ``client`` each (member, fold, tile) is a task (:func:`window_map_task`)."""
-    from oremap import maps
-    from oremap.evidence import EvidenceManifest, load_stack_auto
-    from oremap.samples import load_sample_set
-
-    tasks = None
-    if client is None:
-        stack, names, sgrid = load_stack_auto(stage_folder(run, "evidence"))
-        stack = context_stack(config, stack, names, sgrid)[0]
-    else:  # the tasks read the stack themselves; here only its grid is needed
-        from oremap.compute import run_tasks
-
-        stack, sgrid = None, EvidenceManifest.read(stage_folder(run, "evidence")).grid
-
-        def tasks(units: Sequence[tuple[str, int, tuple[int, int]]]) -> list[Any]:
-            tag = uuid.uuid4().hex[:8]
-            return run_tasks(client, window_map_task,
-                             [(config, run.root, name, fold, tile,
-                               config.compute.threads_per_worker)
-                              for name, fold, tile in units],
-                             keys=[f"oremap-map-{tag}-{name}-fold{fold}-rows{tile[0]}"
-                                   for name, fold, tile in units],
-                             desc="sliding-window maps (Dask)", progress=progress,
-                             costs=[member_cost(name) for name, _, _ in units])
-
-    cont = maps.member_continuous_maps(
-        config.members(), stack, sgrid, load_sample_set(stage_folder(run, "samples")),
-        stage_folder(run, "train"), size=config.samples.crop_size, stride=config.maps.stride,
-        block=config.grid.block, progress=progress, tasks=tasks)
-    from oremap.ensemble import read_weights
-
-    ens_members = ensemble_members(config)
-    weights = read_weights(run.root / contract.file("ensemble", "weights"), ens_members)
-    return maps.write_continuous_maps(cont, ens_members, weights, out)
-
-
-# --------------------------------------------------------------------------- report
 
 
 @stage("report")
 def run_report(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 7: one self-contained HTML report -> ``report/report.html``."""
-    from oremap.report import build_report
-
     run = RunDir(run_dir)
     with run.timed("report"):
         path = build_report(run.root)
     run.finish()
     build_report(run.root)  # again, so the report carries its own timing and end time
     return path
-
-
-# --------------------------------------------------------------------------- stability
 
 
 @stage("stability")
@@ -557,8 +323,6 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
     each Table 2 count across seeds. Written to ``stability/seed_stability.csv``. With Dask
     (``client`` or ``[compute]``) each seed's (fold, member) trainings are tasks.
     """
-    from oremap import ensemble as en
-
     seeds = seeds or config.ensemble.stability_seeds
     if seeds < 2:
         raise InputDataError(f"stability needs at least 2 seeds to measure variation; got {seeds}")
@@ -566,7 +330,7 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
     samples = stage_folder(run, "samples")
     members, rules = ensemble_members(config), config.ensemble.rules
     params = en.read_params(run.root / contract.file("ensemble", "weights"), members).final
-    with run.timed("stability") as extra, _client(config, client) as client:
+    with run.timed("stability") as extra, stage_client(client, config.compute) as client:
         base = run.stage("stability")
         stack = prediction_stack(config, run)  # the seeds' cells scored as the run's are
         tables = []
@@ -584,9 +348,6 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
         io.write_csv(run.root / contract.file("stability", "seed_stability"), df)
         extra["seeds"] = seeds
     return base
-
-
-# --------------------------------------------------------------------------- all
 
 
 STAGE_FUNCTIONS: dict[str, Callable[..., Path]] = {
@@ -609,9 +370,6 @@ def run(config: Config, run_dir: Path, *, stages: Sequence[str] = MAIN,
     run folder (only a folder oremap made). ``config_path``, the file ``config`` came from, is
     checked not to lie in the run folder.
     """
-    from oremap.check import format_preflight, preflight, require_inputs
-    from oremap.train import choose_device
-
     run_dir = Path(run_dir)
     check_out_folder(config, run_dir, config_path)
     require_inputs(config)
@@ -671,8 +429,6 @@ def run_stage(name: str, run_dir: Path, config_path: Path | None = None,
     ``config.toml`` only once the stage has succeeded, so the stored config always describes
     the outputs beside it.
     """
-    from oremap.config import to_toml
-
     run_dir = Path(run_dir)
     if name not in STAGE_FUNCTIONS:
         raise StageNotReadyError(f"unknown stage {name!r}; stages: {list(STAGE_FUNCTIONS)}")
@@ -691,7 +447,3 @@ def run_stage(name: str, run_dir: Path, config_path: Path | None = None,
         if config_path is not None:
             io.write_text(run_dir / contract.RUN_FILES["config"], to_toml(config))
     return out
-
-
-
-

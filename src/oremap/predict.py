@@ -5,20 +5,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from oremap.compute import thread_map
+from oremap.compute import set_threads, thread_map, worker_cached
 from oremap.config import Config
-from oremap.inputs import crop_spec
+from oremap.evidence import LazyStack, load_stack_auto
+from oremap.grid import Grid
+from oremap.inputs import context_stack, crop_spec
 from oremap.members import PredictFn, cell_scorer, load_member
 from oremap.names import member_cost
+from oremap.runinfo import RunDir, stage_folder
+from oremap.samples import load_sample_set
+from oremap.samples.crops import cell_block, centre_offset, cut_crops, lattice_offsets
 
-if TYPE_CHECKING:
-    from oremap.evidence import LazyStack
+__all__ = [
+    "CellIndex",
+    "cell_index",
+    "map_inputs",
+    "predict_cells",
+    "predict_member_task",
+    "prediction_stack",
+    "score_member",
+    "tta_probabilities",
+]
 
 
 def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
@@ -42,7 +55,6 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
     """
     from tqdm.auto import tqdm
 
-    from oremap.evidence import LazyStack
 
     cix = cell_index(samples_dir)
     ss, usable, ids, idx, rows = cix.ss, cix.usable, cix.ids, cix.idx, cix.rows
@@ -104,7 +116,7 @@ class CellIndex:
 
 def cell_index(samples_dir: Path) -> CellIndex:
     """The :class:`CellIndex` of the sample set in ``samples_dir``."""
-    from oremap.samples import load_sample_set
+    from oremap.samples import load_sample_set  # torch: off the light import path
 
     ss = load_sample_set(samples_dir)
     cells = gpd.read_file(Path(samples_dir) / "cells.gpkg")
@@ -136,7 +148,6 @@ def score_member(config: Config, cix: CellIndex, train_dir: Path, member: str, f
 def tta_probabilities(fn: PredictFn, stack: np.ndarray | LazyStack, cells: gpd.GeoDataFrame,
                        ss: Any, fold: int, spec: Any, *, chunk: int = 64) -> np.ndarray:
     """Mean P(ore) over the positive-class crop lattice of each cell (one per cell, in order)."""
-    from oremap.samples.crops import cell_block, centre_offset, cut_crops, lattice_offsets
 
     out = np.empty(len(cells))
     geometry = cells[["px_row0", "px_col0", "px_rows", "px_cols"]].to_numpy(dtype=int)
@@ -157,3 +168,47 @@ def tta_probabilities(fn: PredictFn, stack: np.ndarray | LazyStack, cells: gpd.G
         out[start:start + n] = np.bincount(owner, weights=p, minlength=n) / np.bincount(
             owner, minlength=n)
     return out
+
+
+def prediction_stack(config: Config, run: RunDir) -> Any:
+    """The evidence stack (with its context layers) that cell predictions cut their
+    test-time-augmentation crops from with ``[predict] tta``; None without."""
+    if not config.predict.tta:
+        return None
+
+    stack, names, grid = load_stack_auto(stage_folder(run, "evidence"))
+    return context_stack(config, stack, names, grid)[0]
+
+
+def predict_member_task(config: Config, root: Path, member: str, fold: int,
+                        threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """One (member, fold) of the cell predictions as a Dask task, read from the (shared) run
+    folder ``root`` and computed exactly as locally (:func:`oremap.predict.score_member`),
+    with ``threads`` torch threads."""
+
+    set_threads(threads)
+    run = RunDir(root)
+    samples = stage_folder(run, "samples")
+    cix = worker_cached("cell index", (str(root), (samples / "stage.json").read_text()),
+                        lambda: cell_index(samples))
+    stack = map_inputs(config, Path(root))[0] if config.predict.tta else None
+    return score_member(config, cix, stage_folder(run, "train"), member, fold, stack)
+
+
+
+
+def map_inputs(config: Config, root: Path) -> tuple[Any, Grid, Any]:
+    """The evidence stack (with its context layers), its grid and the sample set of run
+    folder ``root``, read once per worker for all its tasks (keyed by the records of the
+    evidence and samples stages, which change whenever their outputs do)."""
+
+    run = RunDir(root)
+    evidence, samples = stage_folder(run, "evidence"), stage_folder(run, "samples")
+
+    def build() -> tuple[Any, Grid, Any]:
+        stack, names, sgrid = load_stack_auto(evidence)
+        return context_stack(config, stack, names, sgrid)[0], sgrid, load_sample_set(samples)
+
+    return worker_cached("map inputs", (str(root), (evidence / "stage.json").read_text(),
+                                        (samples / "stage.json").read_text(),
+                                        config.samples.context), build)

@@ -14,15 +14,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from oremap import ensemble as en
 from oremap.contract import file as F
+from oremap.evaluate.intervals import bootstrap_interval, fold_interval
 from oremap.labels import Label
+
+__all__ = [
+    "DRIVERS",
+    "MAX_CALIBRATION_ERROR",
+    "MIN_HELD_OUT_POSITIVES",
+    "NEAR_CONSTANT_STD",
+    "Recommendation",
+    "Score",
+    "calibration_error",
+    "recommend",
+]
 
 #: Fewer held-out positive cells than this and the summary warns that the scores are thin.
 MIN_HELD_OUT_POSITIVES = 10
 #: A network whose cell probabilities vary less than this (std) has a near-constant map.
 NEAR_CONSTANT_STD = 0.02
-#: Bootstrap resamples for the interval of a single split.
-BOOTSTRAP = 1000
 #: Evidence layers listed as drivers of each target.
 DRIVERS = 3
 
@@ -58,35 +69,6 @@ class Recommendation:
     capture: str = ""
 
 
-def fold_interval(values: list[float]) -> tuple[float, float]:
-    """95 % t interval of the mean of per-fold scores, clipped to [0, 1]."""
-    from scipy import stats
-
-    v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
-    if len(v) < 2:
-        return float("nan"), float("nan")
-    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-    return max(0.0, float(v.mean() - half)), min(1.0, float(v.mean() + half))
-
-
-def bootstrap_interval(y: np.ndarray, score: np.ndarray, *, seed: int = 0,
-                       n: int = BOOTSTRAP) -> tuple[float, float]:
-    """95 % percentile bootstrap interval of ROC AUC over cells (resamples with one class are
-    skipped)."""
-    from oremap.evaluate import roc_auc
-
-    rng = np.random.default_rng(seed)
-    aucs = []
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        if 0 < y[idx].sum() < len(idx):
-            aucs.append(roc_auc(y[idx], score[idx]))
-    if not aucs:
-        return float("nan"), float("nan")
-    low, high = np.percentile(aucs, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def _held_out_scores(run_dir: Path, name: str, table: pd.DataFrame
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Labels and held-out scores of the test cells of a single split, for member or rule."""
@@ -96,7 +78,6 @@ def _held_out_scores(run_dir: Path, name: str, table: pd.DataFrame
     y = rows["label"].to_numpy().astype(int)
     if name in members:
         return y, rows[f"oof_{name}"].to_numpy()
-    from oremap import ensemble as en
 
     params = en.read_params(run_dir / F("ensemble", "weights"), members)
     res = en.combine_columns(rows, members, [name], params.fold(0), threshold=0.5,
@@ -236,7 +217,7 @@ def calibration_error(table: pd.DataFrame, member: str, *, bins: int = 10) -> fl
     """Expected calibration error of ``member`` on the held-out labelled cells (``oof_``):
     the count-weighted mean gap between predicted P(ore) and the observed share of deposits
     over ``bins`` equal-width bins; NaN without held-out cells."""
-    from oremap.evaluate import calibration_bins
+    from oremap.evaluate import calibration_bins  # matplotlib: off the light import path
 
     col = f"oof_{member}"
     if col not in table:

@@ -20,6 +20,7 @@ from oremap import io
 from oremap.contract import RUN_FILES
 from oremap.contract import file as F
 from oremap.errors import InputDataError
+from oremap.recommend import recommend
 
 __all__ = [
     "Paragraph",
@@ -467,7 +468,6 @@ def _configuration(run: _Run) -> list[Block]:
 
 
 def _summary(run: _Run) -> list[Block]:
-    from oremap.recommend import recommend
 
     try:
         rec = recommend(run.dir)

@@ -20,10 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from oremap import __version__, contract, io
-from oremap.config import Config, to_toml
-from oremap.contract import RUN_FILES, STAGES
+from oremap.config import Config, load_config, to_toml
+from oremap.contract import RUN_FILES, STAGES, input_paths
 from oremap.errors import ConfigError, RunFolderError, StageNotReadyError
 from oremap.io import read_json, write_json, write_text
+
+__all__ = [
+    "LOCK",
+    "LOCK_OWNER",
+    "MARKER",
+    "RunDir",
+    "check_out_folder",
+    "load_run_config",
+    "stage",
+    "stage_folder",
+    "versions",
+    "with_stability_seeds",
+]
 
 log = logging.getLogger("oremap")
 
@@ -230,7 +243,6 @@ def check_out_folder(config: Config, run_dir: Path, config_path: Path | None = N
     oremap writes (and with --overwrite deletes) inside its run folder, so the user's own files
     must not live there. The stored ``config.toml`` of an oremap run folder is allowed.
     """
-    from oremap.contract import input_paths
 
     root = Path(run_dir).resolve()
     own = {"config.toml"}
@@ -257,7 +269,6 @@ def _inside(path: Path, root: Path) -> bool:
 
 def load_run_config(run_dir: Path, config_path: Path | None = None) -> Config:
     """The configuration of a run folder, or the one in ``config_path``."""
-    from oremap.config import load_config
 
     run_dir = Path(run_dir)
     if config_path is not None:

@@ -1,5 +1,6 @@
 """Evidence layers: IDW geochemistry, geological distance and densities, rasters, the stack."""
 
+from oremap.evidence.build import build_evidence
 from oremap.evidence.features import (
     FeatureSet,
     buffer_density_map,
@@ -9,6 +10,8 @@ from oremap.evidence.features import (
     rasterise_features,
 )
 from oremap.evidence.idw import IdwInterpolator, idw, idw_map, prepare_samples
+from oremap.evidence.manifest import EvidenceManifest, LayerRecord
+from oremap.evidence.prepare import coverage_mask
 from oremap.evidence.raster import (
     RasterLayerSpec,
     gradient_magnitude,
@@ -16,16 +19,10 @@ from oremap.evidence.raster import (
     raster_classes,
     raster_problems,
 )
+from oremap.evidence.specs import GeochemLayerSpec, GeologyLayerSpec, geochem_specs
 from oremap.evidence.stack import (
     DEFAULT_MAX_BYTES,
-    EvidenceManifest,
-    GeochemLayerSpec,
-    GeologyLayerSpec,
-    LayerRecord,
     LazyStack,
-    build_evidence,
-    coverage_mask,
-    geochem_specs,
     is_stack,
     load_stack,
     load_stack_auto,

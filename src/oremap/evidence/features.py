@@ -32,6 +32,25 @@ from shapely.geometry.base import BaseGeometry
 
 from oremap.errors import DroppedDataWarning, InputDataError, UnknownNameError
 from oremap.grid import Grid
+from oremap.io import drop_zero_length_lines
+
+__all__ = [
+    "MEASURES",
+    "FeatureSet",
+    "buffer_density_map",
+    "centres_inside",
+    "check_radius",
+    "density_map",
+    "distance_map",
+    "drop_zero_length_lines",
+    "kernel",
+    "line_length_raster",
+    "measure_map",
+    "measure_units",
+    "polygon_area_raster",
+    "prepare_features",
+    "rasterise_features",
+]
 
 log = logging.getLogger("oremap.evidence")
 
@@ -155,50 +174,6 @@ def prepare_features(geometries: Sequence[BaseGeometry] | FeatureSet, *,
     fs = _index(_explode(arr), source)
     return dataclasses.replace(fs, n_used=len(arr), n_dropped=len(geoms) - len(arr),
                                n_repaired=int(invalid.sum()))
-
-
-def drop_zero_length_lines(geometries: Sequence[BaseGeometry | None] | np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Remove zero-length lines: line strings whose vertices all lie at one point.
-
-    Such lines are invalid, and ``make_valid`` would turn them into points (so a line layer
-    would become a mix of lines and points). A LineString or LinearRing of length 0 is
-    removed; a MultiLineString loses its zero-length parts and keeps the others (it is
-    removed when all its parts have length 0). Other geometries, and None, are kept as given.
-
-    Parameters
-    ----------
-    geometries : sequence or (n,) object array of shapely geometries or None
-
-    Returns
-    -------
-    kept : (k,) object array
-        The kept geometries, in order (multi-lines without their zero-length parts).
-    keep : (n,) bool array
-        Which of the given geometries were kept.
-    n_dropped : int
-        Number of zero-length lines removed, counting each removed part of a multi-line.
-    """
-    arr = np.empty(len(geometries), dtype=object)
-    arr[:] = list(geometries)
-    keep = np.ones(len(arr), dtype=bool)
-    types = shapely.get_type_id(arr)
-    single = np.flatnonzero((types == 1) | (types == 2))
-    zero = single[shapely.length(arr[single]) == 0]
-    keep[zero] = False
-    n_dropped = len(zero)
-    multi = np.flatnonzero(types == 5)
-    if len(multi):
-        parts, owner = shapely.get_parts(arr[multi], return_index=True)
-        short = shapely.length(parts) == 0
-        n_dropped += int(short.sum())
-        for j in np.unique(owner[short]):
-            rest = parts[(owner == j) & ~short]
-            if len(rest):
-                arr[multi[j]] = shapely.multilinestrings(rest)
-            else:
-                keep[multi[j]] = False
-    return arr[keep], keep, n_dropped
 
 
 def _explode(arr: np.ndarray) -> np.ndarray:

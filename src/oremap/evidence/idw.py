@@ -15,6 +15,7 @@ from scipy.spatial.distance import cdist
 
 from oremap.errors import DroppedDataWarning, InputDataError
 from oremap.grid import Grid
+from oremap.limits import available_cores
 
 log = logging.getLogger("oremap.evidence")
 
@@ -421,7 +422,6 @@ class IdwInterpolator:
 def _threads(workers: int) -> int:
     """Threads for ``workers`` (-1: every core this process may use; at least 1)."""
     if workers == -1 or workers is None:
-        from oremap.limits import available_cores
 
         return available_cores()
     return max(1, int(workers))

@@ -20,6 +20,8 @@ from torch import nn
 
 from oremap.models.registry import register, require_input_size
 
+__all__ = ["AlexNet", "build_alexnet"]
+
 
 class AlexNet(nn.Module):
     """Five convolutions, three max poolings, three dense layers with dropout."""

@@ -21,6 +21,8 @@ from torch import nn
 
 from oremap.models.registry import register, require_input_size
 
+__all__ = ["LeNet", "MIN_INPUT_SIZE", "build_lenet"]
+
 MIN_INPUT_SIZE = 14
 
 

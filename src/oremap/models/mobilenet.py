@@ -23,6 +23,15 @@ from torch import nn
 
 from oremap.models.registry import register, require_input_size
 
+__all__ = [
+    "InvertedResidual",
+    "MobileNetV2",
+    "SETTINGS",
+    "build_mobilenet_v2",
+    "conv_bn_relu6",
+    "make_divisible",
+]
+
 # t, c, n, s
 SETTINGS: list[tuple[int, int, int, int]] = [
     (1, 16, 1, 1),

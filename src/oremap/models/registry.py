@@ -23,23 +23,28 @@ from collections.abc import Callable
 from torch import nn
 
 from oremap.errors import ConfigError, UnknownNameError
-from oremap.names import MODELS, PROFILES, check_registered
+from oremap.names import MODELS, PROFILES
+from oremap.registry import Registry
+
+__all__ = [
+    "Builder",
+    "check_declared",
+    "create",
+    "list_models",
+    "list_profiles",
+    "model_options",
+    "register",
+    "require_input_size",
+]
 
 Builder = Callable[..., nn.Module]
 _CORE_ARGUMENTS = ("in_channels", "num_classes", "input_size", "profile")
-_BUILDERS: dict[str, Builder] = {}
+_BUILDERS: Registry[Builder] = Registry("model", MODELS)
 
 
 def register(name: str) -> Callable[[Builder], Builder]:
     """Decorator adding a builder ``(*, in_channels, num_classes, input_size, profile, ...)``."""
-
-    def add(builder: Builder) -> Builder:
-        if name in _BUILDERS:
-            raise ValueError(f"model {name!r} registered twice")
-        _BUILDERS[name] = builder
-        return builder
-
-    return add
+    return _BUILDERS.register(name)
 
 
 def list_models() -> list[str]:
@@ -52,7 +57,7 @@ def check_declared() -> None:
 
     Called by :mod:`oremap.models` once every family has registered its builders.
     """
-    check_registered("model", MODELS, _BUILDERS)
+    _BUILDERS.check_declared()
 
 
 def list_profiles() -> list[str]:
@@ -145,9 +150,7 @@ def require_input_size(
 
 
 def _builder(name: str) -> Builder:
-    if name not in _BUILDERS:
-        raise UnknownNameError(f"unknown model {name!r}; choose from {sorted(_BUILDERS)}")
-    return _BUILDERS[name]
+    return _BUILDERS.lookup(name)
 
 
 def _check_int(what: str, value: object, minimum: int) -> None:

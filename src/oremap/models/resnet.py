@@ -20,6 +20,8 @@ from torch import nn
 
 from oremap.models.registry import register, require_input_size
 
+__all__ = ["Bottleneck", "EXPANSION", "ResNet", "build_resnet50"]
+
 EXPANSION = 4
 
 

@@ -22,6 +22,8 @@ from torch import nn
 
 from oremap.models.registry import register, require_input_size
 
+__all__ = ["Layout", "VGG", "VGG16", "VGG8", "build_vgg16", "build_vgg8", "make_features"]
+
 Layout = list[int | str]
 VGG16: Layout = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
                  512, 512, 512, "M", 512, 512, 512, "M"]

@@ -25,6 +25,8 @@ from torch import nn
 from oremap.errors import ConfigError
 from oremap.models.registry import register, require_input_size
 
+__all__ = ["EncoderBlock", "VisionTransformer", "build_vit"]
+
 
 class EncoderBlock(nn.Module):
     """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""

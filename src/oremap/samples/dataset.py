@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from oremap.errors import DroppedDataWarning, InputDataError, StageNotReadyError
+from oremap.errors import DroppedDataWarning, InputDataError
 from oremap.evidence.stack import LazyStack
 from oremap.grid import Grid
 from oremap.io import atomic_path, read_json, save_figure, write_json, write_vector
@@ -44,6 +44,7 @@ from oremap.samples.split import (
     split_random,
     split_validation,
 )
+from oremap.stages import stage_missing
 
 __all__ = [
     "NORMALISATION",
@@ -581,7 +582,7 @@ def load_sample_set(out_dir: Path) -> SampleSet:
     out_dir = Path(out_dir)
     missing = [f for f in ("X.npy", "meta.npz", "manifest.json") if not (out_dir / f).exists()]
     if missing:
-        raise StageNotReadyError.missing(
+        raise stage_missing(
             "samples", f"no sample set in {out_dir}: {missing} missing", out_dir.parent)
     X = np.load(out_dir / "X.npy", mmap_mode="r")
     with np.load(out_dir / "meta.npz", allow_pickle=False) as meta:

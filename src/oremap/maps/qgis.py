@@ -8,6 +8,7 @@ relative to the project, so the run folder can be moved or shared as a whole.
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
 from collections.abc import Sequence
@@ -16,39 +17,30 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
+import pandas as pd
+import rasterio
 
 from oremap import io
+from oremap import io as oio
+from oremap.contract import file as F
+from oremap.maps.colour import ramp
+
+__all__ = [
+    "FIXED_RANGES",
+    "QGIS_VERSION",
+    "Layer",
+    "project_xml",
+    "raster_pipe",
+    "raster_qml",
+    "recommended_name",
+    "vector_renderer",
+    "write_map_package",
+    "write_project",
+    "write_style",
+]
 
 #: QGIS version written in the files (the format of QGIS 3.22 LTR and later).
 QGIS_VERSION = "3.22.16-Białowieża"
-
-#: Colour ramps: (position in [0, 1], colour) stops. ``probability`` is the report's ramp.
-_RAMPS: dict[str, list[tuple[float, str]]] = {}
-
-
-def _prospectivity_stops(n: int = 11) -> list[tuple[float, str]]:
-    from matplotlib.colors import to_hex
-
-    from oremap.maps import PROSPECTIVITY_CMAP
-
-    return [(i / (n - 1), to_hex(PROSPECTIVITY_CMAP(i / (n - 1)))) for i in range(n)]
-
-
-def _named_stops(name: str, n: int = 9) -> list[tuple[float, str]]:
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    cmap = colormaps[name]
-    return [(i / (n - 1), to_hex(cmap(i / (n - 1)))) for i in range(n)]
-
-
-def ramp(kind: str) -> list[tuple[float, str]]:
-    """Stops of the colour ramp of a map kind: probability, uncertainty or evidence."""
-    if kind not in _RAMPS:
-        _RAMPS[kind] = {"probability": _prospectivity_stops,
-                        "uncertainty": lambda: _named_stops("magma_r"),
-                        "evidence": lambda: _named_stops("viridis")}[kind]()
-    return _RAMPS[kind]
 
 
 def raster_pipe(kind: str, vmin: float, vmax: float, *, indent: str = "  ") -> str:
@@ -110,10 +102,6 @@ def write_style(tif: Path, kind: str, *, vmin: float | None = None,
 def _sample_values(tif: Path, *, max_pixels: float = 4e6) -> np.ndarray:
     """Valid values of a GeoTIFF read at a resolution of at most ``max_pixels`` (overviews or
     decimation): enough for percentiles, bounded memory for paper-scale layers."""
-    import math
-
-    import rasterio
-
     with rasterio.open(tif) as src:
         factor = max(1, math.ceil(math.sqrt(src.width * src.height / max_pixels)))
         shape = (max(1, src.height // factor), max(1, src.width // factor))
@@ -253,10 +241,6 @@ def write_project(path: Path, layers: Sequence[Layer], wkt: str, *, title: str) 
 
 def recommended_name(run_dir: Path) -> str | None:
     """The member or rule with the best held-out cell ROC AUC (crop ROC AUC as fallback)."""
-    import pandas as pd
-
-    from oremap.contract import file as F
-
     path = run_dir / F("ensemble", "comparison")
     if not path.is_file():
         return None
@@ -270,8 +254,6 @@ def write_map_package(run_dir: Path, config: object, wkt: str) -> Path:
     ``maps/oremap.qgs``: targets, known orebodies and barren records on top, then the
     recommended map, the ensemble's sliding-window map and the uncertainty maps, every other
     map (hidden), the cells (hidden) and the evidence layers (hidden)."""
-    from oremap.contract import file as F
-
     maps_dir = run_dir / "maps"
     layers: list[Layer] = []
     targets = run_dir / F("maps", "targets")
@@ -338,8 +320,6 @@ def _pipe_from_qml(qml: Path) -> str:
 
 def _source_renderer(path: Path, layer: str | None, fill: str, outline: str) -> str:
     """A renderer for an input vector layer, by its geometry type."""
-    from oremap import io as oio
-
     try:
         gdf = oio.read_vector(path, layer=layer, what="map package", allow_empty=True)
         kinds = set(gdf.geom_type.dropna())

@@ -1,0 +1,255 @@
+"""Table 1 and Table 2 of the rules, and the comparison of members and rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from oremap.ensemble.params import EnsembleParams, _as_params, combine_columns
+from oremap.ensemble.rules import combine
+from oremap.errors import InputDataError
+from oremap.evaluate.intervals import fold_interval
+from oremap.evaluate.metrics import classification_report, roc_auc
+from oremap.evaluate.rates import success_rate_curve
+from oremap.labels import UNDECIDED, Label
+from oremap.names import member_kind
+
+if TYPE_CHECKING:
+    from oremap.members import TestProbabilities
+
+__all__ = [
+    "COUNT_COLUMNS",
+    "prediction_counts",
+    "table2",
+    "rule_table1",
+    "compare_members",
+    "held_out_cell_auc",
+    "comparison_markdown",
+]
+
+#: Columns of :func:`table2` / keys of :func:`prediction_counts` (He et al. 2024, Table 2).
+COUNT_COLUMNS: tuple[str, ...] = ("total", "known_positive", "unknown", "negative")
+
+
+def prediction_counts(prediction: np.ndarray, labels: np.ndarray) -> dict[str, int]:
+    """Number of cells predicted ore, overall and by known label.
+
+    Parameters
+    ----------
+    prediction : array of int, any shape
+        1 (ore), 0 (barren) or :data:`UNDECIDED`; undecided cells are not ore.
+    labels : array of int, same shape
+        1 (known ore), 0 (known barren / negative), -1 (unknown).
+
+    Returns
+    -------
+    dict
+        ``total`` (all cells), ``known_positive``, ``unknown``, ``negative``: counts of cells
+        predicted ore among all cells and among the cells of each label.
+
+    Raises
+    ------
+    InputDataError
+        If the shapes differ or either array holds other values.
+    """
+    pred = np.asarray(prediction)
+    lab = np.asarray(labels)
+    if pred.shape != lab.shape:
+        raise InputDataError(
+            f"prediction has shape {pred.shape} but labels has {lab.shape}; "
+            "pass both for the same cells."
+        )
+    for arr, name, allowed in (
+        (pred, "prediction", (Label.POSITIVE, Label.NEGATIVE, UNDECIDED)),
+        (lab, "labels", (Label.POSITIVE, Label.NEGATIVE, Label.UNKNOWN)),
+    ):
+        if not np.all(np.isin(arr, allowed)):
+            bad = np.unique(arr[~np.isin(arr, allowed)])[:5].tolist()
+            raise InputDataError(
+                f"{name} must hold only {[int(a) for a in allowed]}; got {bad}. "
+                "Mask nodata cells out before counting."
+            )
+    ore = pred == Label.POSITIVE
+    return {
+        "total": int(ore.sum()),
+        "known_positive": int((ore & (lab == Label.POSITIVE)).sum()),
+        "unknown": int((ore & (lab == Label.UNKNOWN)).sum()),
+        "negative": int((ore & (lab == Label.NEGATIVE)).sum()),
+    }
+
+
+def table2(predictions: Mapping[str, np.ndarray], labels: np.ndarray) -> pd.DataFrame:
+    """Predicted-ore counts of several models or rules, like He et al.'s Table 2.
+
+    Parameters
+    ----------
+    predictions : dict of str -> int array
+        Name -> prediction (1, 0 or UNDECIDED) for the same cells as ``labels``.
+    labels : int array
+        1, 0 or -1 per cell.
+
+    Returns
+    -------
+    DataFrame
+        Index ``model`` (input order), int columns :data:`COUNT_COLUMNS`.
+
+    Raises
+    ------
+    InputDataError
+        If ``predictions`` is empty or an entry is invalid (see :func:`prediction_counts`).
+    """
+    if not predictions:
+        raise InputDataError("table2 got no predictions; pass {name: prediction array}.")
+    rows = {name: prediction_counts(p, labels) for name, p in predictions.items()}
+    df = pd.DataFrame.from_dict(rows, orient="index")[list(COUNT_COLUMNS)].astype(np.int64)
+    df.index.name = "model"
+    return df
+
+
+def rule_table1(y: np.ndarray, results: dict[str, Any]) -> pd.DataFrame:
+    """Table 1 of ensemble rules, classifying by each rule's own decision.
+
+    Precision, recall, F1 and accuracy are computed on the crops the rule decided; the share of
+    undecided crops (majority-voting refusals) is the column ``undecided``. The AUCs rank all
+    crops by the rule's probability (the vote share for voting rules).
+    """
+    rows = {}
+    for rule, res in results.items():
+        decided = res.prediction != UNDECIDED
+        row = classification_report(y[decided], res.prediction[decided].astype(float),
+                                    threshold=0.5)
+        full = classification_report(y, res.probability, threshold=0.5)
+        row["roc_auc"], row["pr_auc"] = roc_auc(y, res.probability), full["pr_auc"]
+        row["undecided"] = float(1.0 - decided.mean())
+        rows[rule] = row
+    df = pd.DataFrame.from_dict(rows, orient="index").drop(columns=["threshold"])
+    df.index.name = "model"
+    return df
+
+
+def compare_members(table: pd.DataFrame, crops: TestProbabilities,
+                    params: EnsembleParams | np.ndarray, members: Sequence[str],
+                    rules: Sequence[str], *, threshold: float) -> pd.DataFrame:
+    """Every member and rule by ROC AUC and prediction-rate AUC, per fold, mean and spread.
+
+    Cell ROC AUC (the headline): each fold's held-out labelled cells, each scored by the model
+    that did not see it (``oof_<member>``, the mean over the cell's crops; rules combine those
+    held-out scores). ROC AUC: held-out crops of each fold. Prediction-rate AUC: all usable
+    cells ranked by the
+    fold's model (or rule), counting only the fold's held-out positive cells. Success-rate AUC:
+    the final map (mean over folds) against every known positive cell (optimistic: those cells
+    were trained on). Rules use each fold's own parameters (``params``; plain weights apply to
+    every fold).
+    """
+    params = _as_ensemble_params(params)
+    thr, n_folds = threshold, len(crops)
+    labels, test_fold = table["label"].to_numpy(), table["test_fold"].to_numpy()
+    rules = list(rules)
+    roc = {n: [] for n in [*members, *rules]}
+    pra = {n: [] for n in [*members, *rules]}
+    cell = held_out_cell_auc(table, members, rules, params, threshold=thr)
+    for k, f in enumerate(crops.folds):
+        probs = f.stacked(members)
+        for m, p in zip(members, probs):
+            roc[m].append(roc_auc(f.y, p))
+        for r in rules:
+            roc[r].append(roc_auc(f.y, combine(r, probs, params=params.fold(k),
+                                                  threshold=thr).probability))
+        suffix = f"_f{k}" if n_folds > 1 else ""
+        cell_probs = np.vstack([table[f"p_{m}{suffix}"].to_numpy() for m in members])
+        held = (labels == 1) & (test_fold == k)
+        scores = dict(zip(members, cell_probs))
+        scores.update({r: combine(r, cell_probs, params=params.fold(k),
+                                   threshold=thr).probability for r in rules})
+        for name, sc in scores.items():
+            pra[name].append(success_rate_curve(sc, held).auc if held.any() else np.nan)
+    rows = {}
+    for name in [*members, *rules]:
+        kind = member_kind(name)
+        col = f"p_{name}" if name in members else f"ens_{name}"
+        row = {"kind": kind}
+        for label, values in (("cell_roc_auc", cell[name]), ("roc_auc", roc[name]),
+                              ("prediction_rate_auc", pra[name])):
+            v = np.asarray(values, dtype=float)
+            row[f"{label}_mean"] = float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+            row[f"{label}_std"] = float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 \
+                else np.nan
+            row[f"{label}_folds"] = " ".join(f"{x:.3f}" for x in v)
+        row["success_rate_auc"] = success_rate_curve(table[col].to_numpy(), labels == 1).auc
+        rows[name] = row
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "name"
+    return df
+
+
+def held_out_cell_auc(table: pd.DataFrame, members: Sequence[str], rules: Sequence[str],
+                      params: EnsembleParams | np.ndarray, *,
+                      threshold: float) -> dict[str, list[float]]:
+    """Per member and rule, the ROC AUC of each fold's held-out labelled cells.
+
+    A cell's held-out score is ``oof_<member>`` (from the fold model that did not see it);
+    rules combine the members' held-out scores with the fold's parameters. Folds whose
+    held-out cells hold one class only are skipped.
+    """
+    params = _as_ensemble_params(params)
+    out: dict[str, list[float]] = {n: [] for n in [*members, *rules]}
+    labelled = table["label"].isin([0, 1]).to_numpy()
+    for k in sorted(set(table["test_fold"]) - {-1}):
+        rows = table.loc[labelled & (table["test_fold"] == k).to_numpy()]
+        rows = rows.loc[rows[[f"oof_{m}" for m in members]].notna().all(axis=1)]
+        y = rows["label"].to_numpy()
+        if len(set(y)) < 2:
+            continue
+        for m in members:
+            out[m].append(roc_auc(y, rows[f"oof_{m}"].to_numpy()))
+        for r, res in combine_columns(rows, members, rules, params.fold(int(k)),
+                                      threshold=threshold, prefix="oof_").items():
+            out[r].append(roc_auc(y, res.probability))
+    return out
+
+
+def _as_ensemble_params(params: EnsembleParams | np.ndarray) -> EnsembleParams:
+    if isinstance(params, EnsembleParams):
+        return params
+    rp = _as_params(params)
+    assert rp is not None
+    return EnsembleParams(final=rp, folds=[rp])
+
+
+def comparison_markdown(df: pd.DataFrame, n_folds: int) -> str:
+    """The comparison table as Markdown, with a plain statement of which method wins."""
+    lines = ["| name | kind | cell ROC AUC mean | cell ROC AUC std | crop ROC AUC mean | "
+             "crop ROC AUC std | prediction-rate AUC mean | prediction-rate AUC std | "
+             "success-rate AUC |", "|:---|:---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in df.iterrows():
+        lines.append(f"| {name} | {r['kind']} | {r['cell_roc_auc_mean']:.3f} | "
+                     f"{r['cell_roc_auc_std']:.3f} | {r['roc_auc_mean']:.3f} | "
+                     f"{r['roc_auc_std']:.3f} | {r['prediction_rate_auc_mean']:.3f} | "
+                     f"{r['prediction_rate_auc_std']:.3f} | {r['success_rate_auc']:.3f} |")
+    text = "\n".join(lines) + "\n\n"
+    scope = f"mean over {n_folds} folds" if n_folds > 1 else "single split"
+    for metric, what in (("cell_roc_auc_mean", "ROC AUC on held-out cells"),
+                         ("roc_auc_mean", "ROC AUC on held-out crops"),
+                         ("prediction_rate_auc_mean", "prediction-rate AUC (held-out positive "
+                                                      "cells)")):
+        if not df[metric].notna().any():
+            continue
+        best = df[metric].idxmax()
+        folds_col = metric.replace("_mean", "_folds")
+        interval = ""
+        if folds_col in df.columns:
+            values = [float(x) for x in str(df.loc[best, folds_col]).split() if x != "nan"]
+            low, high = fold_interval(values)
+            if np.isfinite(low):
+                interval = f" (95 % interval over folds {low:.3f} to {high:.3f})"
+        per_kind = ", ".join(
+            f"best {kind}: {df.loc[df['kind'] == kind, metric].idxmax()} "
+            f"({df.loc[df['kind'] == kind, metric].max():.3f})"
+            for kind in ("network", "baseline", "rule") if (df["kind"] == kind).any()
+            and df.loc[df["kind"] == kind, metric].notna().any())
+        text += (f"- By {what}, {scope}: **{best}** ({df.loc[best, 'kind']}) wins with "
+                 f"{df.loc[best, metric]:.3f}{interval}; {per_kind}.\n")
+    return text
