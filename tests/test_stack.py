@@ -287,7 +287,7 @@ def test_names_and_types(grid, tmp_path):
         name = "x"
         source = "?"
 
-    with pytest.raises(InputDataError, match="neither a GeochemLayerSpec"):
+    with pytest.raises(InputDataError, match="is not a GeochemLayerSpec"):
         build_evidence([Other()], grid, tmp_path, progress=False)
 
 
