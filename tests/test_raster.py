@@ -185,8 +185,9 @@ def test_log10_and_clip_percentile(noise: Path, tmp_path: Path) -> None:
     logged = build([RasterLayerSpec("a", noise, "t", log10=True)], grid, tmp_path / "c")[0]
     np.testing.assert_allclose(logged, np.log10(plain), rtol=1e-5, equal_nan=True)
     negative = write_tif(tmp_path / "neg.tif", np.full((900, 1000), -1.0, np.float32))
-    with pytest.raises(InputDataError, match="log10 needs values > 0"):
-        build([RasterLayerSpec("a", negative, "t", log10=True)], grid, tmp_path / "d")
+    with pytest.raises(InputDataError, match="^neg.tif band 1: log10 needs values > 0"):
+        build([RasterLayerSpec("a", negative, "neg.tif band 1", log10=True)], grid,
+              tmp_path / "d")
 
 
 # --------------------------------------------------------------------------- derived layers
@@ -204,19 +205,20 @@ def test_gradient_beside_nodata_is_one_sided_by_hand() -> None:
                   [3.0, np.nan, 9.0],
                   [5.0, 6.0, np.nan]])
     g = gradient_magnitude(z, 1.0, 1.0)
-    # (0, 1): x central (4 - 1) / 2 = 1.5; y: below is nodata, above is the edge -> NaN
-    assert np.isnan(g[0, 1])
-    # (1, 0): x forward only (right is nodata, so backward: none; forward from (1,0) to (1,1)
-    # is nodata) -> NaN in x; so NaN
-    assert np.isnan(g[1, 0])
-    # (0, 0): x forward 2 - 1 = 1; y forward 3 - 1 = 2
+    # (0, 0): x forward 2 - 1 = 1 (left is the edge); y forward 3 - 1 = 2 (above is the edge)
     assert g[0, 0] == pytest.approx(np.hypot(1.0, 2.0))
-    # (2, 1): x backward 6 - 5 = 1 (right is nodata); y: above nodata, below edge -> NaN
-    assert np.isnan(g[2, 1])
-    # (1, 2): x: left nodata, right edge -> NaN
-    assert np.isnan(g[1, 2])
-    # (0, 2): x backward 4 - 2 = 2; y forward 9 - 4 = 5
+    # (0, 2): x backward 4 - 2 = 2 (right is the edge); y forward 9 - 4 = 5
     assert g[0, 2] == pytest.approx(np.hypot(2.0, 5.0))
+    # (2, 0): x forward 6 - 5 = 1; y backward 5 - 3 = 2 (below is the edge)
+    assert g[2, 0] == pytest.approx(np.hypot(1.0, 2.0))
+    # (1, 2): y backward 9 - 4 = 5, but x has no neighbour (nodata left, edge right)
+    assert np.isnan(g[1, 2])
+    # (0, 1): y has no neighbour with a value (edge above, nodata below)
+    assert np.isnan(g[0, 1])
+    # (1, 0): x has no neighbour with a value (edge left, nodata right)
+    assert np.isnan(g[1, 0])
+    # (2, 1): y has none (nodata above, edge below)
+    assert np.isnan(g[2, 1])
     assert np.isnan(g[1, 1]) and np.isnan(g[2, 2])
 
 

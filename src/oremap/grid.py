@@ -156,6 +156,12 @@ class Grid:
         """Number of windows :meth:`windows` yields."""
         return math.ceil(self.height / block) * math.ceil(self.width / block)
 
+    @property
+    def unit_name(self) -> str:
+        """Name of the map unit along the first axis of the CRS ("metre"), or "map unit"."""
+        info = self.crs.axis_info
+        return info[0].unit_name if info and info[0].unit_name else "map unit"
+
     def describe(self) -> str:
         """One line for logs and reports."""
         epsg = self.crs.to_epsg()

@@ -298,12 +298,7 @@ def _units(p: _Prepared, grid: Grid) -> str:
         return "log10(assay units)" if p.spec.log10 else "assay units"
     if p.raster is not None:
         return p.raster.units
-    return measure_units(p.features, p.measure, _axis_unit(grid))
-
-
-def _axis_unit(grid: Grid) -> str:
-    info = grid.crs.axis_info
-    return info[0].unit_name if info and info[0].unit_name else "map unit"
+    return measure_units(p.features, p.measure, grid.unit_name)
 
 
 class _Stats:
@@ -350,7 +345,7 @@ def _save_preview(path: Path, array: np.ndarray, grid: Grid, name: str, p: _Prep
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    unit = _axis_unit(grid)
+    unit = grid.unit_name
     what = {"idw": "IDW concentration", "distance": "distance to features",
             "density": "feature density", "buffer_density": "buffer density",
             "resampled": f"raster, {p.raster.resampling if p.raster else ''} resampling",

@@ -20,7 +20,7 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,7 @@ class PreparedRaster:
     """A raster layer ready to compute windows (picklable: Dask workers receive it)."""
 
     path: str
+    source: str  # names the file, band and [[raster]] entry in messages
     band: int
     crs: str
     nodata: float | None
@@ -282,10 +283,10 @@ def _warp_tile(p: PreparedRaster, src: Any, grid: Grid, tr: int, tc: int, h: int
                w: int) -> np.ndarray:
     """The file's band warped onto one lattice tile (float32, NaN for nodata)."""
     tile = Window(tc, tr, w, h)
-    dst_transform = window_transform(tile, grid.transform)
-    out = np.full((h, w), np.nan, dtype=np.float32)
     if p.category is not None:
         return class_fraction_tile(p, src, grid, tile)
+    dst_transform = window_transform(tile, grid.transform)
+    out = np.full((h, w), np.nan, dtype=np.float32)
     src_nodata = p.nodata if p.nodata is not None else (
         np.nan if np.dtype(src.dtypes[p.band - 1]).kind == "f" else None)
     reproject(rasterio.band(src, p.band), out, src_crs=RioCRS.from_wkt(p.crs),
@@ -316,7 +317,7 @@ def class_fraction_tile(p: PreparedRaster, src: Any, grid: Grid, tile: Window) -
         return out
     if win.width * win.height > MAX_CATEGORICAL_READ_PX:
         raise InputDataError(
-            f"categorical raster {p.path}: one tile of the grid covers {win.width} x "
+            f"{p.source}: one tile of the grid covers {win.width} x "
             f"{win.height} pixels of the file, more than oremap reads at once; resample the "
             "file nearer to the evidence pixel first (gdalwarp -r mode)")
     data = src.read(p.band, window=win, masked=True)
@@ -356,9 +357,9 @@ def _transform_values(p: PreparedRaster, values: np.ndarray) -> np.ndarray:
         bad = np.isfinite(values) & (values <= 0)
         if bad.any():
             raise InputDataError(
-                f"[[raster]] {p.path} band {p.band}: log10 needs values > 0, but {int(bad.sum())}"
-                f" warped pixels are <= 0 (min {float(values[bad].min()):g}); set log10 = false "
-                "for this raster, or give `nodata` for its empty value")
+                f"{p.source}: log10 needs values > 0, but {int(bad.sum())} warped pixels are "
+                f"<= 0 (min {float(values[bad].min()):g}); set log10 = false for this raster, "
+                "or give `nodata` for its empty value")
         with np.errstate(invalid="ignore", divide="ignore"):
             values = np.log10(values)
     return values.astype(np.float32)
@@ -500,7 +501,7 @@ def _clip_value(p: PreparedRaster, grid: Grid, percentile: float, what: str) -> 
     """The ``percentile`` of the warped layer, on a regular lattice of at most about
     :data:`LATTICE_PX` pixels (every pixel of a grid up to that size)."""
     step, windows = _lattice_windows(grid)
-    raw = PreparedRaster(**{**p.__dict__, "log10": False, "clip": None, "derive": None})
+    raw = replace(p, log10=False, clip=None, derive=None)
     samples = []
     for w in windows:
         vals = _warped(raw, grid, w)
@@ -547,27 +548,20 @@ def prepare_raster(spec: RasterLayerSpec, grid: Grid) -> PreparedRaster:
         units = "fraction of pixel"
     elif spec.log10:
         units = f"log10({units})"
-    p = PreparedRaster(path=str(spec.path), band=spec.band, crs=info.crs,
+    p = PreparedRaster(path=str(spec.path), source=spec.source, band=spec.band, crs=info.crs,
                        nodata=spec.nodata if spec.nodata is not None else info.nodata,
                        resampling=resampling, log10=spec.log10, clip=None, units=units,
                        category=spec.category, derive=spec.derive, radius=spec.radius,
                        pixel_in_grid=info.pixel_in_grid)
     if spec.clip_percentile is not None and not categorical:
-        clip = _clip_value(p, grid, spec.clip_percentile, what)
-        p = PreparedRaster(**{**p.__dict__, "clip": clip})
+        p = replace(p, clip=_clip_value(p, grid, spec.clip_percentile, what))
     if spec.derive == "gradient":
-        unit = _axis_unit(grid)
-        p = PreparedRaster(**{**p.__dict__, "units": f"{p.units} per {unit}"})
+        p = replace(p, units=f"{p.units} per {grid.unit_name}")
     return p
 
 
 def _rio_crs(grid: Grid) -> RioCRS:
     return RioCRS.from_wkt(grid.crs.to_wkt())
-
-
-def _axis_unit(grid: Grid) -> str:
-    info = grid.crs.axis_info
-    return info[0].unit_name if info and info[0].unit_name else "map unit"
 
 
 def raster_classes(path: Path | str, grid: Grid, *, band: int = 1, crs: str | None = None,
