@@ -79,7 +79,8 @@ def main() -> None:
                 seconds = time.perf_counter() - t0
                 later = res.history["samples_per_s"].iloc[1:]  # the first epoch warms up
                 rates[amp] = float(later.median()) if len(later) else len(y_tr) / seconds
-                losses[amp] = float(res.history["test_loss"].iloc[-1])
+                held_out = "val_loss" if monitor == "validation" else "test_loss"
+                losses[amp] = float(res.history[held_out].iloc[-1])
             print(f"{model:<14}{rates[False]:>14.0f}{rates[True]:>13.0f}"
                   f"{rates[True] / rates[False]:>8.2f}{losses[False]:>11.4f}"
                   f"{losses[True]:>10.4f}")

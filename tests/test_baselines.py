@@ -1,4 +1,5 @@
-"""Tests for oremap.baselines: logistic, random forest and weights of evidence on crops."""
+"""Tests for oremap.baselines and oremap.woe: logistic, random forest and weights of evidence
+(on unit cells) on crops."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 import pickle
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -22,6 +24,7 @@ from oremap.baselines import (
     woe_contrast,
 )
 from oremap.errors import ConfigError, InputDataError, UnknownNameError
+from oremap.woe import unit_cells
 
 S = 8  # crop side used in tests (the API takes any S; oremap uses 32)
 
@@ -55,7 +58,7 @@ def hand_woe(a: float, b: float, c: float, d: float) -> dict[str, float]:
     contrast = w_plus - w_minus
     s_c = math.sqrt(1.0 / a + 1.0 / b + 1.0 / c + 1.0 / d)
     return {"W+": w_plus, "W-": w_minus, "C": contrast, "s(C)": s_c,
-            "studentised_C": contrast / s_c}
+            "Stud(C)": contrast / s_c}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,9 +183,15 @@ def test_woe_contrast_matches_hand_arithmetic() -> None:
     assert float(w["W+"]) == pytest.approx(math.log(6), abs=1e-12)
     assert float(w["W-"]) == pytest.approx(math.log(2 / 7), abs=1e-12)
     assert float(w["C"]) == pytest.approx(math.log(21), abs=1e-12)
+    assert float(w["s(W+)"]) == pytest.approx(math.sqrt(1 / 30 + 1 / 20), abs=1e-12)
+    assert float(w["s(W-)"]) == pytest.approx(math.sqrt(1 / 10 + 1 / 140), abs=1e-12)
     s_c = math.sqrt(1 / 30 + 1 / 20 + 1 / 10 + 1 / 140)
     assert float(w["s(C)"]) == pytest.approx(s_c, abs=1e-12)
-    assert float(w["studentised_C"]) == pytest.approx(math.log(21) / s_c, abs=1e-12)
+    assert float(w["Stud(C)"]) == pytest.approx(math.log(21) / s_c, abs=1e-12)
+    # one-sided normal confidence that C > 0: Phi(Stud(C))
+    phi = 0.5 * (1 + math.erf(math.log(21) / s_c / math.sqrt(2)))
+    assert float(w["confidence"]) == pytest.approx(phi, abs=1e-12)
+    assert float(woe_contrast(10, 10, 10, 10)["confidence"]) == pytest.approx(0.5, abs=1e-12)
     assert not bool(w["haldane"])
 
 
@@ -194,7 +203,9 @@ def test_woe_table_binary_layer_known_counts() -> None:
     assert list(table.columns) == list(WOE_COLUMNS)
     row = table.iloc[0]
     assert (row["layer"], row["direction"], row["cutoff"]) == ("fault_buffer_mean", "high", 0.0)
-    assert (row["n_B_D"], row["n_B_notD"], row["n_notB_D"], row["n_notB_notD"]) == (a, b, c, d)
+    assert row["pattern"] == "x > 0"
+    assert (row["deposit_cells_in"], row["cells_in"], row["deposit_cells_out"],
+            row["cells_out"]) == (a, a + b, c, c + d)
     expected = hand_woe(a, b, c, d)
     for key, value in expected.items():
         assert row[key] == pytest.approx(value, abs=1e-12), key
@@ -206,12 +217,149 @@ def test_woe_table_binary_layer_known_counts() -> None:
     np.testing.assert_allclose(p, want, rtol=1e-12)
 
 
+def test_woe_counts_unit_cells_not_crops() -> None:
+    """Hand-made example: 10 cells, 3 ore, with 1 to 4 overlapping crops each (25 crops).
+
+    Layer 0 (e.g. alteration, 0/1): cells 0, 1 (ore) and 3, 4 (barren) show it; with one count
+    per cell N(B∩D)=2, N(B∩~D)=2, N(~B∩D)=1, N(~B∩~D)=5, whatever the crops per cell.
+    """
+    cell_value = np.array([1, 1, 0, 1, 1, 0, 0, 0, 0, 0], dtype=float)
+    cell_ore = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0])
+    n_crops = np.array([4, 3, 4, 1, 2, 3, 1, 2, 4, 1])  # ore cells have more crops
+    cells = np.repeat(np.arange(10), n_crops)
+    first = np.r_[0, np.cumsum(n_crops)[:-1]]
+    centre = np.zeros(cells.size, dtype=bool)
+    centre[first] = True
+    rng = np.random.default_rng(3)
+    # crops of one cell differ a little (they overlap neighbours); the centred crop holds the
+    # cell's own value
+    values = cell_value[cells] + np.where(centre, 0.0, rng.uniform(-0.3, 0.3, cells.size))
+    X = values[:, None, None, None] * np.ones((1, 1, 2, 2))
+    y = cell_ore[cells]
+    model = fit_baseline("woe", X, y, layer_names=["alteration"], groups=cells, centre=centre,
+                         n_cutoffs=1000)
+    row = model.woe_table().iloc[0]
+    a, b, c, d = 2, 2, 1, 5
+    # Bonham-Carter (1994) by hand: P(B|D) = 2/3, P(B|~D) = 2/7
+    w_plus, w_minus = math.log((2 / 3) / (2 / 7)), math.log((1 / 3) / (5 / 7))
+    s_c = math.sqrt(1 / a + 1 / b + 1 / c + 1 / d)
+    assert (row["direction"], row["cutoff"]) == ("high", 0.0)
+    assert row["W+"] == pytest.approx(w_plus, abs=1e-12)
+    assert row["W-"] == pytest.approx(w_minus, abs=1e-12)
+    assert row["C"] == pytest.approx(w_plus - w_minus, abs=1e-12)
+    assert row["s(W+)"] == pytest.approx(math.sqrt(1 / a + 1 / b), abs=1e-12)
+    assert row["s(W-)"] == pytest.approx(math.sqrt(1 / c + 1 / d), abs=1e-12)
+    assert row["s(C)"] == pytest.approx(s_c, abs=1e-12)
+    assert row["Stud(C)"] == pytest.approx((w_plus - w_minus) / s_c, abs=1e-12)
+    assert (row["deposit_cells_in"], row["cells_in"], row["deposit_cells_out"],
+            row["cells_out"]) == (a, a + b, c, c + d)
+    assert row["cells_in"] + row["cells_out"] == 10 != cells.size  # unit cells, not crops
+    assert row["deposit_cells_in"] + row["deposit_cells_out"] == 3
+    assert (row["layer_min"], row["layer_max"]) == (0.0, 1.0)  # the cells' own values
+    assert model.estimator.prior_ == pytest.approx(0.3)  # 3 ore cells of 10 (crops: 11 / 25)
+    # predictions stay defined for every crop and cell: posterior from the weights
+    p = model.predict_proba(X)
+    logit = math.log(0.3 / 0.7) + np.where(values > 0.0, w_plus, w_minus)
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-logit)), rtol=1e-12)
+    # without cell ids every crop is its own unit: the counts then sum to the crops
+    per_crop = fit_baseline("woe", X, y, layer_names=["alteration"]).woe_table().iloc[0]
+    assert per_crop["cells_in"] + per_crop["cells_out"] == cells.size
+
+
+def test_woe_duplicated_crop_does_not_change_weights() -> None:
+    rng = np.random.default_rng(7)
+    n_cells = 60
+    cells = np.repeat(np.arange(n_cells), 3)
+    ore = (np.arange(n_cells) % 4 == 0).astype(int)
+    y = ore[cells]
+    X = (rng.normal(size=(cells.size, 2, 3, 3)) + 1.2 * y[:, None, None, None]).astype(np.float32)
+    centre = np.tile([False, True, False], n_cells)
+    base = fit_baseline("woe", X, y, layer_names=["a", "b"], groups=cells, centre=centre)
+    # repeat a centred crop and a side crop of an ore cell, and every crop of a barren cell
+    extra = np.r_[1, 2, np.flatnonzero(cells == 5)]
+    for with_centre in (centre, None):
+        ref = fit_baseline("woe", X, y, layer_names=["a", "b"], groups=cells, centre=with_centre)
+        dup = fit_baseline("woe", np.concatenate([X, X[extra]]), np.r_[y, y[extra]],
+                           layer_names=["a", "b"], groups=np.r_[cells, cells[extra]],
+                           centre=None if with_centre is None else np.r_[centre, centre[extra]])
+        pd.testing.assert_frame_equal(dup.woe_table(), ref.woe_table())
+        np.testing.assert_array_equal(dup.predict_proba(X), ref.predict_proba(X))
+        assert ref.woe_table()["cells_in"].add(ref.woe_table()["cells_out"]).eq(n_cells).all()
+    # the per-crop fit, by contrast, counts the repeated crops again
+    plain = fit_baseline("woe", X, y, layer_names=["a", "b"]).woe_table()
+    plain_dup = fit_baseline("woe", np.concatenate([X, X[extra]]), np.r_[y, y[extra]],
+                             layer_names=["a", "b"]).woe_table()
+    assert not plain.equals(plain_dup)
+    assert base.woe_table().equals(
+        fit_baseline("woe", X, y, layer_names=["a", "b"], groups=cells,
+                     centre=centre).woe_table())
+
+
+def test_unit_cells_centre_else_mean_of_distinct_crops() -> None:
+    F = np.array([[1.0], [3.0], [3.0], [10.0], [20.0], [5.0]])
+    y = np.array([1, 1, 1, 0, 0, 0])
+    cells = np.array([7, 7, 7, 2, 2, 9])
+    centre = np.array([False, False, False, False, True, False])
+    values, labels, ids = unit_cells(F, y, cells, centre)
+    np.testing.assert_array_equal(ids, [2, 7, 9])
+    np.testing.assert_array_equal(labels, [0, 1, 0])
+    # cell 2: its centred crop (20); cell 7: mean of distinct crops 1, 3 (= 2, not 7/3); 9: 5
+    np.testing.assert_array_equal(values[:, 0], [20.0, 2.0, 5.0])
+    with pytest.raises(InputDataError, match=r"cells \[7\] hold crops of both labels"):
+        unit_cells(F, np.array([1, 0, 1, 0, 0, 0]), cells)
+    with pytest.raises(InputDataError, match=r"one cell id per crop, \(6,\)"):
+        unit_cells(F, y, cells[:4])
+
+
+def test_woe_cutoffs_in_layer_units_and_inside_range() -> None:
+    """Crops normalised as the pipeline does, (raw - median) / IQR in float32: the table gives
+    cut-offs and ranges in the raw layers' units, each cut-off inside [min, max]."""
+    rng = np.random.default_rng(11)
+    n_cells = 150
+    ore = (rng.random(n_cells) < 0.2).astype(int)
+    dist = np.where(ore == 1, rng.uniform(0, 400, n_cells), rng.uniform(0, 3000, n_cells))
+    dist[:10] = 0.0  # cells on a fault: distance 0, never negative
+    assay = rng.lognormal(0.0, 1.0, n_cells) + 2.0 * ore
+    raw_cells = np.stack([dist, assay, rng.uniform(-50, 50, n_cells)], axis=1)
+    cells = np.repeat(np.arange(n_cells), 2)
+    centre = np.tile([True, False], n_cells)
+    raw = raw_cells[cells] * np.where(centre, 1.0, 1.05)[:, None]  # side crops differ
+    X_raw = np.broadcast_to(raw[:, :, None, None], (*raw.shape, 2, 2)).astype(np.float32)
+    center = np.median(raw, axis=0).astype(np.float32)
+    scale = (np.percentile(raw, 75, axis=0) - np.percentile(raw, 25, axis=0)).astype(np.float32)
+    X = ((X_raw - center[:, None, None]) / scale[:, None, None]).astype(np.float32)
+    y = ore[cells]
+    model = fit_baseline("woe", X, y, layer_names=["dist_fault_m", "au_ppb", "noise"],
+                         groups=cells, centre=centre, normalisation=(center, scale))
+    table = model.woe_table()
+    np.testing.assert_allclose(table["layer_min"], raw_cells.min(axis=0), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(table["layer_max"], raw_cells.max(axis=0), rtol=1e-5)
+    assert table["layer_min"].iloc[0] == 0.0  # not -1e-6: a distance is never negative
+    assert (table["cutoff"] >= table["layer_min"]).all()
+    assert (table["cutoff"] <= table["layer_max"]).all()
+    assert (table["cutoff"] >= 0).iloc[:2].all()
+    dist_row = table.iloc[0]
+    assert dist_row["direction"] == "low" and dist_row["pattern"].startswith("x <= ")
+    # the cut-off is an observed cell value, in metres
+    assert np.min(np.abs(raw_cells[:, 0] - dist_row["cutoff"])) < 1e-3 * dist_row["cutoff"]
+    # the same model fitted without normalisation gives the same weights, cut-offs in z units
+    z = fit_baseline("woe", X, y, layer_names=["dist_fault_m", "au_ppb", "noise"],
+                     groups=cells, centre=centre).woe_table()
+    pd.testing.assert_frame_equal(z.drop(columns=["cutoff", "layer_min", "layer_max",
+                                                  "pattern"]),
+                                  table.drop(columns=["cutoff", "layer_min", "layer_max",
+                                                      "pattern"]))
+    np.testing.assert_allclose(z["cutoff"] * scale + center, table["cutoff"], rtol=1e-9)
+    with pytest.raises(InputDataError, match=r"expected \(3,\) each"):
+        fit_baseline("woe", X, y, layer_names=["a", "b", "c"], normalisation=(center[:2], scale))
+
+
 def test_woe_zero_count_uses_haldane_correction() -> None:
     a, b, c, d = 25, 0, 15, 160  # no barren sample shows the pattern
     X, y = binary_crops(a, b, c, d)
     row = fit_baseline("woe", X, y, layer_names=["alteration"]).woe_table().iloc[0]
     expected = hand_woe(a + 0.5, b + 0.5, c + 0.5, d + 0.5)
-    assert bool(row["haldane"]) and row["n_B_notD"] == 0
+    assert bool(row["haldane"]) and row["cells_in"] - row["deposit_cells_in"] == 0
     for key, value in expected.items():
         assert np.isfinite(row[key])
         assert row[key] == pytest.approx(value, abs=1e-12), key
@@ -222,7 +370,7 @@ def test_woe_binary_low_is_favourable() -> None:
     a, b, c, d = 30, 20, 10, 140
     X, y = binary_crops(a, b, c, d, present=0.0)
     row = fit_baseline("woe", X, y, layer_names=["unit"]).woe_table().iloc[0]
-    assert (row["direction"], row["cutoff"]) == ("low", 0.0)
+    assert (row["direction"], row["cutoff"], row["pattern"]) == ("low", 0.0, "x <= 0")
     assert row["W+"] == pytest.approx(math.log(6), abs=1e-12)
     assert row["C"] == pytest.approx(math.log(21), abs=1e-12)
 
@@ -243,13 +391,24 @@ def test_woe_distance_layer_detects_low_direction_and_best_cutoff() -> None:
                       np.sum(~in_b & (y == 1)), np.sum(~in_b & (y == 0))]
             if min(counts) == 0:
                 counts = [k + 0.5 for k in counts]
-            studc = hand_woe(*counts)["studentised_C"]
+            studc = hand_woe(*counts)["Stud(C)"]
             if studc > best[0]:
                 best = (studc, direction, t)
-    assert row["studentised_C"] == pytest.approx(best[0], abs=1e-12)
+    assert row["Stud(C)"] == pytest.approx(best[0], abs=1e-12)
     assert (row["direction"], row["cutoff"]) == (best[1], best[2])
     p = model.predict_proba(np.array([[50.0], [2500.0]]))
     assert p[0] > p[1]
+
+
+def test_woe_quantile_cutoffs_are_observed_values() -> None:
+    rng = np.random.default_rng(4)
+    y = (rng.random(500) < 0.3).astype(np.int64)
+    x = rng.exponential(100.0, 500) + 80.0 * y
+    table = fit_baseline("woe", x[:, None], y, layer_names=["d"], n_cutoffs=7).woe_table()
+    row = table.iloc[0]
+    assert row["cutoff"] in set(x.tolist())  # inverted-CDF quantile: an observed value
+    assert x.min() <= row["cutoff"] < x.max()
+    assert (row["layer_min"], row["layer_max"]) == (x.min(), x.max())
 
 
 def test_woe_leaves_out_weak_layers_and_keeps_best_if_none_pass() -> None:
@@ -262,7 +421,7 @@ def test_woe_leaves_out_weak_layers_and_keeps_best_if_none_pass() -> None:
     m = fit_baseline("woe", X, y, layer_names=["strong", "weak"])
     table = m.woe_table()
     assert table["used"].tolist() == [True, False]
-    assert table["studentised_C"].iloc[0] > 1.5 > table["studentised_C"].iloc[1]
+    assert table["Stud(C)"].iloc[0] > 1.5 > table["Stud(C)"].iloc[1]
     strong_only = fit_baseline("woe", Xs, y, layer_names=["strong"])
     np.testing.assert_allclose(m.predict_proba(X), strong_only.predict_proba(Xs), rtol=1e-12)
     # nothing passes a threshold of 100: the best layer alone is kept
@@ -277,7 +436,25 @@ def test_woe_constant_layer_is_unused() -> None:
     table = fit_baseline("woe", X, y, layer_names=["b", "flat"]).woe_table()
     assert table["direction"].tolist() == ["high", "none"]
     assert table["used"].tolist() == [True, False]
-    assert np.isnan(table["cutoff"].iloc[1])
+    assert np.isnan(table["cutoff"].iloc[1]) and table["pattern"].iloc[1] == ""
+    assert table["cells_out"].iloc[1] == 200 and (table["layer_min"].iloc[1] == 7.0)
+
+
+def test_woe_with_pu_bagging_counts_each_bag_cell_once() -> None:
+    rng = np.random.default_rng(2)
+    n_cells = 80
+    cells = np.repeat(np.arange(n_cells), 2)
+    ore = (np.arange(n_cells) < 12).astype(int)
+    y = ore[cells]
+    X = (rng.normal(size=(cells.size, 1, 2, 2)) + 2.0 * y[:, None, None, None]).astype(
+        np.float32)
+    centre = np.tile([True, False], n_cells)
+    b = fit_baseline("woe", X, y, layer_names=["a"], pu_bags=3, groups=cells, centre=centre)
+    for est, drawn in zip(b.estimator.estimators_, b.estimator.bag_groups_, strict=True):
+        # the 12 ore cells and the distinct unlabelled cells drawn (with replacement)
+        assert est.n_cells_ == 12 + len(drawn) and est.n_ore_cells_ == 12
+    row = b.woe_table().iloc[0]
+    assert row["cells_in"] + row["cells_out"] == b.estimator.estimators_[0].n_cells_
 
 
 def test_woe_errors() -> None:

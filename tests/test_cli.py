@@ -15,7 +15,7 @@ runner = CliRunner()
 def test_help_lists_every_stage() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("demo", "run", "config", "evidence", "samples", "train", "evaluate",
+    for command in ("demo", "init", "run", "config", "evidence", "samples", "train", "evaluate",
                     "predict", "ensemble", "maps", "report", "stability"):
         assert command in result.output
 

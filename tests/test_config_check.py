@@ -432,6 +432,143 @@ def test_config_check_cli_prints_preflight_on_success(data: Path, tmp_path: Path
         result.stdout
 
 
+# --------------------------------------------------------------------------- B2 grid units, overlap
+
+
+def _small_grid(d: dict[str, Any], crs: str, bounds: list[float], pixel: float) -> Config:
+    d["grid"].update(crs=crs, bounds=bounds, pixel_size=pixel, cell_cols=4, cell_rows=2)
+    d["samples"]["crop_size"] = 8
+    return _config(d)
+
+
+def test_grid_problems_of_crs_units_against_bounds_and_pixel_size() -> None:
+    from oremap.check import grid_problems
+
+    assert grid_problems(_config(_example())) == []
+    # degrees in a CRS in metres: a 0.2 m x 0.1 m grid near the origin of UTM 49N
+    (line,) = grid_problems(_small_grid(_example(), "EPSG:32649",
+                                        [113.0, 33.0, 113.2, 33.1], 0.005))
+    assert line.startswith("[grid] bounds [113.0, 33.0, 113.2, 33.1] and pixel_size = 0.005 "
+                           "look like degrees")
+    assert "[grid] crs = 'EPSG:32649' is in metres" in line and "EPSG:4326" in line
+    # the same numbers in a geographic CRS are fine
+    assert grid_problems(_small_grid(_example(), "EPSG:4326",
+                                     [113.0, 33.0, 113.2, 33.1], 0.005)) == []
+    # metres in a geographic CRS: bounds beyond +-180 / +-90, or pixels over 1 degree
+    (line,) = grid_problems(_config(_example() | {"grid": {**_example()["grid"],
+                                                           "crs": "EPSG:4326"}}))
+    assert "[grid] crs = 'EPSG:4326' is geographic (degrees), but [grid] bounds [392000.0, " \
+           "3720000.0, 392800.0, 3720368.0] lie outside longitude -180..180" in line
+    (line,) = grid_problems(_small_grid(_example(), "EPSG:4326", [100.0, 20.0, 140.0, 40.0],
+                                        2.0))
+    assert line.startswith("[grid] pixel_size = 2.0 is in degrees of the geographic [grid] crs "
+                           "= 'EPSG:4326'")
+
+
+def test_check_inputs_names_the_one_input_off_the_grid(data: Path, tmp_path: Path) -> None:
+    from oremap.check import check_inputs
+
+    ore = gpd.read_file(data / "orebodies.gpkg", layer="orebodies")
+    far = tmp_path / "ore_far.gpkg"
+    ore.set_geometry(ore.translate(xoff=50_000.0)).to_file(far, layer="orebodies")
+    d = _base(data)
+    d["labels"]["orebodies"]["path"] = str(far)
+    (problem,) = check_inputs(_config(d))
+    lo = round(float(ore.total_bounds[0]) + 50_000.0, 3)
+    assert problem.startswith(f"[labels] orebodies: {far}:orebodies: no feature lies within "
+                              f"the grid (feature bounds [{lo}, ")
+    assert "grid bounds [392000.0, 3720000.0, 392800.0, 3720368.0]); check the CRS of the " \
+           "file and of the grid, and [grid] bounds" in problem
+    # the same orebodies in another CRS are reprojected first: they meet the grid
+    wgs = tmp_path / "ore_wgs84.gpkg"
+    ore.to_crs("EPSG:4326").to_file(wgs, layer="orebodies")
+    d["labels"]["orebodies"]["path"] = str(wgs)
+    assert check_inputs(_config(d)) == []
+
+
+@pytest.mark.parametrize(("gap", "ok"), [(20.0, True), (50.0, False)])
+def test_density_layer_may_lie_within_its_radius_of_the_grid(data: Path, tmp_path: Path,
+                                                             gap: float, ok: bool) -> None:
+    from shapely.geometry import LineString
+
+    from oremap.check import check_inputs
+
+    x = 392_800.0 + gap  # east of the grid; faults have radius 30
+    path = _write_layer(gpd.GeoDataFrame(geometry=[LineString([(x, 3720100.0),
+                                                               (x + 10, 3720200.0)])],
+                                         crs="EPSG:32649"), tmp_path / "f.gpkg", "faults")
+    d = _base(data)
+    d["geology"][1].update(path=str(path), layer="faults")
+    problems = check_inputs(_config(d))
+    assert problems == [] if ok else len(problems) == 1 and problems[0].startswith(
+        f"[[geology]] #2 'faults': {path}:faults: no feature lies within the grid")
+
+
+def test_one_missing_file_or_crs_is_one_line_for_every_key_reading_it(data: Path,
+                                                                       tmp_path: Path) -> None:
+    from oremap.check import check_inputs
+
+    gone = tmp_path / "geology_moved.gpkg"
+    d = _base(data)
+    for layer in d["geology"]:
+        layer["path"] = layer["extent"]["path"] = str(gone)
+    (problem,) = check_inputs(_config(d))
+    assert problem == (f"[[geology]] #1 'shear_zones', [[geology]] #1 'shear_zones' extent, "
+                       f"[[geology]] #2 'faults' and 5 more: {gone} does not exist; fix `path` "
+                       "in the config or create the file")
+
+    no_crs = tmp_path / "geology_nocrs.gpkg"
+    for name in ("shear_zones", "faults"):
+        gdf = gpd.read_file(data / "geology.gpkg", layer=name)
+        _write_layer(gpd.GeoDataFrame(gdf.drop(columns="geometry"), geometry=list(gdf.geometry)),
+                     no_crs, name)
+    d = _base(data)
+    d["geology"][0]["path"] = d["geology"][1]["path"] = str(no_crs)
+    (problem,) = check_inputs(_config(d))
+    assert problem.startswith(f"[[geology]] #1 'shear_zones', [[geology]] #2 'faults': {no_crs} "
+                              "has no CRS; set `crs")
+    d["geology"][0]["crs"] = d["geology"][1]["crs"] = "EPSG:32649"
+    assert check_inputs(_config(d)) == []
+
+
+def test_grid_off_every_input_is_one_line_for_grid_bounds(data: Path, tmp_path: Path) -> None:
+    from oremap.check import check_inputs
+
+    d = _base(data)
+    d["grid"]["bounds"] = [492000.0, 3720000.0, 492800.0, 3720368.0]  # 100 km east
+    (problem,) = check_inputs(_config(d))  # not one per input, rasters included
+    assert problem.startswith("[grid] bounds [492000.0, 3720000.0, 492800.0, 3720368.0] overlap "
+                              "none of the 11 inputs (soil_samples.csv, "
+                              "geology.gpkg:shear_zones, geology.gpkg:geology_extent and 8 more)")
+    assert "in the grid's CRS (EPSG:32649); set [grid] bounds" in problem
+    d["grid"]["crs"] = "EPSG:4326"  # a grid in the wrong units: that line only
+    (problem,) = check_inputs(_config(d))
+    assert problem.startswith("[grid] crs = 'EPSG:4326' is geographic (degrees)")
+
+
+def test_config_check_and_run_stop_on_a_grid_off_the_data(data: Path, tmp_path: Path) -> None:
+    d = _base(data)
+    d["grid"]["bounds"] = [492000.0, 3720000.0, 492800.0, 3720368.0]
+    path = tmp_path / "c.toml"
+    path.write_text(dump_toml(d))
+    stderr = _assert_cli_fails(_cli("config", "check", path), "1 problem(s)",
+                               "overlap none of the 11 inputs")
+    assert len(stderr) < 1_000  # was a 3,000-character line from the evidence stage
+    out = tmp_path / "run"
+    stderr = _assert_cli_fails(_cli("run", path, "--out", out), "1 problem(s)",
+                               "overlap none of the 11 inputs")
+    assert stderr.count("\n  - ") == 1 and "column 'Au'" not in stderr
+    assert not out.exists()
+
+
+def test_config_check_skip_inputs_still_checks_grid_units(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(example_config_text("data").replace('crs = "EPSG:32649"                  #',
+                                                        'crs = "EPSG:4326"  #', 1))
+    _assert_cli_fails(_cli("config", "check", "--skip-inputs", path), "[grid] crs = 'EPSG:4326' "
+                      "is geographic")
+
+
 # --------------------------------------------------------------------------- C io
 
 

@@ -6,13 +6,16 @@ import math
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
+import rasterio
 from affine import Affine
 from shapely.geometry import Point, box
 
 from oremap import io, maps
 from oremap.errors import DroppedDataWarning, InputDataError
 from oremap.grid import Grid
+from oremap.maps.colour import area_percentile
 from oremap.maps.targets import target_areas
 
 X0, Y_TOP = 1000.0, 2000.0
@@ -192,6 +195,99 @@ def test_uncertainty_errors() -> None:
         maps.uncertainty(np.array([0.1, 0.2]))
     with pytest.raises(InputDataError, match=r"\[0, 1\]"):
         maps.uncertainty(np.array([[0.1]]), threshold=1.5)
+
+
+# The hand case of the rank uncertainty: 3 members x 4 cells. Percentile = 100 (r - 1) / 4
+# with r the (mean, for ties) rank: m1 -> 0, 25, 50, 75; m2 -> 75, 50, 25, 0; m3 (0.5 tied
+# at ranks 2 and 3 -> 2.5) -> 37.5, 37.5, 75, 0. Population variances per cell:
+# (37.5^2 * 2) / 3 = 937.5, (12.5^2 * 2) / 3, (25^2 * 2) / 3, (50^2 + 2 * 25^2) / 3 = 1250.
+RANK_MEMBERS = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1], [0.5, 0.5, 0.9, 0.1]])
+RANK_STD = np.sqrt([937.5, 312.5 / 3, 1250 / 3, 1250.0])
+
+
+def test_area_percentiles_by_hand_and_like_colour_area_percentile() -> None:
+    np.testing.assert_allclose(maps.cells.area_percentiles(RANK_MEMBERS[2]),
+                               [37.5, 37.5, 75.0, 0.0])
+    v = np.array([[0.3, np.nan, 0.1], [0.7, 0.2, 0.9]])
+    pct = maps.cells.area_percentiles(v)
+    np.testing.assert_allclose(pct, [[40, np.nan, 0], [60, 20, 80]])
+    np.testing.assert_allclose(pct[np.isfinite(v)], area_percentile(v[np.isfinite(v)], of=v))
+
+
+def test_rank_uncertainty_by_hand() -> None:
+    np.testing.assert_allclose(maps.rank_uncertainty(RANK_MEMBERS), RANK_STD)
+    # a raster: the trailing shape is kept; NaN in one member -> NaN there only
+    grid_like = RANK_MEMBERS.reshape(3, 2, 2).copy()
+    np.testing.assert_allclose(maps.rank_uncertainty(grid_like), RANK_STD.reshape(2, 2))
+    grid_like[1, 0, 0] = np.nan
+    out = maps.rank_uncertainty(grid_like)
+    assert np.isnan(out[0, 0]) and np.isfinite(out).sum() == 3
+    assert (maps.rank_uncertainty(RANK_MEMBERS[:1]) == 0).all()
+    with pytest.raises(InputDataError, match="n_members"):
+        maps.rank_uncertainty(np.array([0.1, 0.2]))
+
+
+def test_calibration_offset_adds_no_rank_uncertainty() -> None:
+    m = RANK_MEMBERS[0]
+    offset = np.stack([m, m + 0.3, 0.5 * m])  # same ranking, other calibration
+    np.testing.assert_array_equal(maps.rank_uncertainty(offset), 0.0)
+    std, _ = maps.uncertainty(offset)
+    assert (std > 0.1).all()  # the std of P(ore) counts the offset as disagreement
+    np.testing.assert_allclose(maps.rank_uncertainty(np.vstack([RANK_MEMBERS, m + 0.3])),
+                               maps.rank_uncertainty(np.vstack([RANK_MEMBERS, m])))
+
+
+def test_rank_uncertainty_stays_within_0_and_50() -> None:
+    rng = np.random.default_rng(0)
+    out = maps.rank_uncertainty(rng.random((7, 500)))
+    assert out.min() >= 0 and out.max() <= maps.cells.RANK_UNCERTAINTY_MAX
+    half = maps.rank_uncertainty(np.array([[0.1, 0.9], [0.9, 0.1]]))  # 0/50 vs 50/0
+    np.testing.assert_allclose(half, [25.0, 25.0])
+
+
+def test_seed_rank_uncertainty_by_hand() -> None:
+    # member 1: seed 2 swaps cells 0 and 1 -> percentiles 0/25 and 25/0, std 12.5;
+    # member 2 is stable: the mean over members halves it
+    a = np.array([[0.1, 0.2, 0.3, 0.4], [0.2, 0.1, 0.3, 0.4]])
+    b = np.array([[0.5, 0.6, 0.7, 0.8], [0.8, 0.9, 1.0, 1.1]])
+    np.testing.assert_allclose(maps.seed_rank_uncertainty(a[None]), [12.5, 12.5, 0, 0])
+    np.testing.assert_allclose(maps.seed_rank_uncertainty(np.stack([a, b])),
+                               [6.25, 6.25, 0, 0])
+    with pytest.raises(InputDataError, match="n_seeds >= 2"):
+        maps.seed_rank_uncertainty(a[None, :1])
+
+
+def test_write_cell_maps_writes_rank_and_seed_uncertainty(tmp_path) -> None:
+    g = Grid.from_bounds("EPSG:32649", (0.0, 0.0, 4.0, 4.0), 1.0)
+    cells = gpd.GeoDataFrame({"id": [0, 1, 2, 3], "row": [0, 0, 1, 1], "col": [0, 1, 0, 1],
+                              "usable": [True] * 4},
+                             geometry=[box(0, 2, 2, 4), box(2, 2, 4, 4), box(0, 0, 2, 2),
+                                       box(2, 0, 4, 2)], crs="EPSG:32649")
+    table = pd.DataFrame({"cell_id": [0, 1, 2, 3], "row": [0, 0, 1, 1], "col": [0, 1, 0, 1],
+                          **{f"p_{m}": RANK_MEMBERS[k] for k, m in enumerate("abc")},
+                          "ens_simple_average": RANK_MEMBERS.mean(axis=0)})
+    seeds = [table[["row", "col", "p_a", "p_b"]].assign(p_a=[0.1, 0.2, 0.3, 0.4]),
+             table[["row", "col", "p_a", "p_b"]].assign(p_a=[0.2, 0.1, 0.3, 0.4]).iloc[::-1]]
+    cm = maps.write_cell_maps(table, cells, g, list("abc"), ["simple_average"], tmp_path,
+                              threshold=0.5, seed_probabilities=seeds)
+    np.testing.assert_allclose(cm.uncertainty, RANK_STD.reshape(2, 2))
+    with rasterio.open(tmp_path / "uncertainty_rank.tif") as src:
+        np.testing.assert_allclose(src.read(1), RANK_STD.reshape(2, 2), rtol=1e-6)
+        assert src.dtypes[0] == "float32" and src.nodata == g.nodata
+        assert src.tags()["quantity"] == "rank uncertainty"
+    assert 'maximumValue="50.0"' in (tmp_path / "uncertainty_rank.qml").read_text()
+    # seeds: a swaps cells 0 and 1 (std 12.5), b is the same in both -> mean 6.25
+    np.testing.assert_allclose(cm.seed_uncertainty, [[6.25, 6.25], [0.0, 0.0]])
+    with rasterio.open(tmp_path / "uncertainty_seed.tif") as src:
+        np.testing.assert_allclose(src.read(1), [[6.25, 6.25], [0.0, 0.0]])
+        assert src.tags()["members"] == "a,b" and src.tags()["seeds"] == "2"
+    assert not (tmp_path / "uncertainty_std.tif").exists()
+    (tmp_path / "again").mkdir()
+    no_seeds = maps.write_cell_maps(table, cells, g, list("abc"), ["simple_average"],
+                                    tmp_path / "again", threshold=0.5)
+    assert no_seeds.seed_uncertainty is None
+    assert not (tmp_path / "again" / "uncertainty_seed.tif").exists()
+    assert (tmp_path / "again" / "uncertainty_entropy.tif").is_file()
 
 
 # ------------------------------------------------------------------------------- colour map

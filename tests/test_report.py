@@ -129,7 +129,7 @@ def test_full_run_report(tmp_path, png_bytes) -> None:
     assert "has not been run" not in page and "did not write" not in page
     # escaping and number format
     assert "name = &quot;&lt;b&gt;&amp;&lt;/b&gt;&quot;" in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.replace("<wbr>", "")
     assert "0.123" in page and "0.123456" not in page
     # placement
     assert "cu_idw (geochemistry, idw)" in _section(page, "evidence")
@@ -201,3 +201,134 @@ def test_render_html_blocks_and_errors(tmp_path) -> None:
 def test_build_report_needs_a_directory(tmp_path) -> None:
     with pytest.raises(InputDataError, match="does not exist"):
         report.build_report(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# a short page: number format, readable text, folding, small images
+# ---------------------------------------------------------------------------------------------
+
+from oremap import report_html  # noqa: E402
+
+
+def test_whole_number_columns_render_without_decimals() -> None:
+    cells = report_html.format_column([136.0, 2.0, float("nan"), 15424.0])
+    assert [t for t, _ in cells] == ["136", "2", "\u2013", "15,424"]
+    assert [t for t, _ in report_html.format_column([1, 2.5])] == ["1.000", "2.500"]
+    page = report.render_html("t", [report.Section("s", "s", [report.Table(pd.DataFrame({
+        "n_cells": [136.0, 12.0], "auc": [0.9, 1.0], "area_ha": [12345.0, float("nan")]}))])])
+    assert "136.000" not in page and "<td>136</td>" in page and "<td>12,345</td>" in page
+    assert "<td>0.900</td>" in page and "<td>1.000</td>" in page
+
+
+def test_lists_and_json_read_as_text_not_python() -> None:
+    cells = report_html.format_column([["Au", "Hg"], "['a', 'b']", ("x",), "[not a list"])
+    assert [t for t, _ in cells] == ["Au, Hg", "a, b", "x", "[not a list"]
+    blocks = report._json_blocks({"n_cells": 5, "splits": {"train": {"ore": 8}},
+                                  "layers": ["Au", "Hg"], "grid": {"crs": "EPSG:1"}})
+    page = report.render_html("t", [report.Section("s", "s", blocks)])
+    text = re.sub(r"<[^>]+>", " ", page.split("<main>")[1])
+    assert "n cells" in text and "splits \u203a train \u203a ore" in text and "Au, Hg" in text
+    for raw in ("{", "}", "[", "]", "'", "&quot;", "n_cells"):
+        assert raw not in text, raw
+
+
+def test_headers_wrap_at_spaces_only() -> None:
+    page = report.render_html("t", [report.Section("s", "s", [report.Table(pd.DataFrame({
+        "prediction_rate_auc_mean": [0.5], "name": ["/a/very/long/path/to/some/file.tif"]}))])])
+    assert "<th class=\"text\">prediction rate auc mean</th>" in page
+    css = page.split("<style>")[1].split("</style>")[0]
+    assert "break-all" not in css
+    th_rules = [r for r in css.replace("\n", "").split("}") if r.split("{")[0].strip() == "th"]
+    assert th_rules and all("anywhere" not in r for r in th_rules)
+    assert "word-break:normal" in th_rules[0]
+    assert "/<wbr>" in page  # long tokens in cells may wrap; short words do not
+    assert "<wbr>" not in page.split("<thead>")[1].split("</thead>")[0]
+
+
+def test_details_columns_and_decision_map_class(tmp_path, png_bytes) -> None:
+    img = tmp_path / "m.png"
+    img.write_bytes(png_bytes["maps/map_ensemble.png"])
+    page = report.render_html("t", [report.Section("s", "s", [
+        report.Columns([report.Image(img, "map", css_class="decision-map"),
+                        report.Warning_("careful")],
+                       [report.Table(pd.DataFrame({"target": ["I"], "x": [1.0]}))]),
+        report.Details("All of it", [report.Paragraph("folded")])])])
+    assert '<div class="cols"><div><figure class="decision-map"><img' in page
+    assert page.index("decision-map") < page.index('class="warn"') < page.index("<table")
+    assert "<details><summary>All of it</summary><p>folded</p></details>" in page
+
+
+def test_large_images_are_scaled_down_and_lighter() -> None:
+    import numpy as np
+
+    fig = plt.figure(figsize=(20, 8), dpi=100)
+    ax = fig.subplots()
+    ax.imshow(np.random.default_rng(0).random((80, 200)), cmap="viridis")
+    buf = pyio.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    data = buf.getvalue()
+    small = report_html.optimise_png(data, width=600)
+    from PIL import Image as PILImage
+
+    with PILImage.open(pyio.BytesIO(small)) as im:
+        assert im.width == 600 and im.height == 240
+    assert len(small) < len(data)
+    assert report_html.optimise_png(b"not a png") == b"not a png"
+
+
+def test_featured_curves_are_the_recommended_and_a_few_others() -> None:
+    from oremap.report_figures import FEATURED, featured_names
+
+    comp = pd.DataFrame({"kind": ["network", "network", "baseline", "rule", "rule", "rule"],
+                         "cell_roc_auc_mean": [0.9, 0.8, 0.85, 0.7, 0.95, 0.6]},
+                        index=["a", "b", "logistic", "simple_average", "stacking", "vote"])
+    names = featured_names(comp, "vote")
+    assert names == ["vote", "a", "logistic", "simple_average", "stacking"]
+    assert len(names) <= 1 + FEATURED
+
+
+def test_importance_chart_aggregates_members(tmp_path) -> None:
+    from oremap.evaluate.figures import plot_importance_summary
+
+    rows = [{"layer": f"L{i}" + ("@ctx" if j else ""), "member": m, "auc_drop_mean": 0.01 * i}
+            for i in range(30) for m in ("a", "b") for j in (0, 1)]
+    out = plot_importance_summary(pd.DataFrame(rows), tmp_path / "imp.png", top=12)
+    from PIL import Image as PILImage
+
+    with PILImage.open(out) as im:  # one compact chart: 12 bars, not 30 layers x 2 members
+        assert im.height < 500 and im.width < 700
+    with pytest.raises(InputDataError, match="needs a non-empty table"):
+        plot_importance_summary(pd.DataFrame({"layer": []}), tmp_path / "x.png")
+
+
+def test_decision_map_classes_and_figure(tmp_path) -> None:
+    import geopandas as gpd
+    import numpy as np
+    from shapely.geometry import Point, box
+
+    from oremap.grid import Grid
+    from oremap.maps.figures import area_classes, plot_decision_map
+
+    grid = Grid.from_bounds("EPSG:32649", (0.0, 0.0, 2000.0, 1000.0), 10.0)
+    prob = np.tile(np.linspace(0, 1, grid.width), (grid.height, 1))
+    prob[0, 0] = np.nan
+    classes, breaks = area_classes(prob)
+    finite = np.isfinite(prob)
+    for k, share in enumerate((5, 10, 20)):
+        assert abs(100 * (classes[finite] <= k).mean() - share) < 1.5
+    assert breaks[0] >= breaks[1] >= breaks[2] and np.isnan(classes[0, 0])
+    targets = gpd.GeoDataFrame({"label": ["I"]}, geometry=[box(1800, 200, 1990, 800)],
+                               crs="EPSG:32649")
+    ore = gpd.GeoDataFrame(geometry=[Point(1900, 500)], crs="EPSG:32649")
+    barren = [gpd.GeoDataFrame(geometry=[Point(300, 300), Point(500, 700)], crs="EPSG:32649")]
+    out = plot_decision_map(prob, grid, tmp_path / "decision_map.png", targets=targets,
+                            orebodies=ore, barren=barren, title="Recommended: x")
+    from PIL import Image as PILImage
+
+    with PILImage.open(out) as im:
+        assert im.width <= 720 and im.height <= 460
+        rgb = np.asarray(im.convert("RGB")).reshape(-1, 3).astype(int)
+    top = np.array([int("b2182b"[i:i + 2], 16) for i in (0, 2, 4)])
+    assert (np.abs(rgb - top).sum(axis=1) < 10).mean() > 0.01  # the top 5 % class is drawn
+    assert out.stat().st_size < 150_000

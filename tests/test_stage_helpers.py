@@ -168,9 +168,9 @@ def test_write_cell_maps_puts_each_cell_value_on_its_cell(tmp_path: Path) -> Non
     assert maps.describe_map("weighted_voting")[0] == "ore vote share weighted_voting (rule)"
     assert maps.describe_map("vgg8", continuous=True)[0] == (
         "P(ore) vgg8 (network, sliding window)")
-    assert cm.std.shape == (2, 2)
+    assert cm.uncertainty.shape == (2, 2)
     for name in ("maps_models.png", "maps_rules.png", "uncertainty.png",
-                 "uncertainty_std.tif", "uncertainty_entropy.tif"):
+                 "uncertainty_rank.tif", "uncertainty_entropy.tif"):
         assert (tmp_path / name).is_file()
 
 

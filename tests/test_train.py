@@ -103,6 +103,7 @@ def test_without_test_set_best_is_lowest_train_loss(data, tmp_path):
                          progress=False)
     h = result.history
     assert h["test_loss"].isna().all() and h["test_acc"].isna().all()
+    assert h["val_loss"].isna().all() and h["val_acc"].isna().all()
     assert result.best_epoch == int(h["train_loss"].idxmin()) + 1
 
 
@@ -350,6 +351,68 @@ def test_plot_loss_curves(data, tmp_path):
     assert path.stat().st_size > 5000
     with pytest.raises(InputDataError, match="no histories to plot"):
         plot_loss_curves({}, path)
+
+
+def _legends(histories: dict[str, pd.DataFrame], tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The legend labels of each panel of :func:`plot_loss_curves`."""
+    from oremap.train import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, *a, **k: drawn.append(fig))
+    plot_loss_curves(histories, tmp_path / "loss.png")
+    return [ax.get_legend_handles_labels()[1] for ax in drawn[0].axes if ax.get_visible()]
+
+
+def test_history_and_curves_name_the_validation_set(data, tmp_path, caplog, monkeypatch):
+    X, y, Xt, yt = data
+    settings = dataclasses.replace(FAST, epochs=2)
+    with caplog.at_level(logging.INFO, logger="oremap.train"):
+        val = train_model("lenet", X, y, Xt, yt, out_dir=tmp_path / "val", settings=settings,
+                          seed=0, progress=False, monitor="validation")
+    assert "epoch 2/2: train loss" in caplog.text and ", validation loss " in caplog.text
+    assert "test" not in caplog.text
+    csv = pd.read_csv(tmp_path / "val" / "lenet" / "history.csv")
+    assert csv["val_loss"].notna().all() and csv["val_acc"].between(0, 1).all()
+    assert csv["test_loss"].isna().all() and csv["test_acc"].isna().all()
+    assert val.best_epoch == int(csv["val_loss"].idxmin()) + 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="oremap.train"):
+        test = train_model("lenet", X, y, Xt, yt, out_dir=tmp_path / "test", settings=settings,
+                           seed=0, progress=False, monitor="test")
+    assert ", test (paper's protocol) loss " in caplog.text and "validation" not in caplog.text
+    assert test.history["val_loss"].isna().all() and test.history["test_loss"].notna().all()
+    # the same crops scored either way: only the name differs
+    assert np.allclose(val.history["val_loss"], test.history["test_loss"])
+    assert _legends({"val": val.history, "test": test.history}, tmp_path, monkeypatch) == [
+        ["train", "validation"], ["train", "test (paper's protocol)"]]
+
+
+def test_without_held_out_crops_the_log_and_curves_show_training_only(data, tmp_path, caplog,
+                                                                      monkeypatch):
+    X, y, _, _ = data
+    with caplog.at_level(logging.INFO, logger="oremap.train"):
+        result = train_model("lenet", X, y, out_dir=tmp_path, seed=0, progress=False,
+                             settings=dataclasses.replace(FAST, epochs=1))
+    assert "lenet epoch 1/1: train loss" in caplog.text and "nan" not in caplog.text
+    assert result.history[["val_loss", "test_loss"]].isna().all().all()
+    assert _legends({"lenet": result.history}, tmp_path, monkeypatch) == [["train"]]
+
+
+def test_resuming_an_older_validation_history_renames_its_columns(data, tmp_path):
+    X, y, Xt, yt = data
+    settings = dataclasses.replace(FAST, epochs=2)
+    first = train_model("lenet", X, y, Xt, yt, out_dir=tmp_path, settings=settings, seed=0,
+                        progress=False, monitor="validation")
+    last = torch.load(first.last_path, weights_only=True)
+    for row in last["history"]:  # as written before the rename
+        row["test_loss"], row["test_acc"] = row.pop("val_loss"), row.pop("val_acc")
+    torch.save(last, first.last_path)
+    again = train_model("lenet", X, y, Xt, yt, out_dir=tmp_path, settings=settings, seed=0,
+                        progress=False, monitor="validation", resume=True)
+    pd.testing.assert_frame_equal(again.history, first.history)
+    csv = pd.read_csv(tmp_path / "lenet" / "history.csv")
+    assert csv["val_loss"].notna().all() and csv["test_loss"].isna().all()
 
 
 def test_progress_bar_and_throughput_log(data, tmp_path, caplog):

@@ -1,4 +1,8 @@
-"""Classic MPM baselines (logistic regression, random forest, weights of evidence) on crops."""
+"""Classic MPM baselines (logistic regression, random forest, weights of evidence) on crops.
+
+Weights of evidence itself (on unit cells) lives in :mod:`oremap.woe`; its names are
+re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from oremap.errors import ConfigError, InputDataError, UnknownNameError
 from oremap.io import atomic_path
 from oremap.names import BASELINES
 from oremap.registry import Registry
+from oremap.woe import WOE_COLUMNS, WeightsOfEvidence, woe_contrast
+from oremap.woe import check_labels as _check_labels
 
 __all__ = [
     "BASELINES",
@@ -41,24 +47,6 @@ __all__ = [
 #: Per-layer summary statistics accepted by :func:`crop_features`.
 STATS: tuple[str, ...] = ("mean", "std", "min", "max")
 
-#: Columns of :meth:`WeightsOfEvidence.table` / :meth:`WoeBaseline.woe_table`.
-WOE_COLUMNS: tuple[str, ...] = (
-    "layer",
-    "direction",
-    "cutoff",
-    "W+",
-    "W-",
-    "C",
-    "s(C)",
-    "studentised_C",
-    "used",
-    "n_B_D",
-    "n_B_notD",
-    "n_notB_D",
-    "n_notB_notD",
-    "haldane",
-)
-
 _FORMAT = "oremap.baseline"
 _FORMAT_VERSION = 1
 _CHUNK = 512  # crops per chunk when computing features
@@ -73,6 +61,8 @@ _FOREST_DEFAULTS: dict[str, object] = {
     "n_jobs": 1,
 }
 _WOE_OPTIONS: tuple[str, ...] = ("min_studentised_contrast", "n_cutoffs")
+#: Per-row fit parameters that :class:`PUBagging` subsets to each bag's rows.
+_ROW_PARAMS: tuple[str, ...] = ("cells", "centre")
 
 
 def is_baseline(name: str) -> bool:
@@ -192,210 +182,6 @@ def feature_names(layer_names: Sequence[str], stats: Sequence[str] = ("mean",)) 
 
 
 # ---------------------------------------------------------------------------------------------
-# weights of evidence
-# ---------------------------------------------------------------------------------------------
-
-
-def woe_contrast(
-    n_b_d: np.ndarray, n_b_notd: np.ndarray, n_notb_d: np.ndarray, n_notb_notd: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Weights of evidence of binary patterns from their 2x2 counts (Bonham-Carter 1994).
-
-    With B the pattern present and D a deposit (ore sample):
-    ``W+ = ln(P(B|D) / P(B|~D))``, ``W- = ln(P(~B|D) / P(~B|~D))``, ``C = W+ - W-``,
-    ``s(C) = sqrt(1/N(B∩D) + 1/N(B∩~D) + 1/N(~B∩D) + 1/N(~B∩~D))``, studentised ``C / s(C)``.
-    Conditional probabilities are count ratios, e.g. ``P(B|D) = N(B∩D) / (N(B∩D) + N(~B∩D))``.
-
-    Haldane correction: where any of the four counts of a table is 0, 0.5 is added to all four
-    counts of that table before computing everything, so the weights and s(C) stay finite.
-    Each corrected zero adds 2 to ``s(C)**2``, so a perfectly separating cut-off (two zero
-    cells) can score a lower studentised contrast than a nearly perfect one.
-
-    Parameters
-    ----------
-    n_b_d, n_b_notd, n_notb_d, n_notb_notd : array_like of float, same shape
-        Counts of samples N(B∩D), N(B∩~D), N(~B∩D), N(~B∩~D), each >= 0.
-
-    Returns
-    -------
-    dict of arrays, each of the broadcast shape
-        ``"W+"``, ``"W-"``, ``"C"``, ``"s(C)"``, ``"studentised_C"``, and ``"haldane"`` (bool,
-        where the correction was applied).
-    """
-    counts = np.broadcast_arrays(
-        *(np.asarray(c, dtype=np.float64) for c in (n_b_d, n_b_notd, n_notb_d, n_notb_notd))
-    )
-    a, b, c, d = (np.array(x, dtype=np.float64) for x in counts)
-    haldane = (a == 0) | (b == 0) | (c == 0) | (d == 0)
-    a, b, c, d = (np.where(haldane, x + 0.5, x) for x in (a, b, c, d))
-    w_plus = np.log((a / (a + c)) / (b / (b + d)))
-    w_minus = np.log((c / (a + c)) / (d / (b + d)))
-    contrast = w_plus - w_minus
-    s_c = np.sqrt(1.0 / a + 1.0 / b + 1.0 / c + 1.0 / d)
-    return {
-        "W+": w_plus,
-        "W-": w_minus,
-        "C": contrast,
-        "s(C)": s_c,
-        "studentised_C": contrast / s_c,
-        "haldane": haldane,
-    }
-
-
-def _candidate_cutoffs(x: np.ndarray, n_cutoffs: int) -> np.ndarray:
-    """Cut-offs t with both ``x > t`` and ``x <= t`` non-empty: every distinct value below the
-    maximum when there are at most ``n_cutoffs + 1`` of them, else interior quantiles."""
-    values = np.unique(x)
-    if values.size > n_cutoffs + 1:
-        levels = np.arange(1, n_cutoffs + 1) / (n_cutoffs + 1)
-        values = np.unique(np.quantile(x, levels))
-    return values[values < x.max()]
-
-
-def _best_cutoff(x: np.ndarray, y: np.ndarray, n_cutoffs: int) -> dict[str, object]:
-    """Scan cut-offs in both directions; return the row maximising the studentised contrast."""
-    cutoffs = _candidate_cutoffs(x, n_cutoffs)
-    if cutoffs.size == 0:
-        nan = float("nan")
-        return {"direction": "none", "cutoff": nan, "W+": nan, "W-": nan, "C": nan,
-                "s(C)": nan, "studentised_C": nan, "n_B_D": 0, "n_B_notD": 0, "n_notB_D": 0,
-                "n_notB_notD": 0, "haldane": False}
-    xd, xn = np.sort(x[y == 1]), np.sort(x[y == 0])
-    low_d = np.searchsorted(xd, cutoffs, side="right")  # N(x <= t, D)
-    low_n = np.searchsorted(xn, cutoffs, side="right")
-    high_d, high_n = xd.size - low_d, xn.size - low_n
-    # "high": B = x > t (e.g. anomalous assay); "low": B = x <= t (e.g. near a fault).
-    tables = {"high": (high_d, high_n, low_d, low_n), "low": (low_d, low_n, high_d, high_n)}
-    best: dict[str, object] | None = None
-    for direction, counts in tables.items():
-        w = woe_contrast(*counts)
-        i = int(np.argmax(w["studentised_C"]))
-        if best is None or w["studentised_C"][i] > best["studentised_C"]:
-            best = {"direction": direction, "cutoff": float(cutoffs[i])}
-            best.update({k: float(v[i]) for k, v in w.items() if k != "haldane"})
-            best.update(dict(zip(("n_B_D", "n_B_notD", "n_notB_D", "n_notB_notD"),
-                                 (int(c[i]) for c in counts), strict=True)))
-            best["haldane"] = bool(w["haldane"][i])
-    return best
-
-
-class WeightsOfEvidence(ClassifierMixin, BaseEstimator):
-    """Weights-of-evidence classifier on a feature matrix (Bonham-Carter 1994).
-
-    Each feature is binarised at the cut-off that maximises the studentised contrast
-    ``C / s(C)`` (see :func:`woe_contrast`), scanning both directions: "high is favourable"
-    (pattern B = ``x > cutoff``) and "low is favourable" (B = ``x <= cutoff``, e.g. distance to
-    faults). Candidate cut-offs are every distinct training value below the maximum when there
-    are at most ``n_cutoffs + 1`` of them (so 0/1 layers split at 0), else ``n_cutoffs`` evenly
-    spaced interior quantiles of the feature over the training samples.
-
-    Features whose best studentised contrast is below ``min_studentised_contrast`` are left out
-    of the model (``used`` is False in :meth:`table`); if none passes, the single best one is
-    kept. Constant features have no cut-off (direction "none") and are never used. The posterior
-    is ``logit P(D | x) = logit(prior) + sum_j (W+_j if x_j in B_j else W-_j)`` with the prior the
-    training proportion of ore samples. Unlike the area-based original (unit cells, deposit
-    points), counts here are training samples (ore = D, barren = ~D), so the prior and the
-    probabilities reflect the sampling ratio of ore to barren samples. The model assumes
-    conditional independence of the features, so probabilities are over-confident when layers
-    are correlated (the ranking is what counts).
-    Scanning many cut-offs favours chance contrasts on noisy layers (multiple testing): raise
-    ``min_studentised_contrast`` (e.g. to 2 or 3) when there are many weak layers.
-
-    Parameters
-    ----------
-    min_studentised_contrast : float
-        Minimum ``C / s(C)`` for a feature to enter the model (1.5 ~ 93 % one-sided confidence).
-    n_cutoffs : int
-        Number of quantile cut-offs scanned per feature and direction, >= 1.
-    """
-
-    def __init__(self, min_studentised_contrast: float = 1.5, n_cutoffs: int = 50) -> None:
-        self.min_studentised_contrast = min_studentised_contrast
-        self.n_cutoffs = n_cutoffs
-
-    def fit(
-        self, F: np.ndarray, y: np.ndarray, feature_names: Sequence[str] | None = None
-    ) -> WeightsOfEvidence:
-        """Choose cut-offs and weights from features ``F`` (n, p) and labels ``y`` (n,) in {0,1}.
-
-        Raises
-        ------
-        ConfigError
-            If ``n_cutoffs`` < 1.
-        InputDataError
-            If ``F`` is not a finite 2-D array, ``y`` is not (n,) 0/1 labels of both classes,
-            every feature is constant, or ``feature_names`` does not have p names.
-        """
-        if int(self.n_cutoffs) < 1:
-            raise ConfigError(f"woe n_cutoffs is {self.n_cutoffs}; it must be an integer >= 1.")
-        F = np.asarray(F, dtype=np.float64)
-        if F.ndim != 2 or not np.isfinite(F).all():
-            raise InputDataError(
-                f"F has shape {F.shape} (finite: {bool(np.isfinite(F).all())}); expected a "
-                "finite (n, p) feature matrix, e.g. from crop_features."
-            )
-        y = _check_labels(y, F.shape[0])
-        names = list(feature_names) if feature_names is not None else [
-            f"x{j}" for j in range(F.shape[1])]
-        if len(names) != F.shape[1]:
-            raise InputDataError(
-                f"{len(names)} feature names for {F.shape[1]} features; give one name each."
-            )
-        rows = [{"layer": n, **_best_cutoff(F[:, j], y, int(self.n_cutoffs))}
-                for j, n in enumerate(names)]
-        table = pd.DataFrame(rows)
-        studc = table["studentised_C"].to_numpy()
-        if np.isnan(studc).all():
-            raise InputDataError(
-                f"every feature {names} is constant over the training samples; weights of "
-                "evidence needs at least one layer that varies."
-            )
-        used = studc >= float(self.min_studentised_contrast)  # NaN compares False
-        if not used.any():
-            used[int(np.nanargmax(studc))] = True
-        table["used"] = used
-        self.table_ = table[list(WOE_COLUMNS)]
-        self.classes_ = np.array([0, 1])
-        self.prior_ = float(np.mean(y))
-        self.n_features_in_ = F.shape[1]
-        return self
-
-    def decision_function(self, F: np.ndarray) -> np.ndarray:
-        """Posterior logit of ore, (n,), from features ``F`` (n, p).
-
-        Raises
-        ------
-        InputDataError
-            If ``F`` does not have the p columns seen in :meth:`fit`.
-        """
-        F = np.asarray(F, dtype=np.float64)
-        if F.ndim != 2 or F.shape[1] != self.n_features_in_:
-            raise InputDataError(
-                f"F has shape {F.shape}; expected (n, {self.n_features_in_}) features as in fit."
-            )
-        t = self.table_
-        logit = np.full(F.shape[0], np.log(self.prior_ / (1.0 - self.prior_)))
-        for j in np.flatnonzero(t["used"].to_numpy()):
-            cutoff = t["cutoff"].iat[j]
-            in_b = F[:, j] > cutoff if t["direction"].iat[j] == "high" else F[:, j] <= cutoff
-            logit += np.where(in_b, t["W+"].iat[j], t["W-"].iat[j])
-        return logit
-
-    def predict_proba(self, F: np.ndarray) -> np.ndarray:
-        """Posterior probabilities, (n, 2): columns barren, ore."""
-        p = 1.0 / (1.0 + np.exp(-self.decision_function(F)))
-        return np.column_stack([1.0 - p, p])
-
-    def predict(self, F: np.ndarray) -> np.ndarray:
-        """Class 1 (ore) where the posterior probability is >= 0.5, else 0; (n,) int."""
-        return (self.predict_proba(F)[:, 1] >= 0.5).astype(np.int64)
-
-    def table(self) -> pd.DataFrame:
-        """A copy of the fitted weights table, one row per feature, columns :data:`WOE_COLUMNS`."""
-        return self.table_.copy()
-
-
-# ---------------------------------------------------------------------------------------------
 # the Baseline wrapper: same train / predict / save / load shape as the networks
 # ---------------------------------------------------------------------------------------------
 
@@ -445,7 +231,9 @@ class PUBagging(ClassifierMixin, BaseEstimator):
             drawn = rng.choice(unl_groups, size=k, replace=True)
             rows = np.concatenate([pos, *(rows_of[g] for g in drawn.tolist())])
             est = clone(self.estimator)
-            est.fit(F[rows], y[rows], **fit_params)
+            est.fit(F[rows], y[rows], **{k: (np.asarray(v)[rows] if k in _ROW_PARAMS
+                                             and v is not None else v)
+                                         for k, v in fit_params.items()})
             self.estimators_.append(est)
             self.bag_groups_.append(np.unique(drawn))
         self.classes_ = np.array([0, 1])
@@ -597,34 +385,39 @@ class WoeBaseline(Baseline):
     def woe_table(self) -> pd.DataFrame:
         """Weights per feature: columns :data:`WOE_COLUMNS` (see :class:`WeightsOfEvidence`).
 
-        ``layer`` holds the feature name (``"<layer>_<stat>"``), ``direction`` is "high",
-        "low" or "none" (constant feature), ``cutoff`` is in the layer's units, counts are
-        numbers of training samples before any Haldane correction, and ``haldane`` says whether
-        0.5 was added to the four counts.
+        One row per feature, ``layer`` holding its name (``"<layer>_<stat>"``); ``direction``
+        is "high", "low" or "none" (constant feature) and ``pattern`` the binary pattern B
+        (e.g. ``x > 12.5``). ``cutoff``, ``layer_min`` and ``layer_max`` are in the layer's own
+        units when the baseline was fitted with ``normalisation`` (else in the features'
+        units), the cutoff an observed cell value inside ``[layer_min, layer_max)``. Counts are
+        unit cells of the training side (one per labelled cell, not per crop) before any
+        Haldane correction; ``haldane`` says whether 0.5 was added to the four counts.
         """
         return self.estimator.table()
 
 
-def _check_labels(y: np.ndarray, n: int) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1 or y.shape[0] != n:
+def _per_crop(values: np.ndarray | None, what: str, n: int) -> np.ndarray | None:
+    if values is None:
+        return None
+    values = np.asarray(values)
+    if values.shape != (n,):
+        raise InputDataError(f"{what} has shape {values.shape}; give one value per crop, ({n},).")
+    return values
+
+
+def _feature_units(normalisation: tuple[np.ndarray, np.ndarray], n_layers: int,
+                   stats: Sequence[str]) -> dict[str, np.ndarray]:
+    """``feature_offset`` / ``feature_scale`` of :func:`crop_features` columns (statistic-major)
+    from the layers' ``(center, scale)``: a mean, min or max maps back as ``center + scale * x``,
+    a standard deviation as ``scale * x``."""
+    center, scale = (np.asarray(a, dtype=np.float64).reshape(-1) for a in normalisation)
+    if center.shape != (n_layers,) or scale.shape != (n_layers,):
         raise InputDataError(
-            f"y has shape {y.shape} but X has {n} samples; give one label per crop, shape ({n},)."
+            f"normalisation has center {center.shape} and scale {scale.shape}; expected "
+            f"({n_layers},) each, one per layer."
         )
-    if y.dtype == bool:
-        y = y.astype(np.int64)
-    values = np.unique(y)
-    if not np.isin(values, (0, 1)).all():
-        raise InputDataError(
-            f"y holds values {values.tolist()}; expected 1 (ore) and 0 (barren). Drop unknown "
-            "(-1) cells before fitting."
-        )
-    if values.size < 2:
-        raise InputDataError(
-            f"y holds only class {int(values[0])} ({n} samples); a baseline needs both ore (1) "
-            "and barren (0) samples in the training set."
-        )
-    return y.astype(np.int64)
+    return {"feature_offset": np.concatenate([center * (s != "std") for s in stats]),
+            "feature_scale": np.tile(scale, len(stats))}
 
 
 #: The estimator of each baseline: ``(seed, options) -> unfitted estimator``.
@@ -676,6 +469,8 @@ def _make_estimator(name: str, seed: int, options: dict[str, object]) -> object:
 def fit_baseline(name: str, X_train: np.ndarray, y_train: np.ndarray, *,
                  layer_names: Sequence[str], stats: Sequence[str] = ("mean",), seed: int = 0,
                  pu_bags: int = 0, pu_ratio: float = 1.0, groups: np.ndarray | None = None,
+                 centre: np.ndarray | None = None,
+                 normalisation: tuple[np.ndarray, np.ndarray] | None = None,
                  **options: object) -> Baseline:
     """Fit a classic MPM baseline on per-crop evidence features.
 
@@ -702,7 +497,14 @@ def fit_baseline(name: str, X_train: np.ndarray, y_train: np.ndarray, *,
     pu_ratio : float
         Unlabelled groups per positive group in a bag.
     groups : (n,) array or None
-        Group (cell) of each sample: bags draw whole groups. None: each sample alone.
+        Group (cell) of each sample: bags draw whole groups, and ``woe`` counts each group
+        once (a unit cell, see :func:`oremap.woe.unit_cells`). None: each sample alone.
+    centre : (n,) bool array or None
+        ``woe`` only: True for a cell's centred crop, whose features are the cell's own values
+        (else the mean of the cell's distinct crops).
+    normalisation : ((C,), (C,)) arrays or None
+        ``woe`` only: the per-layer ``(center, scale)`` the crops were normalised with,
+        ``x = (raw - center) / scale``; the WoE table then gives cut-offs in the layers' units.
     **options
         Override the estimator's constructor arguments (scikit-learn names, e.g. ``C=0.1`` or
         ``n_estimators=200``), or for ``woe`` ``min_studentised_contrast`` (1.5) and
@@ -718,8 +520,9 @@ def fit_baseline(name: str, X_train: np.ndarray, y_train: np.ndarray, *,
     UnknownNameError
         If ``name`` is not in :data:`BASELINES`, or a statistic is unknown.
     InputDataError
-        If shapes disagree (X, y, layer_names), names repeat, labels are not 0/1 or only one
-        class occurs, or ``X`` is not finite.
+        If shapes disagree (X, y, layer_names, groups, centre, normalisation), names repeat,
+        labels are not 0/1 or only one class occurs, a cell holds both labels (``woe``), or
+        ``X`` is not finite.
     ConfigError
         If an option is not one the baseline takes.
     """
@@ -743,7 +546,11 @@ def fit_baseline(name: str, X_train: np.ndarray, y_train: np.ndarray, *,
                               random_state=int(seed))
     fit_params: dict[str, object] = {}
     if name == "woe":
-        fit_params["feature_names"] = feature_names(layer_names, stats)
+        fit_params.update(feature_names=feature_names(layer_names, stats),
+                          cells=_per_crop(groups, "groups", y.size),
+                          centre=_per_crop(centre, "centre", y.size))
+        if normalisation is not None:
+            fit_params.update(_feature_units(normalisation, len(layer_names), stats))
     if pu_bags > 0:
         estimator.fit(features, y, groups=groups, **fit_params)
     else:

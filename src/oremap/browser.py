@@ -7,6 +7,7 @@ the result into the DOM, which ``chromium --dump-dom`` prints.
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import subprocess
@@ -30,8 +31,12 @@ window.addEventListener('load', () => {
     const r = e.getBoundingClientRect();
     return r.width > 0 && r.right > vw + 1;
   }).map(e => e.tagName + (e.className ? '.' + e.className : ''));
-  const top = sel => { const e = document.querySelector(sel);
-                       return e ? e.getBoundingClientRect().top + window.scrollY : null; };
+  const box = (sel, side) => { const e = document.querySelector(sel);
+                       return e ? e.getBoundingClientRect()[side] + window.scrollY : null; };
+  const top = sel => box(sel, 'top');
+  const sections = {};
+  document.querySelectorAll('main > section').forEach(s => {
+    sections[s.id] = Math.round(s.getBoundingClientRect().height); });
   const out = {
     viewport: [vw, vh], scroll_width: document.documentElement.scrollWidth,
     images: imgs.length,
@@ -39,6 +44,10 @@ window.addEventListener('load', () => {
     too_wide: wide.slice(0, 20),
     markdown_table_text: /\\|\\s*:?-{3,}/.test(document.body.innerText),
     answer_top: top('.answer'), targets_top: top('#summary table'),
+    decision_map_top: top('#summary .decision-map img'),
+    decision_map_bottom: box('#summary .decision-map img', 'bottom'),
+    warning_top: top('#summary .warn'),
+    page_height: document.documentElement.scrollHeight, sections: sections,
   };
   const pre = document.createElement('pre');
   pre.id = 'oremap-probe'; pre.textContent = JSON.stringify(out);
@@ -67,7 +76,16 @@ def _run(args: list[str], *, timeout: float) -> str:
 
 def probe(html_path: Path, *, width: int = 1400, height: int = 900,
           timeout: float = 120) -> dict[str, Any]:
-    """Layout facts of a rendered report page at ``width`` x ``height`` CSS pixels."""
+    """Layout facts of a rendered report page at a ``width`` x ``height`` window.
+
+    Keys: ``viewport`` (inner width and height, CSS px), ``scroll_width``, ``images``,
+    ``broken_images`` (alt texts), ``too_wide`` (elements past the right edge),
+    ``markdown_table_text``; the page-y of the top of the recommendation (``answer_top``), of
+    the summary's target table (``targets_top``), of the decision map image
+    (``decision_map_top``, ``decision_map_bottom``) and of the first warning
+    (``warning_top``), None where absent; ``page_height`` (px), ``sections`` (section id ->
+    height, px) and ``html_bytes`` (the size of the report file).
+    """
     page = Path(html_path).read_text()
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "probe.html"
@@ -77,10 +95,10 @@ def probe(html_path: Path, *, width: int = 1400, height: int = 900,
     start = dom.find('<pre id="oremap-probe">')
     if start < 0:
         raise RuntimeError("the probe script did not run (no result in the dumped DOM)")
-    import html
-
     text = dom[start + len('<pre id="oremap-probe">'):dom.find("</pre>", start)]
-    return json.loads(html.unescape(text))
+    facts = json.loads(html.unescape(text))
+    facts["html_bytes"] = len(page.encode("utf-8"))
+    return facts
 
 
 def screenshot(html_path: Path, out_png: Path, *, section: str = "", width: int = 1400,

@@ -15,8 +15,10 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
+from oremap import errors
 from oremap.errors import OremapError
 from oremap.stages import STAGES, file
+from oremap.template import TEMPLATE_PATHS, write_template
 
 __all__ = ["app", "describe_os_error", "main"]
 
@@ -39,6 +41,22 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     return f"{category.__name__}: {' '.join(str(message).split())}"
 
 
+#: oremap's own warnings (dropped data, optimistic splits): messages to the user, always shown
+_OUR_WARNINGS = frozenset(name for name, obj in vars(errors).items()
+                          if isinstance(obj, type) and issubclass(obj, Warning))
+
+
+class _DebugWarnings(logging.Filter):
+    """Every other Python warning (from libraries: deprecations, numerical noise) is a DEBUG
+    record of ``py.warnings``, shown with ``-v`` only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().split(":", 1)[0] in _OUR_WARNINGS:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger("py.warnings").isEnabledFor(logging.DEBUG)
+
+
 @app.callback()
 def setup(verbose: bool = typer.Option(False, "--verbose", "-v",
                                        help="debug logging, and tracebacks of errors")) -> None:
@@ -50,8 +68,13 @@ def setup(verbose: bool = typer.Option(False, "--verbose", "-v",
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
     logging.captureWarnings(True)
-    # a warning is one line (no source path or code line), said once per message
+    # a warning is one line (no source path or code line), said once per message; only
+    # oremap's own at WARNING, the rest at DEBUG (-v)
     warnings.formatwarning = _one_line_warning
+    py_warnings = logging.getLogger("py.warnings")
+    for old in [f for f in py_warnings.filters if isinstance(f, _DebugWarnings)]:
+        py_warnings.removeFilter(old)
+    py_warnings.addFilter(_DebugWarnings())
     if not sys.warnoptions:
         warnings.simplefilter("once")
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
@@ -229,6 +252,33 @@ def stability(run_dir: Path = RunDirArg, config: Path = ConfigOpt,
     typer.echo(f"stability: {_stage('stability', run_dir, config, seeds=seeds)}")
 
 
+@app.command()
+def init(folder: Path = typer.Argument(..., help="folder to write oremap.toml into (made if "
+                                       "missing)"),
+         force: bool = typer.Option(False, "--force", help="replace an existing oremap.toml")
+         ) -> None:
+    """Write FOLDER/oremap.toml: a commented configuration template for your own data."""
+    try:
+        path = write_template(folder, force=force)
+    except OremapError as exc:
+        _fail(exc)
+        raise  # unreachable
+    files = ", ".join(str(folder / p) for p in TEMPLATE_PATHS)
+    typer.echo(f"wrote {path}: a commented configuration template for your own data.\n"
+               "next:\n"
+               f"  1. edit {path}: set [grid] crs, bounds and pixel_size for your study area and "
+               "every line marked CHANGE; copy your files to the paths it names "
+               f"({files}) or edit the paths\n"
+               f"  2. oremap config check {path}   (repeat until it says valid)\n"
+               f"  3. oremap run {path} --out runs/{_run_name(folder)}")
+
+
+def _run_name(folder: Path) -> str:
+    """A run folder name for ``oremap init FOLDER``'s hint: the folder's name."""
+    name = folder.resolve().name
+    return name if name else "my_area"
+
+
 @config_app.command("example")
 def config_example() -> None:
     """Print a fully commented example configuration (the demo's)."""
@@ -244,17 +294,23 @@ def config_check(path: Path = typer.Argument(..., help="TOML file to validate"),
                      help="validate the file only; do not open the input files")) -> None:
     """Validate a configuration and open its inputs cheaply; exit code 2 listing every problem.
 
-    Checks the file (types, ranges, cross-field rules), then every input file, layer, column
-    and CRS and the training device, without computing anything; on success prints the grid
-    size and the estimated disk and memory of the evidence. With --skip-inputs only the file
-    is checked (e.g. on a machine without the data).
+    Checks the file (types, ranges, cross-field rules, the grid's CRS against the units of
+    its bounds), then every input file, layer, column and CRS, that each input overlaps the
+    grid, and the training device, without computing anything; one line per cause. On success
+    prints the grid size and the estimated disk and memory of the evidence. With
+    --skip-inputs only the file is checked (e.g. on a machine without the data).
     """
-    from oremap.check import check_inputs, format_preflight, preflight  # pydantic, pyproj
+    from oremap.check import (  # pydantic, pyproj
+        check_inputs,
+        format_preflight,
+        grid_problems,
+        preflight,
+    )
     from oremap.config import load_config  # pydantic: not for --help
 
     try:
         cfg = load_config(path)
-        problems = [] if skip_inputs else check_inputs(cfg)
+        problems = grid_problems(cfg) if skip_inputs else check_inputs(cfg)
     except OremapError as exc:
         _fail(exc)
         raise  # unreachable

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from oremap.errors import ConfigError
 from oremap.limits import available_cores
+from oremap.progress import progress as progress_bar
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -201,7 +202,6 @@ def run_tasks(client: Client, fn: Callable[..., Any], calls: Sequence[tuple[Any,
     tasks with the largest ``costs`` (default: the first) start first.
     """
     from distributed import as_completed
-    from tqdm.auto import tqdm
 
     # Dask runs the tasks of higher priority first: the costliest, so that no worker is
     # left alone with the largest one at the end
@@ -213,7 +213,7 @@ def run_tasks(client: Client, fn: Callable[..., Any], calls: Sequence[tuple[Any,
                for i, (key, args) in enumerate(zip(keys, calls, strict=True))]
     index = {f.key: i for i, f in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
-    with tqdm(total=len(futures), desc=desc, unit="task", disable=not progress) as bar:
+    with progress_bar(len(futures), desc, "task", disable=not progress) as bar:
         try:
             for future in as_completed(futures):
                 results[index[future.key]] = future.result()  # raises the task's error

@@ -472,7 +472,12 @@ class MapsConfig(_Model):
     target_threshold: float | None = Field(None, gt=0, lt=1)
     target_top_fraction: float | None = Field(
         None, gt=0, lt=1, description="default 0.1 when target_threshold is not given")
-    target_rule: str = "weighted_average"
+    target_rule: str = Field("weighted_average", description=(
+        "the ensemble rule recommended (and the targets drawn on) when paired comparisons "
+        "cannot tell the best held-out map from others"))
+    known_ground_distance: float | None = Field(None, gt=0, description=(
+        "map units: target ground within this distance of a known orebody is known ground, "
+        "the rest new ground (default: the larger side of a cell)"))
     permutation_repeats: int = Field(3, ge=1)
 
     @model_validator(mode="before")

@@ -13,9 +13,17 @@ from rasterio.windows import Window
 
 from oremap.errors import ConfigError, CRSMismatchError
 
-__all__ = ["DEFAULT_NODATA", "Grid", "parse_crs"]
+__all__ = ["DEFAULT_NODATA", "Grid", "parse_crs", "window_transform"]
 
 DEFAULT_NODATA = -9999.0
+
+
+def window_transform(window: Window, transform: Affine) -> Affine:
+    """The transform of ``window`` of a raster on ``transform``: bit for bit
+    :func:`rasterio.windows.transform` (and a dataset's ``window_transform``), without
+    affine's ``*`` operator, which warns (PendingDeprecationWarning) since affine 3."""
+    x, y = transform @ (window.col_off or 0.0, window.row_off or 0.0)
+    return Affine.translation(x - transform.c, y - transform.f) @ transform
 
 
 def parse_crs(value: str | int | CRS, *, what: str = "crs") -> CRS:

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from oremap.errors import CRSMismatchError, DroppedDataWarning, InputDataError
-from oremap.grid import Grid, parse_crs
+from oremap.grid import Grid, parse_crs, window_transform
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -362,7 +362,7 @@ def read_raster(path: PathLike, *, window: Window | None = None,
         arr = data.astype(np.float64).filled(np.nan)
         if arr.ndim == 3 and arr.shape[0] == 1:
             arr = arr[0]
-        t = src.window_transform(window) if window is not None else src.transform
+        t = window_transform(window, src.transform) if window is not None else src.transform
         h, w = arr.shape[-2:]
         bounds = (t.c, t.f + h * t.e, t.c + w * t.a, t.f)
         grid = Grid(CRS.from_wkt(src.crs.to_wkt()), bounds, (t.a, -t.e),

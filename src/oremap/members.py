@@ -25,6 +25,7 @@ from oremap.config import Config
 from oremap.errors import InputDataError
 from oremap.limits import available_cores
 from oremap.names import member_cost
+from oremap.progress import progress as progress_bar
 from oremap.runinfo import RunDir, stage_folder
 from oremap.stages import stage_missing
 
@@ -144,9 +145,6 @@ def _train_in_processes(calls: list[tuple[Any, ...]], jobs: int, progress: bool,
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from tqdm.auto import tqdm
-
-
     threads = max(1, available_cores() // jobs)
     order = sorted(range(len(calls)), key=lambda i: -costs[i])
     context = multiprocessing.get_context("spawn")
@@ -158,8 +156,8 @@ def _train_in_processes(calls: list[tuple[Any, ...]], jobs: int, progress: bool,
                                initargs=(records, logging.getLogger("oremap").getEffectiveLevel()))
     try:
         futures = {i: pool.submit(train_member_task, *calls[i], threads) for i in order}
-        with tqdm(total=len(calls), desc=f"train ({jobs} processes)", unit="member",
-                  disable=not progress) as bar:
+        with progress_bar(len(calls), f"train ({jobs} processes)", "member",
+                          disable=not progress) as bar:
             for future in as_completed(futures.values()):
                 future.result()  # raises the task's error
                 bar.update()
@@ -268,9 +266,13 @@ def _fit_baseline_member(config: Config, ss: Any, fold: int, name: str, x_tr: np
 
     t0 = time.perf_counter()
     pu = config.labels.negatives == "pu_bagging"
+    # woe counts unit cells (groups, their centred crops) and prints cut-offs in layer units
+    woe = {"centre": ss.centre[tr], "normalisation": (
+        ss.norm_center[fold].astype(np.float32), ss.norm_scale[fold].astype(np.float32))
+    } if name == "woe" else {}
     model = fit_baseline(name, x_tr, y_tr, layer_names=ss.layer_names, seed=seed,
                          pu_bags=config.labels.bags if pu else 0, pu_ratio=_pu_ratio(config),
-                         groups=ss.cell_id[tr])
+                         groups=ss.cell_id[tr], **woe)
     model.save(fold_dir / name / "model.pkl")
     return dict(member=name, kind="baseline", fold=fold, epochs=0, best_epoch=0,
                 seconds=round(time.perf_counter() - t0, 2), samples_per_s=np.nan,
@@ -349,15 +351,13 @@ def held_out_probabilities(config: Config, samples_dir: Path, train_dir: Path, *
     """P(ore) of every test crop and inner validation crop (None without inner validation),
     per fold and member, loading each member once; and fold 0's members (for importance).
     The members of a fold run side by side (:func:`oremap.compute.thread_map`)."""
-    from tqdm.auto import tqdm
-
     from oremap.samples import load_sample_set  # torch: off the light import path
 
     ss = load_sample_set(samples_dir)
     members = config.members()
     test, val, fold0 = [], [], {}
-    with tqdm(total=ss.n_folds * len(members), desc="held-out crops", unit="member",
-              disable=not progress) as bar:
+    with progress_bar(ss.n_folds * len(members), "held-out crops", "member",
+                      disable=not progress) as bar:
         for fold in range(ss.n_folds):
             te, va = ss.test_indices(fold), ss.validation_indices(fold)
             x_te, x_va = ss.normalised(te, fold), ss.normalised(va, fold)
@@ -504,7 +504,8 @@ def importance_task(config: Config, root: Path, member: str, layer: int, perms: 
 
 def write_woe_table(train: Path, path: Path) -> None:
     """The weights-of-evidence table of fold 0's WoE baseline (``train/fold0/woe``), for the
-    report."""
+    report: per layer the cut-off in the layer's units, W+, s(W+), W-, s(W-), C, s(C),
+    Stud(C) and its confidence, and unit-cell counts (columns :data:`oremap.woe.WOE_COLUMNS`)."""
     woe = Baseline.load(train / "fold0" / "woe" / "model.pkl")
     if hasattr(woe, "woe_table"):
         io.write_csv(path, woe.woe_table())

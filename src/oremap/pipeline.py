@@ -23,6 +23,7 @@ from oremap.check import format_preflight, preflight, require_inputs
 from oremap.compute import cluster, run_tasks, stage_client
 from oremap.config import Config, to_toml
 from oremap.contract import MAIN, STAGES
+from oremap.decision import draw_decision
 from oremap.device import choose_device
 from oremap.errors import InputDataError, StageNotReadyError
 from oremap.evidence import build_evidence, load_stack_auto
@@ -32,10 +33,8 @@ from oremap.inputs import (
     evidence_specs,
     label_study_cells,
     make_grid,
-    map_overlays,
     read_source,
 )
-from oremap.maps import targets
 from oremap.maps.qgis import write_map_package
 from oremap.members import (
     TestProbabilities,
@@ -265,30 +264,17 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True,
         cells = gpd.read_file(run.root / contract.file("samples", "cells"))
         grid = make_grid(config)
         orebodies = read_source(config.labels.orebodies, grid, what="[labels.orebodies]")
+        seeds = [pd.read_csv(f) for f in sorted((run.root / "stability").glob(
+            "seed*/predictions.csv"))]  # the stability stage's retrained seeds, if it ran
         cm = maps.write_cell_maps(table, cells, grid, members, rules, out,
                                   run_tags={"run": config.name, "oremap": __version__},
-                                  threshold=config.predict.threshold, orebodies=orebodies)
-        rule = config.maps.target_rule if config.maps.target_rule in rules else rules[0]
-        target = (cm.rasters[rule], cm.grid, cm.std)
-        extra["target_map"] = f"the cell map of {rule} (maps/prob_{rule}.tif)"
+                                  threshold=config.predict.threshold, orebodies=orebodies,
+                                  seed_probabilities=seeds or None)
         if config.maps.continuous and config.train.models:
             with stage_client(client, config.compute) as client:
-                target = maps.continuous_maps(config, run, out, progress=progress,
-                                              client=client)
-            extra["target_map"] = ("the sliding-window map of weighted_average "
-                                   "(maps/prob_ensemble_continuous.tif)")
-        tg = targets.target_areas(target[0], target[1], threshold=config.maps.target_threshold,
-                                  top_fraction=config.maps.target_top_fraction,
-                                  uncertainty=target[2], orebodies=orebodies)
-        targets.write_targets(tg, run.root / contract.file("maps", "targets"),
-                              run.root / contract.file("maps", "targets_csv"))
-        what = (f"rule {rule.replace('_', ' ')}" if "cell map" in extra["target_map"]
-                else "weighted average, sliding window")
-        maps.plot_prospectivity(target[0], target[1], out / "map_ensemble.png",
-                                title=f"Ensemble prospectivity ({what}) and target areas",
-                                orebodies=orebodies, targets=tg,
-                                cells=cells.loc[cells["usable"].astype(bool)],
-                                overlays=map_overlays(config, grid))
+                maps.continuous_maps(config, run, out, progress=progress, client=client)
+        best, tg = draw_decision(config, run.root, cm, cells, grid, orebodies)
+        extra["target_map"] = f"the recommended map, {best} (maps/prob_{best}.tif)"
         ev.write_rate_curves(table, members, rules, out)
         io.write_vector(run.root / contract.file("maps", "cells"), maps.cell_table(cells, table),
                         layer="cells")

@@ -18,6 +18,7 @@ from oremap.grid import Grid
 from oremap.inputs import context_stack, crop_spec
 from oremap.members import PredictFn, cell_scorer, load_member
 from oremap.names import member_cost
+from oremap.progress import progress as progress_bar
 from oremap.runinfo import RunDir, stage_folder
 from oremap.samples import load_sample_set
 from oremap.samples.crops import cell_block, centre_offset, cut_crops, lattice_offsets
@@ -53,9 +54,6 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
     returns for each: Dask tasks, see :func:`oremap.pipeline.run_predict`), elsewhere; the
     table is assembled in the same order either way.
     """
-    from tqdm.auto import tqdm
-
-
     cix = cell_index(samples_dir)
     ss, usable, ids, idx, rows = cix.ss, cix.usable, cix.ids, cix.idx, cix.rows
     centre = usable.geometry.centroid
@@ -70,18 +68,17 @@ def predict_cells(config: Config, samples_dir: Path, train_dir: Path, *,
     if tasks is not None:
         scored = dict(zip(pairs, tasks(pairs)))
     else:
-        bar = tqdm(total=len(pairs), desc="predict", unit="member", disable=not progress)
+        with progress_bar(len(pairs), "predict", "member", disable=not progress) as bar:
 
-        def score(pair: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
-            out = score_member(config, cix, train_dir, pair[0], pair[1], stack)
-            bar.update()
-            return out
+            def score(pair: tuple[str, int]) -> tuple[np.ndarray, np.ndarray]:
+                out = score_member(config, cix, train_dir, pair[0], pair[1], stack)
+                bar.update()
+                return out
 
-        # side by side; a LazyStack reads through one cache: then one after the other
-        scored = dict(zip(pairs, thread_map(
-            score, pairs, costs=[member_cost(m) for m, _ in pairs],
-            workers=1 if isinstance(stack, LazyStack) else None)))
-        bar.close()
+            # side by side; a LazyStack reads through one cache: then one after the other
+            scored = dict(zip(pairs, thread_map(
+                score, pairs, costs=[member_cost(m) for m, _ in pairs],
+                workers=1 if isinstance(stack, LazyStack) else None)))
     for m in config.members():
         total = np.zeros(len(ids))
         oof = np.full(len(ids), np.nan)

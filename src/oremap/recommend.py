@@ -7,6 +7,7 @@ target statistics. The report's summary renders :func:`recommend`.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,19 +16,32 @@ import numpy as np
 import pandas as pd
 
 from oremap import ensemble as en
+from oremap import io
 from oremap.contract import file as F
-from oremap.evaluate.intervals import bootstrap_interval, fold_interval
+from oremap.evaluate.intervals import (
+    bootstrap_interval,
+    fold_interval,
+    paired_bootstrap_difference,
+    paired_fold_difference,
+)
 from oremap.labels import Label
 
 __all__ = [
+    "DEFAULT_RULE",
     "DRIVERS",
+    "DRIVER_CANDIDATES",
     "MAX_CALIBRATION_ERROR",
     "MIN_HELD_OUT_POSITIVES",
     "NEAR_CONSTANT_STD",
+    "Choice",
     "Recommendation",
     "Score",
     "calibration_error",
+    "choose",
+    "read_choice",
     "recommend",
+    "recommended_name",
+    "write_choice",
 ]
 
 #: Fewer held-out positive cells than this and the summary warns that the scores are thin.
@@ -36,6 +50,8 @@ MIN_HELD_OUT_POSITIVES = 10
 NEAR_CONSTANT_STD = 0.02
 #: Evidence layers listed as drivers of each target.
 DRIVERS = 3
+#: The ensemble rule recommended when maps tie (the default of ``[maps] target_rule``).
+DEFAULT_RULE = "weighted_average"
 
 
 @dataclass(frozen=True)
@@ -47,8 +63,42 @@ class Score:
     high: float
     how: str  # e.g. "t interval over 5 folds" or "bootstrap over 64 held-out cells"
 
+    @property
+    def degenerate(self) -> bool:
+        """True when the interval has no width (every fold or resample scored the same):
+        that is too few held-out cells, not certainty."""
+        return not (math.isfinite(self.low) and math.isfinite(self.high)) \
+            or self.high - self.low < 1e-9
+
     def text(self) -> str:
+        if self.degenerate:
+            return (f"{self.mean:.3f} (no interval: every resample scores the same, "
+                    f"{self.how}; too few held-out cells to measure its uncertainty)")
         return f"{self.mean:.3f} (95 % interval {self.low:.3f} to {self.high:.3f}, {self.how})"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which map a run recommends and why: the best by held-out score, unless paired
+    comparisons cannot tell it from others; then the stated default ensemble rule."""
+
+    name: str
+    kind: str
+    metric: str
+    best: str
+    tied: tuple[str, ...]
+    default: str
+    paired: str  # "folds" (t interval of paired fold differences) or "cells" (bootstrap)
+    validation_positives: int | None = None
+
+    @property
+    def because_of_tie(self) -> bool:
+        return bool(self.tied) and self.name != self.best
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "kind": self.kind, "metric": self.metric,
+                "best": self.best, "tied": list(self.tied), "default": self.default,
+                "paired": self.paired, "validation_positives": self.validation_positives}
 
 
 @dataclass
@@ -67,6 +117,7 @@ class Recommendation:
     drivers: dict[str, float] = field(default_factory=dict)
     target_map: str = ""
     capture: str = ""
+    choice: Choice | None = None
 
 
 def _held_out_scores(run_dir: Path, name: str, table: pd.DataFrame
@@ -85,58 +136,171 @@ def _held_out_scores(run_dir: Path, name: str, table: pd.DataFrame
     return y, res[name].probability
 
 
-def recommend(run_dir: Path) -> Recommendation | None:
-    """The recommended map of a run (None before the ensemble stage).
+def _folds(row: pd.Series, metric: str) -> list[float]:
+    return [float(x) for x in str(row.get(f"{metric}_folds", "")).split()]
+
+
+def _metric(comp: pd.DataFrame) -> str:
+    return "cell_roc_auc" if "cell_roc_auc_mean" in comp and \
+        comp["cell_roc_auc_mean"].notna().any() else "roc_auc"
+
+
+def _validation_positives(run_dir: Path) -> int | None:
+    """The fewest positive cells any fold's inner validation split holds (None without one)."""
+    try:
+        manifest = json.loads((run_dir / F("samples", "manifest")).read_text())
+        counts = manifest.get("validation_counts") or []
+        return min(int(c["positive_cells"]) for c in counts) if counts else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def choose(run_dir: Path, default: str = DEFAULT_RULE) -> Choice | None:
+    """The map a run recommends (None before the ensemble stage).
 
     The member or rule with the highest held-out cell ROC AUC (``ensemble/comparison.csv``;
-    crop ROC AUC where cell scores are missing). Its 95 % interval: a t interval over folds
-    with cross-validation, else a bootstrap over the held-out cells.
+    crop ROC AUC where cell scores are missing) is compared with every other on the same
+    held-out data: a 95 % t interval of the paired per-fold differences with cross-validation,
+    else a paired bootstrap over the held-out cells. Those whose difference from the best is
+    not above zero are tied with it. With no tie the best is recommended; with ties, the stated
+    ``default`` ensemble rule (``[maps] target_rule``) when it is among the tied, else the
+    best-scoring rule among them, else the best.
     """
     comp_path = run_dir / F("ensemble", "comparison")
     table_path = run_dir / F("ensemble", "table")
     if not comp_path.is_file() or not table_path.is_file():
         return None
     comp = pd.read_csv(comp_path, index_col=0)
-    table = pd.read_csv(table_path)
+    if comp.empty or "kind" not in comp or "roc_auc_mean" not in comp:
+        return None
+    metric = _metric(comp)
+    ranked = comp.loc[comp[f"{metric}_mean"].notna()].sort_values(
+        f"{metric}_mean", ascending=False, kind="stable")
+    if ranked.empty:
+        return None
+    best = str(ranked.index[0])
+    folds = {str(n): _folds(r, metric) for n, r in ranked.iterrows()}
+    n_folds = sum(math.isfinite(x) for x in folds[best])
+    tied: list[str] = []
+    if n_folds >= 2:
+        paired = "folds"
+        for other in ranked.index[1:]:
+            _, low, _ = paired_fold_difference(folds[best], folds[str(other)])
+            if not math.isfinite(low) or low <= 0:
+                tied.append(str(other))
+    else:
+        paired = "cells"
+        table = pd.read_csv(table_path)
+        y, s_best = _held_out_scores(run_dir, best, table)
+        for other in ranked.index[1:]:
+            _, s_other = _held_out_scores(run_dir, str(other), table)
+            _, low, _ = paired_bootstrap_difference(y, s_best, s_other)
+            if not math.isfinite(low) or low <= 0:
+                tied.append(str(other))
+    name = best
+    if tied:
+        rules = [n for n in [best, *tied] if ranked.loc[n, "kind"] == "rule"]
+        name = default if default in [best, *tied] else (rules[0] if rules else best)
+    return Choice(name=name, kind=str(ranked.loc[name, "kind"]), metric=metric, best=best,
+                  tied=tuple(tied), default=default, paired=paired,
+                  validation_positives=_validation_positives(run_dir))
+
+
+def write_choice(run_dir: Path, choice: Choice) -> Path:
+    """Write ``maps/recommendation.json``: the map the targets, the report and QGIS share."""
+    return io.write_text(run_dir / F("maps", "recommendation"),
+                         json.dumps(choice.to_json(), indent=2) + "\n")
+
+
+def read_choice(run_dir: Path) -> Choice | None:
+    """The choice the maps stage recorded (None before it ran)."""
+    try:
+        d = json.loads((run_dir / F("maps", "recommendation")).read_text())
+        return Choice(name=str(d["name"]), kind=str(d["kind"]), metric=str(d["metric"]),
+                      best=str(d["best"]), tied=tuple(d["tied"]), default=str(d["default"]),
+                      paired=str(d["paired"]), validation_positives=d.get(
+                          "validation_positives"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def recommended_name(run_dir: Path) -> str | None:
+    """The recommended member or rule of a run: the maps stage's record, else chosen now."""
+    choice = read_choice(run_dir) or choose(run_dir)
+    return choice.name if choice else None
+
+
+def _score_of(run_dir: Path, comp: pd.DataFrame, name: str, metric: str) -> Score:
+    folds = [x for x in _folds(comp.loc[name], metric) if math.isfinite(x)]
+    mean = float(comp.loc[name, f"{metric}_mean"])
+    if len(folds) >= 2:
+        low, high = fold_interval(folds)
+        return Score(mean, low, high, f"t interval over {len(folds)} folds")
+    y, s = _held_out_scores(run_dir, name, pd.read_csv(run_dir / F("ensemble", "table")))
+    low, high = bootstrap_interval(y, s)
+    return Score(mean, low, high, f"bootstrap over {len(y)} held-out cells")
+
+
+def _reason(choice: Choice, comp: pd.DataFrame, score: Score) -> str:
+    what = "held-out cells" if choice.metric == "cell_roc_auc" else "held-out crops"
+    over = ("the same folds (95 % t interval of the paired differences)"
+            if choice.paired == "folds" else
+            f"the same {what} (paired bootstrap)")
+    kind = "ensemble rule" if choice.kind == "rule" else choice.kind
+    best_score = float(comp.loc[choice.best, f"{choice.metric}_mean"])
+    if not choice.tied:
+        return (f"{choice.name} ({kind}) ranks the {what} best, ROC AUC {score.text()}, and "
+                f"better than every other map in a paired comparison over {over}.")
+    n = len(choice.tied) + 1
+    text = (f"{n} of {len(comp)} maps tie with the best held-out ROC AUC "
+            f"({choice.best}, {best_score:.3f}): a paired comparison over {over} cannot tell "
+            "them apart, so no single member is singled out. ")
+    if choice.name == choice.default:
+        text += (f"oremap recommends its stated default, the ensemble rule {choice.name} "
+                 "([maps] target_rule), which is among them")
+    elif choice.name != choice.best:
+        text += (f"The default {choice.default} is not among them; the best-scoring ensemble "
+                 f"rule that is, {choice.name}, is recommended")
+    else:
+        text += f"No ensemble rule is among them; {choice.name} is recommended"
+    return text + f": ROC AUC {score.text()}."
+
+
+def recommend(run_dir: Path) -> Recommendation | None:
+    """The recommended map of a run (None before the ensemble stage): the maps stage's
+    :class:`Choice` (:func:`choose` when the maps stage has not run), its held-out score with a
+    95 % interval (a t interval over folds with cross-validation, else a bootstrap over the
+    held-out cells), the warnings to read first and the ranked targets with their drivers."""
+    comp_path = run_dir / F("ensemble", "comparison")
+    table_path = run_dir / F("ensemble", "table")
+    if not comp_path.is_file() or not table_path.is_file():
+        return None
+    comp = pd.read_csv(comp_path, index_col=0)
     needed = {"kind", "roc_auc_mean", "roc_auc_folds", "prediction_rate_auc_mean"}
     if not needed <= set(comp.columns) or comp.empty:
         return None
-    metric = "cell_roc_auc" if "cell_roc_auc_mean" in comp and \
-        comp["cell_roc_auc_mean"].notna().any() else "roc_auc"
-    ranked = comp.sort_values(f"{metric}_mean", ascending=False)
-    name = str(ranked.index[0])
-    kind = str(ranked.loc[name, "kind"])
-    folds = [float(x) for x in str(ranked.loc[name, f"{metric}_folds"]).split()
-             if x != "nan"]
-    mean = float(ranked.loc[name, f"{metric}_mean"])
-    if len(folds) >= 2:
-        low, high = fold_interval(folds)
-        score = Score(mean, low, high, f"t interval over {len(folds)} folds")
-    else:
-        y, s = _held_out_scores(run_dir, name, table)
-        low, high = bootstrap_interval(y, s)
-        score = Score(mean, low, high, f"bootstrap over {len(y)} held-out cells")
-    what = "held-out cells" if metric == "cell_roc_auc" else "held-out crops"
-    reason = (f"{name} ({'ensemble rule' if kind == 'rule' else kind}) ranks the {what} best: "
-              f"ROC AUC {score.text()}")
-    pra = [float(x) for x in str(ranked.loc[name].get("prediction_rate_auc_folds", "")).split()
-           if x != "nan"]
+    choice = read_choice(run_dir) or choose(run_dir)
+    if choice is None or choice.name not in comp.index:
+        return None
+    table = pd.read_csv(table_path)
+    metric, name = choice.metric, choice.name
+    score = _score_of(run_dir, comp, name, metric)
+    reason = _reason(choice, comp, score)
+    pra = [x for x in _folds(comp.loc[name], "prediction_rate_auc") if math.isfinite(x)]
     if len(pra) >= 2:
         low_p, high_p = fold_interval(pra)
-        reason += (f"; prediction-rate AUC {np.mean(pra):.3f} (95 % interval {low_p:.3f} to "
-                   f"{high_p:.3f})")
-    if len(ranked) > 1:
-        second = str(ranked.index[1])
-        reason += (f"; next is {second} with {ranked.loc[second, f'{metric}_mean']:.3f}")
-        if ranked.loc[second, f"{metric}_mean"] >= score.low:
-            reason += ", inside that interval, so the two are not told apart by these data"
-    reason += "."
+        reason += (f" Prediction-rate AUC {np.mean(pra):.3f} (95 % interval {low_p:.3f} to "
+                   f"{high_p:.3f}).")
+    ranked = comp.sort_values(f"{metric}_mean", ascending=False, kind="stable")
     ranking = ranked[["kind", f"{metric}_mean", f"{metric}_std",
                       "prediction_rate_auc_mean"]].rename(columns={
                           f"{metric}_mean": "held-out ROC AUC", f"{metric}_std": "fold std",
                           "prediction_rate_auc_mean": "prediction-rate AUC"})
-    rec = Recommendation(name=name, kind=kind, metric=metric, score=score,
-                         map_file=f"maps/prob_{name}.tif", reason=reason, ranking=ranking)
+    ranking.insert(1, "tied with the best", [n == choice.best or n in choice.tied
+                                             for n in ranking.index])
+    rec = Recommendation(name=name, kind=choice.kind, metric=metric, score=score,
+                         map_file=f"maps/prob_{name}.tif", reason=reason, ranking=ranking,
+                         choice=choice)
     rec.warnings = _warnings(run_dir, table, comp, rec)
     rec.targets, rec.drivers = _targets(run_dir, name)
     rec.target_map = _target_map(run_dir)
@@ -168,8 +332,6 @@ def _capture(run_dir: Path, name: str) -> str:
 
 def _target_map(run_dir: Path) -> str:
     """Which map the targets were drawn on, as the maps stage recorded it in run.json."""
-    import json
-
     try:
         info = json.loads((run_dir / "run.json").read_text())
         return str(info["stages"]["maps"].get("target_map", ""))
@@ -182,14 +344,19 @@ def _warnings(run_dir: Path, table: pd.DataFrame, comp: pd.DataFrame,
     out = []
     held = int(((table["label"] == Label.POSITIVE) & (table["test_fold"] >= 0)).sum())
     if held < MIN_HELD_OUT_POSITIVES:
-        out.append(f"Only {held} held-out positive cells: every score above rests on them, and "
-                   "its interval is wide. Add known deposits or use block cross-validation "
-                   "(more folds) before trusting a winner.")
+        out.append(f"Only {held} held-out positive cells: every score above rests on them. "
+                   "Add known deposits or use block cross-validation (more folds) before "
+                   "trusting a winner.")
+    val = rec.choice.validation_positives if rec.choice else None
+    if val is not None and val < MIN_HELD_OUT_POSITIVES:
+        out.append(f"The inner validation split holds only {val} positive cells (the fewest of "
+                   "any fold): the epochs, ensemble weights and learned rules chosen on it rest "
+                   "on them and are mostly noise.")
     config = run_dir / "config.toml"
     if config.is_file() and 'split = "random"' in config.read_text():
         out.append("The split is random (the paper's protocol): crops of one cell sit on both "
                    "sides, so the held-out scores are optimistic.")
-    if math.isfinite(rec.score.low) and rec.score.high - rec.score.low > 0.2:
+    if not rec.score.degenerate and rec.score.high - rec.score.low > 0.2:
         out.append(f"The interval of the recommended map is wide ({rec.score.low:.2f} to "
                    f"{rec.score.high:.2f}): its ranking of the area is uncertain.")
     nets = list(comp.index[comp["kind"] == "network"])
@@ -231,35 +398,59 @@ def calibration_error(table: pd.DataFrame, member: str, *, bins: int = 10) -> fl
     return float((gap * b["count"]).sum() / b["count"].sum())
 
 
+def _coordinate(v: float, geographic: bool) -> float:
+    return round(float(v), 5 if geographic else 0)
+
+
 def _targets(run_dir: Path, name: str) -> tuple[pd.DataFrame | None, dict[str, float]]:
-    """Ranked targets with a known / new ground flag and the evidence layers that drive them,
-    and the importance of those layers."""
+    """The ranked targets for the first screen (label, centroid, area, scores, new and known
+    ground, drivers), and the importance of the layers considered as drivers."""
     path = run_dir / F("maps", "targets_csv")
     if not path.is_file():
         return None, {}
     t = pd.read_csv(path)
     if t.empty:
         return t, {}
-    out = pd.DataFrame({
-        "target": t["rank"],
-        "ground": np.where(t["n_orebodies"] > 0, "known", "new ground"),
-        "known deposits": t["n_orebodies"],
-        "area share": t["area_share"],
-        "mean P(ore)": t["mean_prob"], "max P(ore)": t["max_prob"],
-        "uncertainty (std)": t["mean_uncertainty"],
-    })
+    geographic = bool(t.get("centroid_x", pd.Series([0.0])).abs().max() <= 180
+                      and t.get("centroid_y", pd.Series([0.0])).abs().max() <= 90)
+    new_ha = t["new_area_ha"] if "new_area_ha" in t else pd.Series(np.nan, index=t.index)
+    known_ha = t["known_area_ha"] if "known_area_ha" in t else pd.Series(np.nan, index=t.index)
+    ground = np.where(known_ha.fillna(0) <= 0, "new",
+                      np.where(new_ha.fillna(0) <= 0, "known", "new and known"))
+    out = pd.DataFrame({"target": t["label"] if "label" in t else t["rank"]})
+    if "centroid_x" in t:
+        out["x"] = [_coordinate(v, geographic) for v in t["centroid_x"]]
+        out["y"] = [_coordinate(v, geographic) for v in t["centroid_y"]]
+    if "area_ha" in t:
+        out["area (ha)"] = t["area_ha"].round(2)
+    if "area_pct_of_study_area" in t:
+        out["% of study area"] = t["area_pct_of_study_area"].round(2)
+    out["ground"] = ground
+    if "new_area_ha" in t:
+        out["new ground (ha)"] = new_ha.round(2)
+    out["known deposits"] = t["n_orebodies"].astype(int)
+    out["mean P(ore)"] = t["mean_prob"].round(3)
+    out["max P(ore)"] = t["max_prob"].round(3)
+    if "max_pct" in t:
+        out["top % of area"] = (100.0 - t["max_pct"]).clip(lower=0).round(1)
     drivers, importance = _drivers(run_dir, name, t)
     if drivers is not None:
-        for k in range(max((len(d) for d in drivers), default=0)):
-            out[f"driver {k + 1}"] = [d[k] if k < len(d) else "" for d in drivers]
+        out["drivers"] = [", ".join(d) for d in drivers]
     return out, importance
+
+
+#: Layers considered as drivers: the most important ones of the recommended map.
+DRIVER_CANDIDATES = 8
 
 
 def _drivers(run_dir: Path, name: str,
              targets: pd.DataFrame) -> tuple[list[list[str]] | None, dict[str, float]]:
-    """Per target, the :data:`DRIVERS` most important evidence layers of the recommended map
-    (permutation importance, summed over members for a rule; a context channel counts for its
-    layer), each with its mean value in the target as a percentile of the study area."""
+    """Per target, the :data:`DRIVERS` evidence layers that most set it apart: among the
+    :data:`DRIVER_CANDIDATES` layers with the largest permutation importance for the
+    recommended map (summed over members for a rule; a context channel counts for its layer),
+    those whose mean in the target lies furthest from the study area's median, weighted by
+    importance. Each reads "layer high (percentile 97)" or "layer low (percentile 3)", so two
+    targets on different evidence get different drivers."""
     import geopandas as gpd
     import rasterio
     from rasterio.features import geometry_mask
@@ -273,12 +464,12 @@ def _drivers(run_dir: Path, name: str,
         imp = imp.loc[imp["member"] == name]
     imp = imp.assign(layer=imp["layer"].str.split("@").str[0])
     top = imp.groupby("layer")["auc_drop_mean"].sum().sort_values(ascending=False)
-    top = top[top > 0].head(DRIVERS)  # a layer whose shuffling costs nothing drives nothing
+    top = top[top > 0].head(DRIVER_CANDIDATES)  # shuffling it costs nothing: drives nothing
     polygons = gpd.read_file(gpkg)
     if len(polygons) != len(targets):
         return None, {}
-    texts = [[] for _ in range(len(polygons))]
-    for layer in top.index:
+    scored: list[list[tuple[float, str]]] = [[] for _ in range(len(polygons))]
+    for layer, weight in top.items():
         tif = run_dir / "evidence" / "layers" / f"{layer}.tif"
         if not tif.is_file():
             continue
@@ -286,8 +477,8 @@ def _drivers(run_dir: Path, name: str,
             factor = max(1, int(math.ceil(math.sqrt(src.width * src.height / 4e6))))
             shape = (max(1, src.height // factor), max(1, src.width // factor))
             values = src.read(1, out_shape=shape, masked=True).astype(float).filled(np.nan)
-            transform = src.transform * src.transform.scale(src.width / shape[1],
-                                                            src.height / shape[0])
+            t, sx, sy = src.transform, src.width / shape[1], src.height / shape[0]
+            transform = type(t)(t.a * sx, t.b * sy, t.c, t.d * sx, t.e * sy, t.f)
         valid = np.sort(values[np.isfinite(values)])
         if valid.size == 0:
             continue
@@ -297,5 +488,8 @@ def _drivers(run_dir: Path, name: str,
             v = values[inside & np.isfinite(values)]
             if v.size:
                 pct = 100.0 * np.searchsorted(valid, v.mean()) / valid.size
-                texts[i].append(f"{layer} (percentile {pct:.0f})")
+                side = "high" if pct >= 50 else "low"
+                scored[i].append((float(weight) * abs(pct - 50.0),
+                                  f"{layer} {side} (percentile {pct:.0f})"))
+    texts = [[t for _, t in sorted(s, key=lambda x: -x[0])[:DRIVERS]] for s in scored]
     return texts, {str(k): float(v) for k, v in top.items()}

@@ -1,16 +1,17 @@
-"""The run report: one self-contained HTML file (inline CSS, images as data URIs, offline)."""
+"""The run report: one self-contained HTML file (inline CSS, images as data URIs, offline).
+
+The first screen answers: the recommended map (drawn by area-percentile class, with the target
+areas), the ranked targets and the warnings; the rest is the evidence behind it, long tables
+and full figures folded. Blocks and their HTML are in :mod:`oremap.report_html`.
+"""
 
 from __future__ import annotations
 
-import base64
 import html
 import json
-import math
 import numbers
 import os
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,28 @@ from oremap.contract import RUN_FILES
 from oremap.contract import file as F
 from oremap.errors import InputDataError
 from oremap.recommend import recommend
+from oremap.report_figures import (
+    curve_figure,
+    evidence_thumbnails,
+    featured_names,
+    importance_figure,
+)
+from oremap.report_html import (
+    Block,
+    Columns,
+    Details,
+    Image,
+    Missing,
+    Note,
+    Paragraph,
+    Preformatted,
+    Row,
+    Section,
+    Table,
+    Warning_,
+    readable,
+    render_html,
+)
 
 __all__ = [
     "Paragraph",
@@ -30,6 +53,7 @@ __all__ = [
     "Table",
     "Image",
     "Row",
+    "Columns",
     "Details",
     "Warning_",
     "Block",
@@ -39,268 +63,6 @@ __all__ = [
     "build_report",
     "SECTION_TITLES",
 ]
-
-# ---------------------------------------------------------------------------------------------
-# blocks and sections
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    """A paragraph of text, HTML-escaped unless ``trusted_html`` (then inserted verbatim)."""
-
-    text: str
-    trusted_html: bool = False
-
-
-@dataclass(frozen=True)
-class Preformatted:
-    """Verbatim text in a ``<pre>`` block (escaped), e.g. the configuration file."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Note:
-    """A highlighted plain-text note."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Missing:
-    """Note that a stage, or one of its outputs, is absent from the run directory.
-
-    ``ran=False``: "Stage "X" has not been run (PATH not found)."; ``ran=True``: the stage
-    ran but did not write ``path``.
-    """
-
-    stage: str
-    path: str = ""
-    ran: bool = False
-
-    @property
-    def text(self) -> str:
-        """The note shown in the report."""
-        if self.ran:
-            return f"Stage \u201c{self.stage}\u201d ran but did not write {self.path}."
-        where = f" ({self.path} not found)" if self.path else ""
-        return f"Stage \u201c{self.stage}\u201d has not been run{where}."
-
-
-@dataclass(frozen=True)
-class Table:
-    """A table: floats shown with 3 decimals, NaN as a dash, at most ``max_rows`` rows."""
-
-    df: pd.DataFrame
-    caption: str = ""
-    max_rows: int = 200
-
-
-@dataclass(frozen=True)
-class Image:
-    """A PNG file embedded as a base64 data URI, with a caption."""
-
-    path: Path
-    caption: str = ""
-
-
-@dataclass(frozen=True)
-class Row:
-    """Blocks shown side by side (wrapping on narrow screens)."""
-
-    blocks: Sequence[Block]
-
-
-@dataclass(frozen=True)
-class Details:
-    """Blocks folded under a one-line summary (``<details>``), for long or secondary content."""
-
-    summary: str
-    blocks: Sequence[Block]
-
-
-@dataclass(frozen=True)
-class Warning_:
-    """A warning box: something that limits how far the results can be trusted."""
-
-    text: str
-
-
-Block = Paragraph | Preformatted | Note | Missing | Table | Image | Row | Details | Warning_
-
-
-@dataclass
-class Section:
-    """A report section: ``anchor`` is its id for the table of contents (letters, digits, -)."""
-
-    title: str
-    anchor: str
-    blocks: list[Block] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------------
-# rendering
-# ---------------------------------------------------------------------------------------------
-
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
-margin:0 auto;max-width:1200px;padding:0 1.5em 3em;color:#1d1d1f;line-height:1.45}
-header{border-bottom:2px solid #2c4f8f;margin-bottom:1em}
-h1{margin-bottom:.1em}.subtitle{color:#555;margin-top:0}
-h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-h3{margin-bottom:.3em}
-nav{font-size:.9em}nav h2{display:none}nav ol{list-style:none;padding:0;margin:.4em 0}
-nav li{display:inline;margin-right:1.1em}nav a{text-decoration:none;color:#2c4f8f}
-pre{background:#f5f5f7;padding:.8em;overflow-x:auto;font-size:.85em;border-radius:4px}
-.note{background:#fff6e0;border-left:4px solid #e0a000;padding:.5em .8em;margin:.6em 0}
-.missing{background:#f1f1f1;border-left:4px solid #999;padding:.5em .8em;margin:.6em 0;
-color:#444}
-.tablewrap{overflow-x:auto;margin:.6em 0}
-table{border-collapse:collapse;font-size:.85em}
-caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
-th{background:#eef1f7}td.text,th.text{text-align:left}
-tbody tr:nth-child(even){background:#fafafa}
-figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{color:#444;font-size:.9em}
-.row{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
-.row>div{min-width:0;max-width:100%}
-.truncated{color:#777;font-size:.85em}
-td.text{overflow-wrap:anywhere;max-width:22em}th{max-width:22em}
-.warn{background:#fdecea;border-left:4px solid #c62828;padding:.5em .8em;margin:.6em 0}
-.answer{font-size:1.08em;background:#eef5ec;border-left:4px solid #2e7d32;padding:.6em .9em}
-details{margin:.6em 0}summary{cursor:pointer;color:#2c4f8f;font-weight:600}
-main,section{max-width:100%}th{overflow-wrap:normal}
-"""
-
-_ANCHOR = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _cell(value: Any) -> tuple[str, bool]:
-    """(escaped text, is_text) of one table cell; floats with 3 decimals, NaN as a dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "\u2013", False
-    if isinstance(value, bool):
-        return str(value), True
-    if isinstance(value, numbers.Integral):
-        return str(int(value)), False
-    if isinstance(value, numbers.Real):
-        v = float(value)
-        if math.isnan(v):
-            return "\u2013", False
-        return (f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.3f}"), False
-    return html.escape(str(value)), True
-
-
-def _render_table(block: Table) -> str:
-    df = block.df
-    if not isinstance(df.index, pd.RangeIndex) or df.index.name is not None:
-        df = df.reset_index()
-    shown = df.head(block.max_rows)
-    # long snake_case headers may break after each underscore, so columns narrow to their values
-    head = "".join(f'<th class="text">{html.escape(str(c)).replace("_", "_<wbr>")}</th>'
-                   for c in shown.columns)
-    rows = []
-    for record in shown.itertuples(index=False, name=None):
-        cells = [_cell(v) for v in record]
-        rows.append("<tr>" + "".join(
-            f'<td class="text">{t}</td>' if is_text else f"<td>{t}</td>" for t, is_text in cells
-        ) + "</tr>")
-    caption = f"<caption>{html.escape(block.caption)}</caption>" if block.caption else ""
-    more = ""
-    if len(df) > block.max_rows:
-        more = (f'<p class="truncated">First {block.max_rows} of {len(df)} rows shown; the '
-                "full table is in the run directory.</p>")
-    return (f'<div class="tablewrap"><table>{caption}<thead><tr>{head}</tr></thead><tbody>'
-            f"{''.join(rows)}</tbody></table>{more}</div>")
-
-
-def _render_image(block: Image) -> str:
-    path = Path(block.path)
-    caption = html.escape(block.caption or path.stem)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return f'<p class="note">Image {html.escape(str(path))} could not be read ({exc}).</p>'
-    if not data.startswith(_PNG_MAGIC):
-        return f'<p class="note">{html.escape(str(path))} is not a PNG image; not embedded.</p>'
-    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-    return (f'<figure><img src="{uri}" alt="{caption}">'
-            f"<figcaption>{caption}</figcaption></figure>")
-
-
-def _render_block(block: Block) -> str:
-    match block:
-        case Paragraph(text=text, trusted_html=True):
-            return text
-        case Paragraph(text=text):
-            return f"<p>{html.escape(text)}</p>"
-        case Preformatted(text=text):
-            return f"<pre>{html.escape(text)}</pre>"
-        case Note(text=text):
-            return f'<p class="note">{html.escape(text)}</p>'
-        case Missing():
-            return f'<p class="missing">{html.escape(block.text)}</p>'
-        case Table():
-            return _render_table(block)
-        case Image():
-            return _render_image(block)
-        case Row(blocks=blocks):
-            inner = "".join(f"<div>{_render_block(b)}</div>" for b in blocks)
-            return f'<div class="row">{inner}</div>'
-        case Details(summary=summary, blocks=blocks):
-            inner = "".join(_render_block(b) for b in blocks)
-            return f"<details><summary>{html.escape(summary)}</summary>{inner}</details>"
-        case Warning_(text=text):
-            return f'<p class="warn"><strong>Warning.</strong> {html.escape(text)}</p>'
-        case _:
-            raise InputDataError(f"cannot render report block of type {type(block).__name__}; "
-                                 "use Paragraph, Preformatted, Note, Missing, Table, Image, Row, "
-                                 "Details or Warning_.")
-
-
-def render_html(title: str, sections: Sequence[Section], *, subtitle: str = "") -> str:
-    """Render sections as one self-contained HTML page with a table of contents.
-
-    Parameters
-    ----------
-    title, subtitle : str
-        Page heading (escaped).
-    sections : sequence of Section
-        In display order; their anchors must be unique identifiers.
-
-    Returns
-    -------
-    str
-        HTML5 text with inline CSS, images as data URIs and no external links or scripts.
-
-    Raises
-    ------
-    InputDataError
-        If an anchor is not an identifier (letter first, then letters, digits, "_" or "-") or
-        repeats, or a block is of an unknown type.
-    """
-    seen: set[str] = set()
-    for s in sections:
-        if not _ANCHOR.match(s.anchor) or s.anchor in seen:
-            raise InputDataError(f"section {s.title!r}: anchor {s.anchor!r} must be unique and "
-                                 "start with a letter followed by letters, digits, '_' or '-'.")
-        seen.add(s.anchor)
-    toc = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections)
-    body = "".join(
-        f'<section id="{s.anchor}"><h2>{html.escape(s.title)}</h2>'
-        + "".join(_render_block(b) for b in s.blocks) + "</section>"
-        for s in sections
-    )
-    sub = f'<p class="subtitle">{html.escape(subtitle)}</p>' if subtitle else ""
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-            f"<header><h1>{html.escape(title)}</h1>{sub}</header>"
-            f"<nav><h2>Contents</h2><ol>{toc}</ol></nav><main>{body}</main></body></html>\n")
-
 
 # ---------------------------------------------------------------------------------------------
 # collecting a run directory
@@ -328,7 +90,7 @@ _PLACED_IMAGES = frozenset({
     "samples/cells.png", F("train", "loss_curves"), "evaluate/roc.png", "evaluate/pr.png",
     "evaluate/calibration.png", "evaluate/importance.png", "maps/maps_models.png",
     "maps/maps_rules.png", "maps/map_ensemble.png", "maps/uncertainty.png",
-    "maps/success_rate.png", "maps/prediction_rate.png",
+    "maps/success_rate.png", "maps/prediction_rate.png", "maps/decision_map.png",
 })
 
 
@@ -337,14 +99,29 @@ class _Run:
 
     def __init__(self, run_dir: Path) -> None:
         self.dir = run_dir
+        self._recommendation: tuple[Any, ...] = ()
+
+    def recommendation(self) -> Any:
+        """:func:`recommend` of the run, computed once (it may raise; None before the
+        ensemble stage)."""
+        if not self._recommendation:
+            try:
+                self._recommendation = (recommend(self.dir), None)
+            except (OSError, ValueError, KeyError) as exc:
+                self._recommendation = (None, exc)
+        rec, exc = self._recommendation
+        if exc is not None:
+            raise exc
+        return rec
 
     def ran(self, stage: str) -> bool:
         return (self.dir / stage).is_dir()
 
-    def image(self, rel: str, caption: str, *, optional: bool = False) -> list[Block]:
+    def image(self, rel: str, caption: str, *, optional: bool = False,
+              width: int = 0) -> list[Block]:
         path = self.dir / rel
         if path.is_file():
-            return [Image(path, caption)]
+            return [Image(path, caption, width=width)]
         return [] if optional else [Missing(rel.split("/")[0], rel, ran=True)]
 
     def table(self, rel: str, caption: str, *, optional: bool = False) -> list[Block]:
@@ -417,41 +194,66 @@ def _is_scalar(v: Any) -> bool:
 
 
 def _json_blocks(obj: Any, name: str = "", depth: int = 0) -> list[Block]:
-    """Generic JSON -> blocks: flat dicts and lists of records become tables."""
+    """JSON as a reader sees it: key/value tables with readable keys (nested keys joined by
+    " › "), records as tables, lists as comma-separated text; never raw JSON."""
     if _is_scalar(obj):
-        return [Paragraph(f"{name}: {obj}" if name else str(obj))]
+        return [Paragraph(f"{readable(name)}: {obj}" if name else str(obj))]
     if isinstance(obj, list):
         if obj and all(isinstance(x, dict) and all(_is_scalar(v) for v in x.values())
                        for x in obj):
-            return [Table(pd.DataFrame(obj), name)]
+            return [Table(pd.DataFrame(obj), readable(name))]
         if all(_is_scalar(x) for x in obj):
-            return [Paragraph(f"{name}: " + ", ".join(str(x) for x in obj))]
-        return [Preformatted(json.dumps(obj, indent=2))]
-    scalars = {k: v for k, v in obj.items() if _is_scalar(v)}
-    nested = {k: v for k, v in obj.items() if not _is_scalar(v)}
+            return [Paragraph(f"{readable(name)}: " + ", ".join(str(x) for x in obj))]
+        return [b for i, x in enumerate(obj) for b in _json_blocks(x, f"{name} {i + 1}", depth)]
+    rows: list[tuple[str, Any]] = []
     blocks: list[Block] = []
-    if scalars:
-        blocks.append(Table(pd.DataFrame({"item": list(scalars),
-                                          "value": [_scalar_text(v) for v in scalars.values()]}),
-                            name))
-    records = {k: v for k, v in nested.items()
-               if isinstance(v, dict) and v and all(_is_scalar(x) for x in v.values())}
-    if len(records) > 1 and len({tuple(v) for v in records.values()}) == 1:  # same keys
-        df = pd.DataFrame.from_dict(records, orient="index")
-        df.index.name = name or "key"
-        blocks.append(Table(df))
-        nested = {k: v for k, v in nested.items() if k not in records}
-    for k, v in nested.items():
-        if depth >= 3:
-            blocks.append(Preformatted(f"{k}: {json.dumps(v, indent=2)}"))
-            continue
-        blocks.append(_heading(str(k)))
-        blocks.extend(_json_blocks(v, "", depth + 1))
+    _flatten(obj, (), rows, blocks, depth)
+    if rows:
+        blocks.insert(0, Table(pd.DataFrame({"item": [k for k, _ in rows],
+                                             "value": [v for _, v in rows]}),
+                               readable(name)))
     return blocks
 
 
+def _flatten(obj: dict[str, Any], prefix: tuple[str, ...], rows: list[tuple[str, Any]],
+             blocks: list[Block], depth: int) -> None:
+    """Scalars and lists of scalars of a (nested) dict as (readable key path, value) rows;
+    groups of same-keyed records and lists of records as their own tables."""
+    records = {k: v for k, v in obj.items()
+               if isinstance(v, dict) and v and all(_is_scalar(x) for x in v.values())}
+    same = len(records) > 1 and len({tuple(v) for v in records.values()}) == 1
+    if same:
+        df = pd.DataFrame.from_dict(records, orient="index")
+        df.index.name = " › ".join(prefix) or "key"
+        blocks.append(Table(df))
+    for k, v in obj.items():
+        key = (*prefix, readable(k))
+        if same and k in records:
+            continue
+        if _is_scalar(v):
+            rows.append((" › ".join(key), _scalar_text(v)))
+        elif isinstance(v, dict) and depth < 4:
+            _flatten(v, key, rows, blocks, depth + 1)
+        elif isinstance(v, list) and all(_is_scalar(x) for x in v):
+            rows.append((" › ".join(key), ", ".join(str(x) for x in v)))
+        elif isinstance(v, list) and v and all(
+                isinstance(x, dict) and all(_is_scalar(y) for y in x.values()) for x in v):
+            blocks.append(Table(pd.DataFrame(v), " › ".join(key)))
+        else:
+            rows.append((" › ".join(key), _plain(v)))
+
+
+def _plain(v: Any) -> str:
+    """Any JSON value as plain text (no brackets, quotes or braces)."""
+    if isinstance(v, dict):
+        return "; ".join(f"{readable(k)}: {_plain(x)}" for k, x in v.items())
+    if isinstance(v, list):
+        return ", ".join(_plain(x) for x in v)
+    return str(v)
+
+
 def _scalar_text(v: Any) -> Any:
-    """Keep numbers numeric (for 3-decimal formatting) but stringify the rest."""
+    """Keep numbers numeric (for the table's number format) but stringify the rest."""
     return v if isinstance(v, numbers.Number) and not isinstance(v, bool) else str(v)
 
 
@@ -468,9 +270,10 @@ def _configuration(run: _Run) -> list[Block]:
 
 
 def _summary(run: _Run) -> list[Block]:
-
+    """The first screen: the recommended map's name; its decision map beside the ranked
+    targets; the warnings; then why it is recommended."""
     try:
-        rec = recommend(run.dir)
+        rec = run.recommendation()
     except (OSError, ValueError, KeyError) as exc:
         return [Note(f"The summary could not be computed ({type(exc).__name__}: {exc}).")]
     if rec is None:
@@ -481,23 +284,33 @@ def _summary(run: _Run) -> list[Block]:
                      f"and {F('ensemble', 'table')}); rerun the ensemble stage.")]
     blocks: list[Block] = [Paragraph(
         f'<p class="answer"><strong>Recommended map: {html.escape(rec.name)}</strong> '
-        f"({html.escape(rec.map_file)}). {html.escape(rec.reason)}</p>", trusted_html=True)]
-    if rec.capture:
-        blocks.append(Paragraph(rec.capture))
-    blocks += [Warning_(w) for w in rec.warnings]
+        f"<small>({html.escape(rec.map_file)})</small></p>", trusted_html=True)]
+    left: list[Block] = []
+    for rel, what in (("maps/decision_map.png", "top 5, 10 and 20 % of the study area"),
+                      ("maps/map_ensemble.png", "P(ore)")):
+        if (run.dir / rel).is_file():
+            left.append(Image(run.dir / rel, f"{rec.name}: {what}, target areas and known "
+                              f"deposits ({rel})", css_class="decision-map"))
+            break
+    left += [Warning_(w) for w in rec.warnings]
+    right: list[Block] = []
     if rec.targets is not None and len(rec.targets):
-        new = int((rec.targets["ground"] == "new ground").sum())
-        source = f", drawn on {rec.target_map}" if rec.target_map else ""
-        blocks.append(Table(rec.targets, f"Ranked target areas ({len(rec.targets)}; {new} on "
-                                         f"new ground, without a known deposit{source})",
-                            max_rows=12))
-        if rec.drivers:
-            blocks.append(Paragraph(
-                "Drivers: the evidence layers with the largest permutation importance for "
-                f"{rec.name} (drop of ROC AUC when the layer is shuffled): "
-                + ", ".join(f"{k} {v:.3f}" for k, v in rec.drivers.items())
-                + "; the percentile is the layer's mean in the target within the study "
-                "area's values."))
+        source = f"; drawn on {rec.target_map}" if rec.target_map else ""
+        right.append(Table(rec.targets, f"Target areas, best first ({len(rec.targets)}"
+                           f"{source})", max_rows=10, compact=True))
+    elif rec.targets is not None:
+        right.append(Note("No target areas: no part of the map passed the target threshold."))
+    if rec.capture:
+        right.append(Paragraph(rec.capture))
+    right.append(Paragraph(rec.reason))
+    blocks.append(Columns(left, right))
+    if rec.drivers:
+        blocks.append(Paragraph(
+            f"Drivers of {rec.name}: the evidence layers with the largest permutation "
+            "importance (drop of ROC AUC when the layer is shuffled): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in rec.drivers.items())
+            + "; a driver's percentile is the layer's mean in the target within the study "
+            "area's values."))
     blocks.append(Details("Every member and rule by held-out ROC AUC",
                           [Table(rec.ranking, "Held-out ROC AUC (mean and std over folds), "
                                               "prediction-rate AUC")]))
@@ -576,9 +389,20 @@ def _evidence(run: _Run) -> list[Block]:
             captions[Path(str(layer["preview"])).name] = (
                 f"{layer.get('name', '')}" + (f" ({detail})" if detail else ""))
     previews = sorted((run.dir / "evidence" / "previews").glob("*.png"))
-    if not previews:
-        blocks.append(Missing("evidence", "evidence/previews/*.png", ran=True))
-    blocks += [Image(p, captions.get(p.name, p.stem)) for p in previews]
+    try:
+        grid = evidence_thumbnails(run.dir)
+    except (OSError, ValueError) as exc:
+        grid = None
+        blocks.append(Note(f"The evidence layers could not be drawn ({exc})."))
+    if grid is not None:
+        blocks.append(Image(grid, "Every evidence layer (dark = low, each stretched between "
+                            "its 2nd and 98th percentile); full-size previews are in "
+                            "evidence/previews/"))
+    elif previews:
+        blocks.append(Row([Image(p, captions.get(p.name, p.stem), width=380)
+                           for p in previews]))
+    else:
+        blocks.append(Missing("evidence", "evidence/layers/*.tif", ran=True))
     return blocks + run.extra_images("evidence", skip=[
         p.relative_to(run.dir).as_posix() for p in previews])
 
@@ -586,8 +410,10 @@ def _evidence(run: _Run) -> list[Block]:
 def _training(run: _Run) -> list[Block]:
     if not run.ran("train"):
         return [Missing("train", "train/")]
-    blocks = [*run.image(F("train", "loss_curves"), "Training and validation loss per epoch"),
-              *run.table(F("train", "summary"), "Training summary per model and fold"),
+    loss = [Image(b.path, b.caption, width=860) if isinstance(b, Image) else b
+            for b in run.image(F("train", "loss_curves"),
+                               "Training and validation loss per epoch")]
+    blocks = [*loss, *run.table(F("train", "summary"), "Training summary per model and fold"),
               *run.extra_images("train")]
     if run.ran("train_random"):
         blocks += [_heading("Random split protocol (comparison)"),
@@ -604,22 +430,66 @@ def _evaluation(run: _Run) -> list[Block]:
     random = run.table(F("evaluate", "table1_random"),
                        "Table 1: random split protocol (He et al.; optimistic)", optional=True)
     blocks: list[Block] = [Row([*main, *random])] if random else list(main)
-    blocks += run.table(F("evaluate", "table1_folds"), "Table 1 per fold", optional=True)
+    folds = run.table(F("evaluate", "table1_folds"), "Table 1 per fold", optional=True)
+    if folds:
+        blocks.append(Details("Table 1 per fold", folds))
+    rec_name, names = _featured(run)
+    try:
+        curves = curve_figure(run.dir, names, highlight=rec_name) if names else None
+    except (OSError, ValueError, KeyError) as exc:
+        curves = None
+        blocks.append(Note(f"The curves could not be drawn ({exc})."))
+    if curves is not None:
+        blocks.append(Image(curves, f"Curves of the recommended map ({rec_name}, black) and "
+                            f"the best network, baseline and rules: {', '.join(names[1:])}"))
+    full = [*run.image("evaluate/roc.png", "ROC curves of every member"),
+            *run.image("evaluate/pr.png", "Precision-recall curves", optional=True),
+            *run.image("evaluate/calibration.png", "Calibration (reliability) diagram",
+                       optional=True)]
+    blocks.append(Details("Every member's ROC, precision-recall and calibration curves",
+                          [Row([b]) if isinstance(b, Image) else b for b in full]))
     matrices = sorted((run.dir / "evaluate").glob("confusion_matrices*.png"))
     if not matrices:
         blocks.append(Missing("evaluate", "evaluate/confusion_matrices.png", ran=True))
-    blocks += [Image(p, "Confusion matrices" + (
-        " (random split)" if "random" in p.stem else "")) for p in matrices]
-    for name, caption in (("roc", "ROC curves"), ("pr", "Precision-recall curves"),
-                          ("calibration", "Calibration (reliability) diagram")):
-        blocks += run.image(f"evaluate/{name}.png", caption)
-    blocks += run.table(F("evaluate", "importance"), "Permutation importance of evidence layers")
-    blocks += run.table(F("evaluate", "woe"), "Weights of evidence (fold 0): W+, W-, contrast C "
-                        "and studentised contrast per layer, at the cutoff that maximises it",
-                        optional=True)
-    blocks += run.image("evaluate/importance.png", "Permutation importance")
+    else:
+        blocks.append(Details("Confusion matrices", [Image(p, "Confusion matrices" + (
+            " (random split)" if "random" in p.stem else "")) for p in matrices]))
+    try:
+        chart = importance_figure(run.dir, highlight=rec_name)
+    except (OSError, ValueError, KeyError) as exc:
+        chart = None
+        blocks.append(Note(f"The importance chart could not be drawn ({exc})."))
+    if chart is not None:
+        blocks.append(Image(chart, "Permutation importance: the top evidence layers, mean over "
+                            "members (bars) and range over members (lines)", width=720))
+    importance = run.table(F("evaluate", "importance"),
+                           "Permutation importance of every layer and member")
+    if chart is None:
+        blocks += [*importance, *run.image("evaluate/importance.png", "Permutation importance",
+                                           optional=True)]
+    else:
+        blocks.append(Details("Permutation importance: the full table", importance))
+    woe = run.table(F("evaluate", "woe"), "Weights of evidence (fold 0): W+, W-, contrast C "
+                    "and studentised contrast per layer, at the cutoff that maximises it",
+                    optional=True)
+    if woe:
+        blocks.append(Details("Weights of evidence per layer", woe))
     return blocks + run.extra_images("evaluate", skip=[
         p.relative_to(run.dir).as_posix() for p in matrices])
+
+
+def _featured(run: _Run) -> tuple[str, list[str]]:
+    """(the recommended map, it and a few others whose curves are drawn)."""
+    path = run.dir / F("ensemble", "comparison")
+    if not path.is_file():
+        return "", []
+    try:
+        comparison = pd.read_csv(path, index_col=0)
+        rec = run.recommendation()
+    except (OSError, ValueError, KeyError):
+        return "", []
+    name = rec.name if rec is not None else ""
+    return name, featured_names(comparison, name)
 
 
 def _ensembles(run: _Run) -> list[Block]:
@@ -648,12 +518,13 @@ def _ensembles(run: _Run) -> list[Block]:
 def _maps(run: _Run) -> list[Block]:
     if not run.ran("maps"):
         return [Missing("maps", "maps/")]
-    skip = {"maps/success_rate.png", "maps/prediction_rate.png"}
-    return [*run.image("maps/maps_models.png", "Prospectivity map of each model"),
-            *run.image("maps/maps_rules.png", "Prospectivity map of each ensemble rule",
-                       optional=True),
-            *run.image("maps/map_ensemble.png", "Ensemble prospectivity map with target areas"),
+    skip = {"maps/success_rate.png", "maps/prediction_rate.png", "maps/decision_map.png"}
+    panels = [*run.image("maps/maps_models.png", "Prospectivity map of each model"),
+              *run.image("maps/maps_rules.png", "Prospectivity map of each ensemble rule",
+                         optional=True)]
+    return [*run.image("maps/map_ensemble.png", "Ensemble prospectivity map with target areas"),
             *run.image("maps/uncertainty.png", "Model disagreement: std and vote entropy"),
+            Details("The map of every model and ensemble rule", panels),
             *run.extra_images("maps", skip=skip)]
 
 
@@ -680,19 +551,20 @@ def _success_rate(run: _Run) -> list[Block]:
     if not run.ran("maps"):
         return [Missing("maps", "maps/success_rate.png")]
     curves = [*run.image("maps/success_rate.png", "Success rate: all known deposits against "
-                         "the final maps"),
+                         "the final maps", width=560),
               *run.image("maps/prediction_rate.png", "Prediction rate: held-out deposits, each "
-                         "scored by the model that did not see it", optional=True)]
+                         "scored by the model that did not see it", optional=True, width=560)]
     return [Paragraph("Which curve to believe: the prediction rate. The success rate scores the "
                       "maps on the deposits they were trained on, so it flatters a model that "
                       "memorises them; the prediction rate scores each deposit cell with the "
-                      "fold model that never saw it, as a new deposit would be. The table gives "
-                      "both AUCs and the share of deposits inside the top 5, 10 and 20 % of "
-                      "the area."),
-            Row(curves) if len(curves) > 1 else curves[0] if curves else Missing(
-                "maps", "maps/success_rate.png", ran=True),
+                      "fold model that never saw it, as a new deposit would be. The curves of "
+                      "the recommended map and a few others are under Evaluation; the table "
+                      "gives both AUCs and the share of deposits inside the top 5, 10 and 20 % "
+                      "of the area."),
             *run.table(F("maps", "success_rate"), "Success- and prediction-rate AUC and area "
-                       "capture")]
+                       "capture"),
+            Details("Success- and prediction-rate curves of every map", [Row(curves)])
+            if curves else Missing("maps", "maps/success_rate.png", ran=True)]
 
 
 def _hidden_truth(run: _Run) -> list[Block]:

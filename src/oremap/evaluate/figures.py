@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,9 @@ from oremap.evaluate.metrics import (
 from oremap.evaluate.rates import SuccessRate
 
 __all__ = [
+    "CurvePanel",
+    "plot_curve_panels",
+    "plot_importance_summary",
     "plot_confusion_matrix",
     "plot_confusion_matrices",
     "plot_success_rate_curves",
@@ -300,3 +304,98 @@ def plot_importance(
     ax.set(xlabel="mean drop in ROC AUC when the layer is shuffled", title=title)
     ax.legend(fontsize="small")
     return io.save_figure(fig, path, fmt="png")
+
+
+@dataclass
+class CurvePanel:
+    """One panel of :func:`plot_curve_panels`: name -> (x, y, AUC) curves on shared axes."""
+
+    title: str
+    xlabel: str
+    ylabel: str
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+    note: str = ""
+
+
+def plot_curve_panels(panels: Sequence[CurvePanel], path: str | os.PathLike, *,
+                      highlight: str = "", width: float = 11.5) -> Path:
+    """Write a few curve panels side by side (e.g. ROC, success rate, prediction rate of the
+    recommended map and a handful of others), each with the random diagonal and the AUC of
+    each curve in its legend; the ``highlight`` curve is drawn thick and black, first in the
+    legend. A compact figure (``width`` in wide, 100 dpi) meant for at most ~5 curves a panel.
+
+    Raises
+    ------
+    InputDataError
+        If ``panels`` is empty.
+    """
+    if not panels:
+        raise InputDataError("plot_curve_panels needs at least one panel.")
+    n = len(panels)
+    fig = Figure(figsize=(width, width / n + 0.3), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    for ax, panel in zip(axes, panels, strict=True):
+        others = iter(colours)
+        names = sorted(panel.curves, key=lambda k: k != highlight)
+        for name in names:
+            x, y, auc = panel.curves[name]
+            main = name == highlight
+            ax.plot(x, y, color="black" if main else next(others), lw=2.2 if main else 1.1,
+                    zorder=3 if main else 2, label=f"{name} ({auc:.3f})")
+        ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=0.8, label="random (0.500)")
+        ax.set(xlim=(0, 1), ylim=(0, 1.01))
+        ax.set_xlabel(panel.xlabel, fontsize=8)
+        ax.set_ylabel(panel.ylabel, fontsize=8)
+        ax.set_title(panel.title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(loc="lower right", fontsize=6.5, title="name (AUC)", title_fontsize=6.5)
+        if panel.note:
+            ax.text(0.02, 0.98, panel.note, transform=ax.transAxes, va="top", fontsize=6.5,
+                    color="0.3")
+    return io.save_figure(fig, path, fmt="png", dpi=100)
+
+
+def plot_importance_summary(importance: pd.DataFrame, path: str | os.PathLike, *,
+                            top: int = 12, highlight: str = "",
+                            title: str = "Permutation importance") -> Path:
+    """Write one compact bar chart: the ``top`` evidence layers by permutation importance,
+    one bar per layer aggregated over members (the mean over members of the drop in ROC AUC
+    when the layer is shuffled, a layer's context channels summed), with the range over
+    members as a line; the ``highlight`` member's value as a dot.
+
+    Parameters
+    ----------
+    importance : DataFrame
+        ``evaluate/importance.csv``: columns ``layer``, ``member`` and ``auc_drop_mean``
+        (``layer@channel`` counts for ``layer``).
+
+    Raises
+    ------
+    InputDataError
+        If a column is missing or the table is empty.
+    """
+    need = {"layer", "member", "auc_drop_mean"}
+    if importance.empty or not need <= set(importance.columns):
+        raise InputDataError(f"plot_importance_summary needs a non-empty table with columns "
+                             f"{sorted(need)}; got {list(importance.columns)}.")
+    t = importance.assign(layer=importance["layer"].astype(str).str.split("@").str[0])
+    per = t.groupby(["layer", "member"])["auc_drop_mean"].sum().unstack("member")
+    mean = per.mean(axis=1).sort_values(ascending=False).head(top)
+    per = per.loc[mean.index]
+    fig = Figure(figsize=(6.0, 0.24 * len(mean) + 0.9), layout="constrained")
+    ax = fig.subplots()
+    pos = np.arange(len(mean))
+    ax.barh(pos, mean.to_numpy(), color="#4c72b0", height=0.7, label="mean over members")
+    ax.hlines(pos, per.min(axis=1), per.max(axis=1), color="0.2", lw=0.9,
+              label="range over members")
+    if highlight and highlight in per.columns:
+        ax.plot(per[highlight].to_numpy(), pos, "o", color="black", ms=3.5, label=highlight)
+    ax.set_yticks(pos, list(mean.index), fontsize=7.5)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="k", lw=0.6)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel("drop in ROC AUC when the layer is shuffled", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6.5, loc="lower right")
+    return io.save_figure(fig, path, fmt="png", dpi=100)

@@ -21,6 +21,7 @@ from oremap.evidence.manifest import MANIFEST, EvidenceManifest, LayerRecord
 from oremap.evidence.prepare import _interpolator, _prepare, _Prepared, _window_values
 from oremap.evidence.specs import Spec, _check_names, _parameters, _raster_file_digest, spec_hash
 from oremap.grid import Grid
+from oremap.progress import progress as progress_bar
 
 __all__ = ["PREVIEW_MAX_PX", "build_evidence", "window_task"]
 
@@ -57,7 +58,7 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
     previews : bool
         Write PNG previews (decimated to at most 2,000 px on the long side).
     progress : bool
-        Show a rich progress bar over layers and windows.
+        Show progress bars over layers and windows (:func:`oremap.progress.progress`).
     resume : bool
         Keep layers whose GeoTIFF exists and whose spec hash matches ``stack.json``.
     workers : int
@@ -76,8 +77,6 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
         Duplicate or unsafe names, unusable samples or geometries, layers that do not
         overlap the grid, radii below a pixel (all problems of all specs in one message).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     out_dir = Path(out_dir)
     _check_names(specs)
     prepared, problems = [], []
@@ -87,15 +86,16 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
         except InputDataError as exc:
             problems.append(str(exc))
     if problems:
-        raise InputDataError("evidence layers: " + " | ".join(problems))
+        unique = list(dict.fromkeys(problems))  # one line per cause, however many layers
+        raise InputDataError("evidence layers, " + f"{len(unique)} problem(s):\n  - "
+                             + "\n  - ".join(unique))
     hashes = [spec_hash(s, grid) for s in specs]
     previous = _previous_records(out_dir, grid) if resume else {}
     done: dict[str, LayerRecord] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        layers_task = bar.add_task("evidence layers", total=len(specs))
-        windows_task = bar.add_task("windows", total=grid.n_windows(block))
+    # the layers (one line in a log), and under them the windows of the current layer
+    with progress_bar(len(specs), "evidence layers", "layer", disable=not progress) as layers, \
+            progress_bar(grid.n_windows(block), "windows", "window", disable=not progress,
+                         transient=True) as windows:
         todo: list[tuple[_Prepared, str]] = []
         for p, digest in zip(prepared, hashes, strict=True):
             name = p.spec.name
@@ -103,7 +103,7 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
             if old is not None and old.spec_hash == digest and old.intact(out_dir):
                 log.info("evidence layer %s: unchanged, kept %s", name, old.path)
                 done[name] = old
-                bar.advance(layers_task)
+                layers.update()
                 continue
             if old is not None and old.spec_hash == digest:
                 log.warning("evidence layer %s: %s was changed or damaged after it was "
@@ -111,13 +111,13 @@ def build_evidence(specs: Sequence[Spec], grid: Grid, out_dir: Path, *, block: i
             todo.append((p, digest))
 
         def next_layer(name: str) -> None:
-            bar.reset(windows_task, total=grid.n_windows(block), description=name)
+            windows.reset(grid.n_windows(block), name)
 
         def tick() -> None:
-            bar.advance(windows_task)
+            windows.update()
 
         def finished() -> None:  # a layer written: recorded at once, for a later resume
-            bar.advance(layers_task)
+            layers.update()
             _write_manifest(out_dir, grid, specs, done, previous, hashes)
 
         if client is None:

@@ -30,11 +30,10 @@ from rasterio.crs import CRS as RioCRS
 from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 from scipy import ndimage
 
 from oremap.errors import InputDataError
-from oremap.grid import Grid
+from oremap.grid import Grid, window_transform
 
 __all__ = [
     "DERIVED",
@@ -328,7 +327,7 @@ def class_fraction_tile(p: PreparedRaster, src: Any, grid: Grid, tile: Window) -
         arr = np.where(np.isnan(classes), np.nan, classes == p.category).astype(np.float32)
     else:
         arr = classes.astype(np.float32)
-    reproject(arr, out, src_transform=src.window_transform(win), src_crs=src_crs,
+    reproject(arr, out, src_transform=window_transform(win, src.transform), src_crs=src_crs,
               src_nodata=np.nan, dst_transform=dst_transform, dst_crs=_rio_crs(grid),
               dst_nodata=np.nan, resampling=Resampling[p.resampling], init_dest_nodata=True)
     if p.resampling != "average":

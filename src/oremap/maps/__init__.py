@@ -5,6 +5,8 @@ from oremap.maps.cells import (
     cell_grid,
     cell_table,
     cells_to_raster,
+    rank_uncertainty,
+    seed_rank_uncertainty,
     uncertainty,
     write_cell_maps,
 )
@@ -19,6 +21,7 @@ from oremap.maps.figures import _axis_labels as _axis_labels
 from oremap.maps.figures import _nice_length as _nice_length
 from oremap.maps.figures import (
     place_labels,
+    plot_decision_map,
     plot_panels,
     plot_prospectivity,
     plot_uncertainty,
@@ -26,7 +29,7 @@ from oremap.maps.figures import (
 from oremap.maps.qgis import write_map_package, write_style
 from oremap.maps.raster import describe_map, write_probability_map
 from oremap.maps.targets import (
-    SCORES,
+    RANK_RULE,
     TARGET_COLUMNS,
     TARGET_LABEL_GID,
     NoTargetsWarning,
@@ -53,7 +56,7 @@ __all__ = [
     "NoTargetsWarning",
     "PROSPECTIVITY_CMAP",
     "PredictFn",
-    "SCORES",
+    "RANK_RULE",
     "TARGET_COLUMNS",
     "TARGET_LABEL_GID",
     "cell_grid",
@@ -67,10 +70,13 @@ __all__ = [
     "member_window_predictor",
     "place_labels",
     "plot_panels",
+    "plot_decision_map",
     "plot_prospectivity",
     "plot_uncertainty",
     "prospectivity_cmap",
     "ramp",
+    "rank_uncertainty",
+    "seed_rank_uncertainty",
     "sliding_window_map",
     "srgb_to_lab",
     "target_areas",

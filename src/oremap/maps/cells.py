@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,20 +10,32 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from oremap.errors import InputDataError
 from oremap.grid import Grid
 from oremap.maps.figures import plot_panels, plot_uncertainty
+from oremap.maps.qgis import write_style
 from oremap.maps.raster import describe_map, write_probability_map
 
 __all__ = [
     "CellMaps",
+    "RANK_UNCERTAINTY_MAX",
+    "area_percentiles",
     "cell_grid",
     "cell_table",
     "cells_to_raster",
+    "rank_uncertainty",
+    "seed_rank_uncertainty",
     "uncertainty",
     "write_cell_maps",
 ]
+
+log = logging.getLogger("oremap.maps")
+
+#: Upper bound of :func:`rank_uncertainty` and :func:`seed_rank_uncertainty` (percentile
+#: points): the population std of values in [0, 100] never exceeds 50.
+RANK_UNCERTAINTY_MAX = 50.0
 
 
 def cell_grid(grid: Grid, cell_cols: int, cell_rows: int, *,
@@ -166,27 +179,142 @@ def uncertainty(probs: np.ndarray, *, threshold: float = 0.5) -> tuple[np.ndarra
     return std, entropy
 
 
+def area_percentiles(values: np.ndarray) -> np.ndarray:
+    """Area percentile of every cell in its own map: the share (in %) of the map's finite
+    cells that lie strictly below it, tied cells taking the mean of their ranks.
+
+    With ``n`` finite cells, a cell of (average, 1-based) rank ``r`` gets
+    ``100 * (r - 1) / n``: the same as :func:`oremap.maps.colour.area_percentile` where there
+    are no ties, in [0, 100). Any strictly increasing transform of the map (a calibration
+    offset or scale) leaves the percentiles unchanged. NaN cells stay NaN.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    out = np.full(v.shape, np.nan)
+    ok = np.isfinite(v)
+    n = int(ok.sum())
+    if n:
+        out[ok] = 100.0 * (rankdata(v[ok], method="average") - 1.0) / n
+    return out
+
+
+def _member_percentiles(probs: np.ndarray, what: str) -> np.ndarray:
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim < 2 or p.shape[0] < 1:
+        raise InputDataError(f"{what} must be (n_members, cells...) with n_members >= 1; got "
+                             f"shape {p.shape}. Stack the members' maps with np.stack.")
+    return np.stack([area_percentiles(m) for m in p])
+
+
+def rank_uncertainty(probs: np.ndarray) -> np.ndarray:
+    """Disagreement of the members on ranks: per cell, the std across members of the cell's
+    area percentile in each member's own map (:func:`area_percentiles`).
+
+    Unlike the std of P(ore), it is immune to calibration offsets between members: a member
+    that ranks the cells alike but with higher probabilities adds nothing.
+
+    Parameters
+    ----------
+    probs : (n_members, ...) array
+        Each member's map (a raster, or cells flattened); each member's percentiles are taken
+        over its own finite cells.
+
+    Returns
+    -------
+    (...) float64 array
+        Population std (``ddof=0``) of the percentiles, in percentile points, in
+        [0, :data:`RANK_UNCERTAINTY_MAX`] (50: half the members put the cell at the bottom,
+        half at the top); 0 for a single member; NaN where any member is NaN.
+
+    Raises
+    ------
+    InputDataError
+        If ``probs`` has fewer than 2 dimensions or no member.
+    """
+    return _member_percentiles(probs, "probs").std(axis=0)
+
+
+def seed_rank_uncertainty(probs: np.ndarray) -> np.ndarray:
+    """Instability of the ranks under retraining: per cell, the mean over members of the std
+    across seeds of the cell's area percentile in that (member, seed) map.
+
+    Parameters
+    ----------
+    probs : (n_members, n_seeds, ...) array
+        P(ore) of each member retrained with each seed; percentiles are taken per
+        (member, seed) map over its own finite cells.
+
+    Returns
+    -------
+    (...) float64 array
+        Mean over members of the population std (``ddof=0``) across seeds, in percentile
+        points, in [0, :data:`RANK_UNCERTAINTY_MAX`]; NaN where any map is NaN.
+
+    Raises
+    ------
+    InputDataError
+        If ``probs`` is not (n_members >= 1, n_seeds >= 2, ...).
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim < 3 or p.shape[0] < 1 or p.shape[1] < 2:
+        raise InputDataError(f"probs must be (n_members, n_seeds >= 2, cells...); got shape "
+                             f"{p.shape}. Give each member's maps from at least two seeds.")
+    return np.stack([_member_percentiles(m, "probs").std(axis=0) for m in p]).mean(axis=0)
+
+
 @dataclass(frozen=True)
 class CellMaps:
-    """Cell-level rasters of every member and rule, and the members' disagreement."""
+    """Cell-level rasters of every member and rule, and the members' disagreement:
+    ``uncertainty`` (:func:`rank_uncertainty`, percentile points), ``entropy`` (vote entropy,
+    bits) and ``seed_uncertainty`` (:func:`seed_rank_uncertainty`; None without seed maps)."""
 
     grid: Grid
     rasters: dict[str, np.ndarray]
-    std: np.ndarray
+    uncertainty: np.ndarray
     entropy: np.ndarray
+    seed_uncertainty: np.ndarray | None = None
+
+
+def _seed_stack(seed_probabilities: Sequence[pd.DataFrame], table: pd.DataFrame,
+                members: Sequence[str]) -> tuple[list[str], np.ndarray] | None:
+    """(members in every seed table, (n_members, n_seeds, n_cells) P(ore) on ``table``'s cells),
+    or None when fewer than 2 seed tables or no common member."""
+    if len(seed_probabilities) < 2:
+        if seed_probabilities:
+            log.warning("maps: one seed table only; uncertainty_seed.tif needs >= 2, skipped")
+        return None
+    common = [m for m in members if all(f"p_{m}" in s.columns for s in seed_probabilities)]
+    if not common:
+        log.warning("maps: no member has P(ore) in every seed table; uncertainty_seed.tif "
+                    "skipped")
+        return None
+    keys = pd.MultiIndex.from_frame(table[["row", "col"]])
+    stack = np.stack([
+        np.stack([s.set_index(["row", "col"])[f"p_{m}"].reindex(keys).to_numpy(np.float64)
+                  for s in seed_probabilities])
+        for m in common])
+    return common, stack
 
 
 def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
                     members: Sequence[str], rules: Sequence[str], out: Path, *,
                     threshold: float, orebodies: gpd.GeoDataFrame | None = None,
-                    run_tags: Mapping[str, str] | None = None) -> CellMaps:
-    """Write ``prob_<member|rule>.tif``, ``uncertainty_{std,entropy}.tif`` and their figures.
+                    run_tags: Mapping[str, str] | None = None,
+                    seed_probabilities: Sequence[pd.DataFrame] | None = None) -> CellMaps:
+    """Write ``prob_<member|rule>.tif``, ``uncertainty_{rank,entropy}.tif`` (and
+    ``uncertainty_seed.tif`` with seed maps) and their figures.
 
     ``run_tags`` (e.g. the run's name and oremap's version) are added to every map's tags.
 
     ``table`` has one row per usable cell with ``row``, ``col``, ``p_<member>`` and
     ``ens_<rule>`` columns (``ensemble/ensemble.csv``); ``cells`` are all cells of the study
     area (their count fixes the cell grid).
+
+    ``uncertainty_rank.tif`` is :func:`rank_uncertainty` of the members' cell maps: the std
+    across members of each cell's area percentile in the member's own map (percentile points,
+    0-50), which calibration offsets between members do not inflate. ``seed_probabilities``:
+    the per-seed prediction tables of the stability stage (``stability/seed*/predictions.csv``,
+    with ``row``, ``col`` and ``p_<member>``); with two or more, ``uncertainty_seed.tif`` is
+    :func:`seed_rank_uncertainty` over the members present in all of them, on ``table``'s cells.
     """
     n_rows, n_cols = int(cells["row"].max()) + 1, int(cells["col"].max()) + 1
     cgrid = cell_grid(grid, n_cols, n_rows)
@@ -206,19 +334,38 @@ def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
                       "(cell maps)", legend_label="P(ore) or vote share",
                 orebodies=orebodies, cells=usable)
     probs = np.vstack([table[f"p_{m}"].to_numpy() for m in members])
-    std, entropy = uncertainty(probs, threshold=threshold)
-    std_r, ent_r = cells_to_raster(r, c, std, cgrid), cells_to_raster(r, c, entropy, cgrid)
+    _, entropy = uncertainty(probs, threshold=threshold)
+    rank_r = cells_to_raster(r, c, rank_uncertainty(probs), cgrid)
+    ent_r = cells_to_raster(r, c, entropy, cgrid)
     members_tag = {"members": ",".join(members), **(run_tags or {})}
-    write_probability_map(out / "uncertainty_std.tif", std_r, cgrid,
-                          band_name="std of P(ore) across members",
-                          tags={"quantity": "probability std", **members_tag}, style="std")
+    _write_rank_map(out / "uncertainty_rank.tif", rank_r, cgrid,
+                    "std across members of the area percentile (percentile points)",
+                    {"quantity": "rank uncertainty", **members_tag})
     write_probability_map(out / "uncertainty_entropy.tif", ent_r, cgrid,
                           band_name="vote entropy (bits) across members",
                           tags={"quantity": "vote entropy", "units": "bits",
                                 "threshold": threshold, **members_tag}, style="entropy")
-    plot_uncertainty(std_r, ent_r, cgrid, out / "uncertainty.png", orebodies=orebodies,
-                     cells=usable)
-    return CellMaps(cgrid, rasters, std_r, ent_r)
+    plot_uncertainty(rank_r, ent_r, cgrid, out / "uncertainty.png", orebodies=orebodies,
+                     cells=usable, first=("Rank disagreement of the members",
+                                          "std of the area percentile (points)"))
+    seed_r = None
+    seeds = _seed_stack(seed_probabilities or [], table, members)
+    if seeds is not None:
+        seed_members, stack = seeds
+        seed_r = cells_to_raster(r, c, seed_rank_uncertainty(stack), cgrid)
+        _write_rank_map(out / "uncertainty_seed.tif", seed_r, cgrid,
+                        "mean over members of the std across seeds of the area percentile "
+                        "(percentile points)",
+                        {"quantity": "seed rank uncertainty", "seeds": len(seed_probabilities),
+                         **members_tag, "members": ",".join(seed_members)})
+    return CellMaps(cgrid, rasters, rank_r, ent_r, seed_r)
+
+
+def _write_rank_map(path: Path, arr: np.ndarray, grid: Grid, band: str,
+                    tags: Mapping[str, object]) -> None:
+    write_probability_map(path, arr, grid, band_name=band,
+                          tags={"units": "percentile points", **tags}, style="std")
+    write_style(path, "std", vmin=0.0, vmax=RANK_UNCERTAINTY_MAX)  # percentile points, 0-50
 
 
 def cell_table(cells: gpd.GeoDataFrame, table: pd.DataFrame) -> gpd.GeoDataFrame:

@@ -6,7 +6,9 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import ListedColormap, to_hex
 
-__all__ = ["PROSPECTIVITY_CMAP", "lab_to_srgb", "prospectivity_cmap", "ramp", "srgb_to_lab"]
+__all__ = ["AREA_CLASSES", "AREA_CLASS_COLOURS", "AREA_REST_COLOUR", "PROSPECTIVITY_CMAP",
+           "area_percentile", "area_percentile_breaks", "lab_to_srgb", "prospectivity_cmap",
+           "ramp", "srgb_to_lab"]
 
 
 _WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
@@ -106,3 +108,38 @@ def ramp(kind: str) -> list[tuple[float, str]]:
                         "uncertainty": lambda: _named_stops("magma_r"),
                         "evidence": lambda: _named_stops("viridis")}[kind]()
     return _RAMPS[kind]
+
+
+#: The area-percentile classes of a decision map: the top 5, 10 and 20 % of the study area.
+AREA_CLASSES: tuple[int, ...] = (5, 10, 20)
+#: Their colours, top class first (the rest of the area is drawn light grey).
+AREA_CLASS_COLOURS: tuple[str, ...] = ("#b2182b", "#ef8a62", "#fddbc7")
+#: The colour of the area below the last class.
+AREA_REST_COLOUR = "#e6e6e6"
+
+
+def area_percentile_breaks(values: np.ndarray,
+                           classes: tuple[int, ...] = AREA_CLASSES) -> list[float]:
+    """P(ore) thresholds of the area-percentile classes: ``breaks[i]`` is the value at or
+    above which the top ``classes[i]`` % of the finite cells (of the study area) lie.
+
+    Breaks never rise with the class (ties make some equal); NaN for an all-NaN map.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return [float("nan")] * len(classes)
+    return [float(np.quantile(v, 1.0 - c / 100.0, method="higher")) for c in classes]
+
+
+def area_percentile(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """The percentile of the study area each of ``values`` reaches on the map ``of``: the share
+    (in %) of the map's finite cells that lie strictly below it (100 = the map's maximum
+    or above)."""
+    ref = np.sort(np.asarray(of, dtype=np.float64).ravel())
+    ref = ref[np.isfinite(ref)]
+    v = np.asarray(values, dtype=np.float64)
+    if ref.size == 0:
+        return np.full(v.shape, np.nan)
+    out = 100.0 * np.searchsorted(ref, v, side="left") / ref.size
+    return np.where(np.isfinite(v), out, np.nan)

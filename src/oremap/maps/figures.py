@@ -12,7 +12,7 @@ import matplotlib
 import numpy as np
 from matplotlib import patheffects
 from matplotlib.axes import Axes
-from matplotlib.colors import Colormap
+from matplotlib.colors import Colormap, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
@@ -24,10 +24,17 @@ from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 from oremap import io
 from oremap.errors import InputDataError
 from oremap.grid import Grid
-from oremap.maps.colour import PROSPECTIVITY_CMAP
+from oremap.maps.colour import (
+    AREA_CLASS_COLOURS,
+    AREA_CLASSES,
+    AREA_REST_COLOUR,
+    PROSPECTIVITY_CMAP,
+    area_percentile_breaks,
+)
 from oremap.maps.targets import TARGET_LABEL_GID, label_targets_on_axes, to_grid_crs
 
-__all__ = ["place_labels", "plot_panels", "plot_prospectivity", "plot_uncertainty"]
+__all__ = ["area_classes", "place_labels", "plot_decision_map", "plot_panels",
+           "plot_prospectivity", "plot_thumbnails", "plot_uncertainty"]
 
 
 _UNIT_ABBREV = {"metre": "m", "meter": "m", "kilometre": "km", "degree": "°", "foot": "ft",
@@ -342,11 +349,14 @@ def plot_uncertainty(std: np.ndarray, entropy: np.ndarray, grid: Grid,
                      path: str | os.PathLike, *, title: str = "Model disagreement",
                      orebodies: gpd.GeoDataFrame | None = None,
                      cells: gpd.GeoDataFrame | None = None,
-                     targets: gpd.GeoDataFrame | None = None) -> Path:
+                     targets: gpd.GeoDataFrame | None = None,
+                     first: tuple[str, str] = ("Std of P(ore)", "std")) -> Path:
     """Two panels: std of P(ore) across models and vote entropy (bits), both (rows, cols).
 
     Both use matplotlib's perceptually uniform sequential "magma" (dark = agreement); the std
     scale runs from 0 to its largest value (at least 0.05), the entropy scale from 0 to 1 bit.
+    ``first``: title and colour-bar label of the first panel (another disagreement measure,
+    e.g. the rank uncertainty).
 
     Raises
     ------
@@ -360,7 +370,7 @@ def plot_uncertainty(std: np.ndarray, entropy: np.ndarray, grid: Grid,
     aspect = min(max(grid.height / grid.width, 0.3), 2.0)  # keep figures printable
     fig = Figure(figsize=(11.0, max(3.0, 4.6 * aspect) + 0.8), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, arr, name, top, label in ((axes[0], s, "Std of P(ore)", s_max, "std"),
+    for ax, arr, name, top, label in ((axes[0], s, first[0], s_max, first[1]),
                                       (axes[1], e, "Vote entropy", 1.0, "entropy (bits)")):
         image, handles = _draw_map(ax, arr, grid, cmap, 0.0, top, name, orebodies, cells,
                                    targets)
@@ -376,3 +386,180 @@ def _cmap(cmap: Colormap | str | None) -> Colormap:
     if isinstance(cmap, str):
         return matplotlib.colormaps.get_cmap(cmap)  # ValueError for unknown names, as before
     return cmap
+
+
+def area_classes(prob: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """Each pixel's area-percentile class (0: top 5 % of the study area, 1: top 10 %, 2: top
+    20 %, 3: the rest; NaN where ``prob`` is NaN) and the P(ore) breaks of the classes."""
+    p = np.asarray(prob, dtype=np.float64)
+    breaks = area_percentile_breaks(p)
+    out = np.full(p.shape, float(len(AREA_CLASSES)))
+    for k in reversed(range(len(AREA_CLASSES))):
+        if np.isfinite(breaks[k]):
+            out[p >= breaks[k]] = k
+    out[~np.isfinite(p)] = np.nan
+    return out, breaks
+
+
+def _draw_known(ax: Axes, orebodies: gpd.GeoDataFrame) -> list:
+    """Known deposits in gold with a black edge: points as stars, polygons outlined."""
+    kinds = orebodies.geom_type
+    points = orebodies[kinds.isin(["Point", "MultiPoint"])]
+    others = orebodies[~kinds.isin(["Point", "MultiPoint"])]
+    if len(others):
+        others.plot(ax=ax, facecolor="#f2c12e", edgecolor="black", linewidth=0.9, zorder=5)
+    if len(points):
+        points.plot(ax=ax, marker="*", color="#f2c12e", edgecolor="black", markersize=110,
+                    linewidth=0.8, zorder=6)
+    if not len(orebodies):
+        return []
+    return [Line2D([], [], marker="*" if len(points) else "s", color="black",
+                   markerfacecolor="#f2c12e", markersize=11 if len(points) else 8,
+                   linestyle="none", label="known deposit")]
+
+
+def _draw_barren(ax: Axes, barren: list[gpd.GeoDataFrame], grid: Grid) -> list:
+    """Barren records (e.g. barren drill holes): dark grey crosses, polygons white with a dark
+    outline; never red, which means ore on the map."""
+    drawn = False
+    for gdf in barren:
+        if gdf is None or not len(gdf):
+            continue
+        gdf = to_grid_crs(gdf, grid, "barren records")
+        kinds = gdf.geom_type
+        points = gdf[kinds.isin(["Point", "MultiPoint"])]
+        lines = gdf[kinds.isin(["LineString", "MultiLineString"])]
+        polygons = gdf[kinds.isin(["Polygon", "MultiPolygon"])]
+        if len(polygons):
+            polygons.plot(ax=ax, facecolor="white", edgecolor="0.2", linewidth=0.7, zorder=4)
+        if len(lines):
+            lines.plot(ax=ax, color="0.3", linewidth=0.8, zorder=4)
+        if len(points):
+            points.plot(ax=ax, marker="x", color="0.3", markersize=9, linewidth=0.6,
+                        alpha=0.8, zorder=4)
+        drawn = True
+    if not drawn:
+        return []
+    return [Line2D([], [], marker="x", color="0.3", markersize=5, linestyle="none",
+                   label="barren record")]
+
+
+def plot_decision_map(prob: np.ndarray, grid: Grid, path: str | os.PathLike, *,
+                      targets: gpd.GeoDataFrame | None,
+                      orebodies: gpd.GeoDataFrame | None,
+                      barren: list[gpd.GeoDataFrame] | None = None,
+                      title: str = "") -> Path:
+    """The map to decide on: the recommended P(ore) map drawn by area-percentile class.
+
+    The top 5, 10 and 20 % of the study area (by P(ore), :data:`AREA_CLASSES`) in
+    :data:`AREA_CLASS_COLOURS`, the rest light grey, no-data white; target areas as dashed
+    outlines with their labels (column ``label`` or ``rank``: I, II, ...), known deposits in
+    gold with a black edge, barren records as dark grey crosses (polygons white with a dark
+    outline); a legend with the P(ore) break of each class, axes in map units, a scale bar and
+    a north arrow. A compact figure (7 x 4.5 in at 100 dpi, 256 colours), for the first screen
+    of the report.
+
+    Parameters
+    ----------
+    prob : (rows, cols) array on ``grid``
+        P(ore) (or any score: only its ranking matters); NaN outside the study area.
+    grid : Grid
+    path : path
+        Output PNG, written atomically.
+    targets, orebodies : GeoDataFrame or None
+    barren : list of GeoDataFrame or None
+        Barren records (points or polygons), in any CRS.
+    title : str
+
+    Raises
+    ------
+    InputDataError
+        If ``prob`` does not match ``grid``.
+    """
+    arr = _check_map(prob, grid, "the decision map")
+    classes, breaks = area_classes(arr)
+    colours = [*AREA_CLASS_COLOURS, AREA_REST_COLOUR]
+    cmap = ListedColormap(colours).with_extremes(bad="white")
+    aspect = min(max(grid.height / grid.width, 0.3), 2.0)
+    fig = Figure(figsize=(7.0, min(4.5, max(2.6, 5.0 * aspect + 0.9))), layout="constrained")
+    ax = fig.subplots()
+    xmin, ymin, xmax, ymax = grid.bounds
+    ax.imshow(classes, cmap=cmap, vmin=-0.5, vmax=len(colours) - 0.5, origin="upper",
+              extent=(xmin, xmax, ymin, ymax), interpolation="nearest")
+    handles: list = []
+    previous = 0
+    for k, share in enumerate(AREA_CLASSES):
+        where = f", P \u2265 {breaks[k]:.2f}" if np.isfinite(breaks[k]) else ""
+        span = f"top {share} %" if k == 0 else f"top {previous}\u2013{share} %"
+        handles.append(Patch(facecolor=colours[k], edgecolor="0.5", linewidth=0.5,
+                             label=f"{span}{where}"))
+        previous = share
+    handles.append(Patch(facecolor=AREA_REST_COLOUR, edgecolor="0.5", linewidth=0.5,
+                         label="rest of the area"))
+    if targets is not None and len(targets):
+        t = to_grid_crs(targets, grid, "targets")
+        if "rank" not in t.columns and "label" in t.columns:
+            t = t.assign(rank=t["label"])
+        label_targets_on_axes(ax, t, fontsize=8)
+        handles.append(Line2D([], [], color="black", linewidth=1.2, linestyle="--",
+                              label="target area"))
+    if orebodies is not None and len(orebodies):
+        handles += _draw_known(ax, to_grid_crs(orebodies, grid, "orebodies"))
+    handles += _draw_barren(ax, list(barren or []), grid)
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ax.set_aspect("equal")
+    ax.ticklabel_format(useOffset=False, style="plain")
+    ax.tick_params(labelsize=7)
+    x_label, y_label = _axis_labels(grid)
+    ax.set_xlabel(x_label, fontsize=8)
+    ax.set_ylabel(y_label, fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9.5)
+    _add_scale_bar(ax, grid)
+    _add_north_arrow(ax)
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7.5, frameon=False,
+               title="share of the study area", title_fontsize=7.5)
+    if targets is not None and len(targets):
+        place_labels(fig)
+    return io.save_figure(fig, path, dpi=100)
+
+
+def plot_thumbnails(arrays: Mapping[str, np.ndarray], path: str | os.PathLike, *,
+                    captions: Mapping[str, str] | None = None, ncols: int = 6,
+                    width: float = 11.5, cmap: str = "viridis") -> Path:
+    """Small multiples: one thumbnail per map (name -> 2-D array, e.g. decimated evidence
+    layers) in one figure, each stretched between its own 2nd and 98th percentiles (dark =
+    low), titled with its name and, below, its caption; no axes. NaN is light grey.
+
+    Raises
+    ------
+    InputDataError
+        If ``arrays`` is empty.
+    """
+    if not arrays:
+        raise InputDataError("plot_thumbnails needs at least one map; got an empty mapping.")
+    names = list(arrays)
+    ncols = max(1, min(ncols, len(names)))
+    nrows = -(-len(names) // ncols)
+    first = np.asarray(arrays[names[0]])
+    aspect = min(max(first.shape[0] / max(first.shape[1], 1), 0.3), 1.5)
+    panel = width / ncols
+    fig = Figure(figsize=(width, nrows * (panel * aspect + 0.45)), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    colour_map = matplotlib.colormaps[cmap].with_extremes(bad=(0.88, 0.88, 0.88, 1.0))
+    for ax, name in zip(axes.flat, names, strict=False):
+        arr = np.asarray(arrays[name], dtype=np.float64)
+        finite = arr[np.isfinite(arr)]
+        lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+        ax.imshow(arr, cmap=colour_map, vmin=lo, vmax=hi if hi > lo else lo + 1,
+                  interpolation="nearest")
+        ax.set_title(name, fontsize=8, pad=2)
+        caption = (captions or {}).get(name, "")
+        if caption:
+            ax.set_xlabel(caption, fontsize=6.5, labelpad=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    return io.save_figure(fig, path, dpi=100)

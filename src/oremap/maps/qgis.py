@@ -1,120 +1,79 @@
 """The map package for QGIS: layer styles (``.qml``) and one project file (``.qgs``).
 
 A ``.qml`` beside a GeoTIFF with the same name is the style QGIS applies when the file is
-opened; the project (``maps/oremap.qgs``) opens the evidence layers, the maps, the cells, the
-targets, the orebodies and barren records in that order, with the same styles and paths
-relative to the project, so the run folder can be moved or shared as a whole.
+opened (see :mod:`oremap.maps.qgis_style`); the project (``maps/oremap.qgs``) opens the
+targets (labelled), the known orebodies and barren records, the recommended map (in
+area-percentile classes), the other maps, the inputs (geology, geochemistry), the cells and
+the evidence layers, with paths relative to the project, so the run folder can be moved or
+shared as a whole. Only the targets, orebodies, barren records and the recommended map are
+shown when the project opens.
 """
 
 from __future__ import annotations
 
-import math
+import json
 import os
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
-import numpy as np
 import pandas as pd
 import rasterio
+from pyproj import CRS
 
 from oremap import io
-from oremap import io as oio
 from oremap.contract import file as F
-from oremap.maps.colour import ramp
+from oremap.maps.qgis_style import (
+    FIXED_RANGES,
+    QGIS_VERSION,
+    area_class_pipe,
+    finite_values,
+    label_xml,
+    raster_pipe,
+    raster_qml,
+    style_kind_of,
+    vector_renderer,
+    write_style,
+)
 
 __all__ = [
     "FIXED_RANGES",
     "QGIS_VERSION",
     "Layer",
+    "layer_id",
     "project_xml",
     "raster_pipe",
     "raster_qml",
     "recommended_name",
+    "spatialrefsys",
     "vector_renderer",
     "write_map_package",
     "write_project",
     "write_style",
 ]
 
-#: QGIS version written in the files (the format of QGIS 3.22 LTR and later).
-QGIS_VERSION = "3.22.16-Białowieża"
+#: The uncertainty maps listed in the project, in this order, where the run has them
+#: (``uncertainty_std`` in older runs, ``uncertainty_seed`` with stability seeds).
+UNCERTAINTY_MAPS = ("uncertainty_rank", "uncertainty_seed", "uncertainty_std",
+                    "uncertainty_entropy")
 
-
-def raster_pipe(kind: str, vmin: float, vmax: float, *, indent: str = "  ") -> str:
-    """The ``<pipe>`` of a single-band pseudocolour style from ``vmin`` to ``vmax``."""
-    if not (np.isfinite(vmin) and np.isfinite(vmax)) or vmax <= vmin:
-        vmin, vmax = (0.0, 1.0) if not np.isfinite(vmin) else (vmin, vmin + 1.0)
-    items = "\n".join(
-        f'{indent}        <item alpha="255" value="{vmin + t * (vmax - vmin):.6g}" '
-        f'label="{vmin + t * (vmax - vmin):.3g}" color="{color}"/>'
-        for t, color in ramp(kind))
-    return f"""{indent}<pipe>
-{indent}  <provider><resampling enabled="false" maxOversampling="2" zoomedInResamplingMethod="nearestNeighbour" zoomedOutResamplingMethod="nearestNeighbour"/></provider>
-{indent}  <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" alphaBand="-1" nodataColor="" classificationMin="{vmin:.6g}" classificationMax="{vmax:.6g}">
-{indent}    <rasterTransparency/>
-{indent}    <minMaxOrigin><limits>None</limits><extent>WholeRaster</extent><statAccuracy>Estimated</statAccuracy><cumulativeCutLower>0.02</cumulativeCutLower><cumulativeCutUpper>0.98</cumulativeCutUpper><stdDevFactor>2</stdDevFactor></minMaxOrigin>
-{indent}    <rastershader>
-{indent}      <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" minimumValue="{vmin:.6g}" maximumValue="{vmax:.6g}" labelPrecision="3">
-{items}
-{indent}      </colorrampshader>
-{indent}    </rastershader>
-{indent}  </rasterrenderer>
-{indent}  <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
-{indent}  <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0" colorizeRed="255" colorizeGreen="128" colorizeBlue="128" colorizeStrength="100"/>
-{indent}  <rasterresampler maxOversample="2"/>
-{indent}</pipe>"""  # noqa: E501
-
-
-def raster_qml(kind: str, vmin: float, vmax: float) -> str:
-    """A QGIS layer style file (``.qml``) for one map kind."""
-    return (f"<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-            f'<qgis version="{QGIS_VERSION}" styleCategories="Symbology">\n'
-            f"{raster_pipe(kind, vmin, vmax)}\n  <blendMode>0</blendMode>\n</qgis>\n")
-
-
-#: Value ranges of the map kinds with a fixed scale.
-FIXED_RANGES = {"probability": (0.0, 1.0), "entropy": (0.0, 1.0), "std": (0.0, 0.5)}
-
-
-def write_style(tif: Path, kind: str, *, vmin: float | None = None,
-                vmax: float | None = None, out: Path | None = None) -> Path:
-    """Write ``<tif stem>.qml`` beside a GeoTIFF (QGIS applies it when the file is opened),
-    or to ``out``.
-
-    ``kind``: ``probability`` (also vote shares), ``std``, ``entropy`` (fixed ranges) or
-    ``evidence`` (from the 2nd to the 98th percentile of the valid values unless given).
-    """
-    if kind in FIXED_RANGES:
-        lo, hi = FIXED_RANGES[kind]
-        ramp_kind = "probability" if kind == "probability" else "uncertainty"
-    else:
-        valid = _sample_values(tif)
-        lo, hi = (np.percentile(valid, [2, 98]) if valid.size else (0.0, 1.0))
-        ramp_kind = "evidence"
-    lo = float(lo if vmin is None else vmin)
-    hi = float(hi if vmax is None else vmax)
-    return io.write_text(out or tif.with_suffix(".qml"), raster_qml(ramp_kind, lo, hi))
-
-
-def _sample_values(tif: Path, *, max_pixels: float = 4e6) -> np.ndarray:
-    """Valid values of a GeoTIFF read at a resolution of at most ``max_pixels`` (overviews or
-    decimation): enough for percentiles, bounded memory for paper-scale layers."""
-    with rasterio.open(tif) as src:
-        factor = max(1, math.ceil(math.sqrt(src.width * src.height / max_pixels)))
-        shape = (max(1, src.height // factor), max(1, src.width // factor))
-        values = src.read(1, out_shape=shape, masked=True).astype(float).filled(np.nan)
-    return values[np.isfinite(values)]
-
-
-# --------------------------------------------------------------------------- the project
+#: Outline colours of the geology layers, in config order (cycled).
+_GEOLOGY_COLOURS = ("139,69,19,255", "128,0,128,255", "0,110,60,255", "30,80,200,255",
+                    "200,120,0,255", "90,90,90,255")
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer of the project: a GeoTIFF (``raster``) or a vector layer (``vector``)."""
+    """One layer of the project: a GeoTIFF (``raster``) or a vector layer (``vector``).
+
+    ``provider``: ``gdal`` (rasters), ``ogr`` (vector files) or ``delimitedtext`` (a CSV of
+    points, ``uri`` holding its options); ``subset``: an OGR SQL filter (a config ``where``);
+    ``labeling``: a ``<labeling>`` element; ``crs``: the layer's CRS (default the project's).
+    """
 
     name: str
     path: Path
@@ -123,11 +82,42 @@ class Layer:
     sublayer: str | None = None
     style: str | None = None  # the raster <pipe> or the vector renderer, XML
     visible: bool = True
+    provider: str | None = None
+    uri: str | None = None  # delimitedtext: the query after "?"
+    subset: str | None = None
+    labeling: str | None = None
+    crs: str | None = None
 
 
-def _srs(wkt: str, indent: str) -> str:
-    return (f"{indent}<spatialrefsys nativeFormat=\"Wkt\">\n{indent}  <wkt>{_esc(wkt)}</wkt>\n"
-            f"{indent}</spatialrefsys>")
+def spatialrefsys(crs_text: str, indent: str = "") -> str:
+    """A complete ``<spatialrefsys>`` (WKT, PROJ, authority id, description, acronyms) of a
+    CRS given as WKT, ``EPSG:...`` or PROJ text, as QGIS writes it."""
+    crs = CRS.from_user_input(crs_text)
+    auth = crs.to_authority(min_confidence=90)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "you will likely lose information": WKT rules
+            proj4 = crs.to_proj4() or ""
+    except Exception:  # noqa: BLE001 - no PROJ.4 form (engineering CRS): WKT alone then
+        proj4 = ""
+    try:
+        ellipsoid = crs.ellipsoid
+        ell = ellipsoid.to_authority() if ellipsoid is not None else None
+    except Exception:  # noqa: BLE001
+        ell = None
+    acronym = ""
+    for part in proj4.split():
+        if part.startswith("+proj="):
+            acronym = part.removeprefix("+proj=")
+    fields = [("wkt", crs.to_wkt()), ("proj4", proj4)]
+    if auth is not None and auth[1].isdigit():
+        fields.append(("srid", auth[1]))
+    fields += [("authid", f"{auth[0]}:{auth[1]}" if auth else ""),
+               ("description", crs.name or ""), ("projectionacronym", acronym),
+               ("ellipsoidacronym", f"{ell[0]}:{ell[1]}" if ell else ""),
+               ("geographicflag", "true" if crs.is_geographic else "false")]
+    body = "".join(f"{indent}  <{k}>{_esc(v)}</{k}>\n" for k, v in fields)
+    return f'{indent}<spatialrefsys nativeFormat="Wkt">\n{body}{indent}</spatialrefsys>'
 
 
 def _esc(text: str) -> str:
@@ -140,89 +130,32 @@ def _relative(path: Path, start: Path) -> str:
     return "./" + Path(rel).as_posix() if not rel.startswith("..") else Path(rel).as_posix()
 
 
-def vector_renderer(geometry: str, fill: str, outline: str, *, width: float = 0.5) -> str:
-    """A single-symbol renderer for polygons (``fill`` may be 'none'), lines or points."""
-    if geometry == "point":
-        layer = (f'<layer class="SimpleMarker" enabled="1" locked="0" pass="0">'
-                 f'<prop k="name" v="star"/><prop k="color" v="{fill}"/>'
-                 f'<prop k="outline_color" v="{outline}"/><prop k="size" v="3"/></layer>')
-        symbol_type = "marker"
-    elif geometry == "line":
-        layer = (f'<layer class="SimpleLine" enabled="1" locked="0" pass="0">'
-                 f'<prop k="line_color" v="{outline}"/><prop k="line_width" v="{width}"/>'
-                 "</layer>")
-        symbol_type = "line"
-    else:
-        style = "no" if fill == "none" else "solid"
-        layer = (f'<layer class="SimpleFill" enabled="1" locked="0" pass="0">'
-                 f'<prop k="color" v="{fill if fill != "none" else "0,0,0,0"}"/>'
-                 f'<prop k="style" v="{style}"/><prop k="outline_color" v="{outline}"/>'
-                 f'<prop k="outline_width" v="{width}"/></layer>')
-        symbol_type = "fill"
-    return (f'<renderer-v2 type="singleSymbol" forceraster="0" symbollevels="0" '
-            f'enableorderby="0"><symbols><symbol type="{symbol_type}" name="0" alpha="1" '
-            f'clip_to_extent="1">{layer}</symbol></symbols></renderer-v2>')
-
-
-def project_xml(layers: Sequence[Layer], project: Path, wkt: str, *, title: str) -> str:
-    """The text of a QGIS project holding ``layers`` (top of the list drawn on top)."""
-    ids = {id(layer): f"{_slug(layer.name)}_"
-                      f"{uuid.uuid5(uuid.NAMESPACE_URL, f'{layer.path}|{layer.name}').hex[:8]}"
-           for layer in layers}
-    groups: dict[str, list[Layer]] = {}
-    for layer in layers:
-        groups.setdefault(layer.group, []).append(layer)
-    tree = []
-    for group, members in groups.items():
-        tree.append(f'    <layer-tree-group name={quoteattr(group)} checked="Qt::Checked" '
-                    'expanded="1">')
-        for layer in members:
-            source = _source(layer, project.parent)
-            checked = "Qt::Checked" if layer.visible else "Qt::Unchecked"
-            provider = "gdal" if layer.kind == "raster" else "ogr"
-            tree.append(f'      <layer-tree-layer id="{ids[id(layer)]}" '
-                        f"name={quoteattr(layer.name)} source={quoteattr(source)} "
-                        f'providerKey="{provider}" checked="{checked}" expanded="0"/>')
-        tree.append("    </layer-tree-group>")
-    maplayers = []
-    for layer in layers:
-        source = _source(layer, project.parent)
-        if layer.kind == "raster":
-            head = '    <maplayer type="raster" hasScaleBasedVisibilityFlag="0">'
-            provider, body = "gdal", layer.style or ""
-        else:
-            head = ('    <maplayer type="vector" hasScaleBasedVisibilityFlag="0" '
-                    f'geometry="{_geometry_kind(layer)}">')
-            provider, body = "ogr", layer.style or ""
-        maplayers.append(
-            f"{head}\n      <id>{ids[id(layer)]}</id>\n"
-            f"      <datasource>{_esc(source)}</datasource>\n"
-            f"      <layername>{_esc(layer.name)}</layername>\n"
-            f"      <srs>\n{_srs(wkt, '        ')}\n      </srs>\n"
-            f'      <provider encoding="UTF-8">{provider}</provider>\n'
-            f"      {body}\n    </maplayer>")
-    order = "\n".join(f'      <item>{ids[id(layer)]}</item>' for layer in layers)
-    return (
-        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        f'<qgis projectname={quoteattr(title)} version="{QGIS_VERSION}">\n'
-        '  <homePath path=""/>\n'
-        f"  <title>{_esc(title)}</title>\n"
-        f"  <projectCrs>\n{_srs(wkt, '    ')}\n  </projectCrs>\n"
-        "  <layer-tree-group>\n    <customproperties/>\n" + "\n".join(tree) + "\n"
-        f"    <custom-order enabled=\"0\">\n{order}\n    </custom-order>\n"
-        "  </layer-tree-group>\n"
-        "  <projectlayers>\n" + "\n".join(maplayers) + "\n  </projectlayers>\n"
-        "  <properties>\n    <Paths>\n      <Absolute type=\"bool\">false</Absolute>\n"
-        "    </Paths>\n  </properties>\n</qgis>\n")
-
-
 def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name)[:40] or "layer"
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_")[:40] or "layer"
+
+
+def layer_id(layer: Layer) -> str:
+    """A long, stable id: ``<group>_<name>_<12 hex digits of a hash of the source>``
+    (QGIS replaces ids of 10 characters or fewer by random ones on reading)."""
+    key = f"{layer.group}|{layer.name}|{Path(layer.path).as_posix()}|{layer.sublayer}"
+    return (f"{_slug(layer.group)}_{_slug(layer.name)}_"
+            f"{uuid.uuid5(uuid.NAMESPACE_URL, key).hex[:12]}")
 
 
 def _source(layer: Layer, base: Path) -> str:
     rel = _relative(layer.path, base)
-    return f"{rel}|layername={layer.sublayer}" if layer.sublayer else rel
+    if layer.provider == "delimitedtext":
+        return f"file:{quote(rel)}?{layer.uri or ''}"
+    parts = [rel]
+    if layer.sublayer:
+        parts.append(f"layername={layer.sublayer}")
+    if layer.subset:
+        parts.append(f"subset={layer.subset}")  # must come last
+    return "|".join(parts)
+
+
+def _provider(layer: Layer) -> str:
+    return layer.provider or ("gdal" if layer.kind == "raster" else "ogr")
 
 
 def _geometry_kind(layer: Layer) -> str:
@@ -234,13 +167,94 @@ def _geometry_kind(layer: Layer) -> str:
     return "Polygon"
 
 
-def write_project(path: Path, layers: Sequence[Layer], wkt: str, *, title: str) -> Path:
+def project_xml(layers: Sequence[Layer], project: Path, wkt: str, *, title: str,
+                extent: tuple[float, float, float, float] | None = None) -> str:
+    """The text of a QGIS project holding ``layers`` (top of the list drawn on top) in the
+    CRS ``wkt``; ``extent`` (xmin, ymin, xmax, ymax) is the view it opens on."""
+    ids: dict[int, str] = {}
+    seen: set[str] = set()
+    for layer in layers:
+        lid, n = layer_id(layer), 1
+        while lid in seen:
+            n += 1
+            lid = f"{layer_id(layer)}_{n}"
+        seen.add(lid)
+        ids[id(layer)] = lid
+    groups: dict[str, list[Layer]] = {}
+    for layer in layers:
+        groups.setdefault(layer.group, []).append(layer)
+    tree = []
+    for group, members in groups.items():
+        tree.append(f'    <layer-tree-group name={quoteattr(group)} checked="Qt::Checked" '
+                    f'expanded="{int(any(m.visible for m in members))}">')
+        for layer in members:
+            checked = "Qt::Checked" if layer.visible else "Qt::Unchecked"
+            tree.append(f'      <layer-tree-layer id="{ids[id(layer)]}" '
+                        f"name={quoteattr(layer.name)} "
+                        f"source={quoteattr(_source(layer, project.parent))} "
+                        f'providerKey="{_provider(layer)}" checked="{checked}" expanded="0"/>')
+        tree.append("    </layer-tree-group>")
+    srs = spatialrefsys(wkt, "        ")
+    maplayers = []
+    for layer in layers:
+        if layer.kind == "raster":
+            head = '    <maplayer type="raster" hasScaleBasedVisibilityFlag="0">'
+        else:
+            labels = int(layer.labeling is not None)
+            head = ('    <maplayer type="vector" hasScaleBasedVisibilityFlag="0" '
+                    f'geometry="{_geometry_kind(layer)}" labelsEnabled="{labels}">')
+        layer_srs = srs if layer.crs is None else spatialrefsys(layer.crs, "        ")
+        maplayers.append(
+            f"{head}\n      <id>{ids[id(layer)]}</id>\n"
+            f"      <datasource>{_esc(_source(layer, project.parent))}</datasource>\n"
+            f"      <layername>{_esc(layer.name)}</layername>\n"
+            f"      <srs>\n{layer_srs}\n      </srs>\n"
+            f'      <provider encoding="UTF-8">{_provider(layer)}</provider>\n'
+            f"      {layer.style or ''}\n      {layer.labeling or ''}\n    </maplayer>")
+    order = "\n".join(f"      <item>{ids[id(layer)]}</item>" for layer in layers)
+    crs = CRS.from_user_input(wkt)
+    auth = crs.to_authority(min_confidence=90)
+    canvas = ""
+    if extent is not None:
+        xmin, ymin, xmax, ymax = (repr(float(v)) for v in extent)
+        canvas = ('  <mapcanvas name="theMapCanvas" annotationsVisible="1">\n'
+                  f"    <units>{'degrees' if crs.is_geographic else 'meters'}</units>\n"
+                  f"    <extent><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax>"
+                  f"<ymax>{ymax}</ymax></extent>\n    <rotation>0</rotation>\n"
+                  f"    <destinationsrs>\n{spatialrefsys(wkt, '      ')}\n"
+                  "    </destinationsrs>\n  </mapcanvas>\n")
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        f'<qgis projectname={quoteattr(title)} version="{QGIS_VERSION}">\n'
+        '  <homePath path=""/>\n'
+        f"  <title>{_esc(title)}</title>\n"
+        f"  <projectCrs>\n{spatialrefsys(wkt, '    ')}\n  </projectCrs>\n"
+        "  <layer-tree-group>\n    <customproperties/>\n" + "\n".join(tree) + "\n"
+        f"    <custom-order enabled=\"0\">\n{order}\n    </custom-order>\n"
+        "  </layer-tree-group>\n" + canvas +
+        "  <projectlayers>\n" + "\n".join(maplayers) + "\n  </projectlayers>\n"
+        "  <properties>\n    <Paths>\n      <Absolute type=\"bool\">false</Absolute>\n"
+        "    </Paths>\n    <SpatialRefSys>\n"
+        '      <ProjectionsEnabled type="int">1</ProjectionsEnabled>\n'
+        f'      <ProjectCrs type="QString">{_esc(f"{auth[0]}:{auth[1]}" if auth else "")}'
+        "</ProjectCrs>\n    </SpatialRefSys>\n  </properties>\n</qgis>\n")
+
+
+def write_project(path: Path, layers: Sequence[Layer], wkt: str, *, title: str,
+                  extent: tuple[float, float, float, float] | None = None) -> Path:
     """Write the QGIS project ``path`` (atomically)."""
-    return io.write_text(path, project_xml(layers, path, wkt, title=title))
+    return io.write_text(path, project_xml(layers, path, wkt, title=title, extent=extent))
 
 
 def recommended_name(run_dir: Path) -> str | None:
-    """The member or rule with the best held-out cell ROC AUC (crop ROC AUC as fallback)."""
+    """The recommended map as the maps stage recorded it (``maps/recommendation.json``, the
+    map the targets are drawn on and the report names); before that, the member or rule with
+    the best held-out cell ROC AUC."""
+    record = run_dir / F("maps", "recommendation")
+    try:
+        return str(json.loads(record.read_text())["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     path = run_dir / F("ensemble", "comparison")
     if not path.is_file():
         return None
@@ -251,45 +265,37 @@ def recommended_name(run_dir: Path) -> str | None:
 
 def write_map_package(run_dir: Path, config: object, wkt: str) -> Path:
     """Evidence styles (``maps/styles/evidence_<layer>.qml``) and the QGIS project
-    ``maps/oremap.qgs``: targets, known orebodies and barren records on top, then the
-    recommended map, the ensemble's sliding-window map and the uncertainty maps, every other
-    map (hidden), the cells (hidden) and the evidence layers (hidden)."""
+    ``maps/oremap.qgs``. Groups, top first: targets (labelled), known orebodies and barren
+    records; the recommended map (area-percentile classes) and the ensemble's sliding-window
+    map; the uncertainty maps; the geology inputs; the assays; every other map; the cells; the
+    evidence layers. Shown when it opens: the targets, orebodies, barren records and the
+    recommended map; everything else is listed, hidden."""
     maps_dir = run_dir / "maps"
-    layers: list[Layer] = []
-    targets = run_dir / F("maps", "targets")
-    if targets.is_file():
-        layers.append(Layer("target areas", targets, "vector", "Targets and deposits",
-                            style=vector_renderer("polygon", "none", "220,20,60,255",
-                                                  width=0.8)))
-    lab = config.labels  # type: ignore[attr-defined]
-    layers.append(Layer("known orebodies", Path(lab.orebodies.path), "vector",
-                        "Targets and deposits", sublayer=lab.orebodies.layer,
-                        style=_source_renderer(Path(lab.orebodies.path), lab.orebodies.layer,
-                                               "255,215,0,255", "0,0,0,255")))
-    for i, src in enumerate(lab.barren):
-        layers.append(Layer(f"barren records {i + 1}", Path(src.path), "vector",
-                            "Targets and deposits", sublayer=src.layer,
-                            style=_source_renderer(Path(src.path), src.layer,
-                                                   "255,255,255,255", "60,60,60,255")))
+    layers = _label_layers(run_dir, config)
     best = recommended_name(run_dir)
-    shown = []
+    listed: set[Path] = set()
     if best and (maps_dir / f"prob_{best}.tif").is_file():
-        shown.append((f"recommended: {best}", maps_dir / f"prob_{best}.tif"))
-    if (maps_dir / "prob_ensemble_continuous.tif").is_file():
-        shown.append(("ensemble, sliding window", maps_dir / "prob_ensemble_continuous.tif"))
-    for name, tif in shown:
-        layers.append(Layer(name, tif, "raster", "Prospectivity",
-                            style=_pipe_of(tif), visible=name.startswith("recommended")))
-    for name in ("uncertainty_std", "uncertainty_entropy"):
+        tif = maps_dir / f"prob_{best}.tif"
+        write_style(tif, "probability")  # opened alone: the continuous ramp
+        layers.append(Layer(f"recommended: {best}", tif, "raster", "Prospectivity",
+                            style=area_class_pipe(finite_values(tif), indent="      ")))
+        listed.add(tif)
+    sliding = maps_dir / "prob_ensemble_continuous.tif"
+    if sliding.is_file():
+        layers.append(Layer("ensemble, sliding window", sliding, "raster", "Prospectivity",
+                            style=_pipe_of(sliding, "probability"), visible=False))
+        listed.add(sliding)
+    for name in UNCERTAINTY_MAPS:
         tif = maps_dir / f"{name}.tif"
         if tif.is_file():
             layers.append(Layer(name.replace("_", " "), tif, "raster", "Uncertainty",
-                                style=_pipe_of(tif), visible=False))
-    listed = {p for _, p in shown}
+                                style=_pipe_of(tif, style_kind_of(name)), visible=False))
+    layers += _input_layers(config)
     for tif in sorted(maps_dir.glob("prob_*.tif")):
         if tif not in listed:
             layers.append(Layer(tif.stem.removeprefix("prob_"), tif, "raster",
-                                "Every model and rule", style=_pipe_of(tif), visible=False))
+                                "Every model and rule", style=_pipe_of(tif, "probability"),
+                                visible=False))
     cells = run_dir / F("maps", "cells")  # with every member's and rule's P(ore)
     if not cells.is_file():
         cells = run_dir / F("samples", "cells")
@@ -304,12 +310,135 @@ def write_map_package(run_dir: Path, config: object, wkt: str) -> Path:
         layers.append(Layer(tif.stem, tif, "raster", "Evidence", visible=False,
                             style=_pipe_from_qml(target)))
     name = getattr(config, "name", "oremap run")
-    return write_project(maps_dir / "oremap.qgs", layers, wkt, title=str(name))
+    return write_project(maps_dir / "oremap.qgs", layers, wkt, title=str(name),
+                         extent=_extent(layers))
 
 
-def _pipe_of(tif: Path) -> str:
-    qml = tif.with_suffix(".qml")
-    return _pipe_from_qml(qml) if qml.is_file() else ""
+def _label_layers(run_dir: Path, config: object) -> list[Layer]:
+    """The targets (labelled with their rank) and the label layers: known orebodies and
+    barren records (with their ``where`` filters)."""
+    layers: list[Layer] = []
+    targets = run_dir / F("maps", "targets")
+    if targets.is_file():
+        field = _label_field(targets)
+        layers.append(Layer("target areas", targets, "vector", "Targets and deposits",
+                            style=vector_renderer("polygon", "none", "220,20,60,255",
+                                                  width=0.8),
+                            labeling=(label_xml(field, color="140,0,30,255", size=14)
+                                      if field else None)))
+    lab = config.labels  # type: ignore[attr-defined]
+    layers.append(_vector_input("known orebodies", lab.orebodies, "Targets and deposits",
+                                "255,215,0,255", "0,0,0,255"))
+    for i, src in enumerate(lab.barren):
+        layers.append(_vector_input(f"barren records {i + 1}", src, "Targets and deposits",
+                                    "255,255,255,255", "60,60,60,255", marker="circle",
+                                    size=1.6))
+    return layers
+
+
+def _label_field(targets: Path) -> str | None:
+    """The targets' label column: ``label`` (roman numeral), else ``rank``."""
+    import pyogrio
+
+    try:
+        columns = list(pyogrio.read_info(targets, layer="targets")["fields"])
+    except Exception:  # noqa: BLE001 - no labels rather than no project
+        return None
+    return next((c for c in ("label", "rank", "rank_number") if c in columns), None)
+
+
+def _input_layers(config: object) -> list[Layer]:
+    """The geology sources of ``[[geology]]`` (each file and layer once, hidden) and the
+    assay points of ``[geochem]`` (a CSV, hidden)."""
+    layers: list[Layer] = []
+    seen: dict[tuple[str, str | None, str | None], list[str]] = {}
+    sources = {}
+    for g in getattr(config, "geology", None) or []:
+        key = (str(Path(g.path).resolve()), g.layer, _subset(g.where))
+        seen.setdefault(key, []).append(g.name)
+        sources.setdefault(key, g)
+    for k, (key, src) in enumerate(sources.items()):
+        users = seen[key]
+        name = users[0] if len(users) == 1 else (src.layer or Path(src.path).stem)
+        colour = _GEOLOGY_COLOURS[k % len(_GEOLOGY_COLOURS)]
+        layers.append(_vector_input(name, src, "Geology", "none", colour, visible=False))
+    geochem = getattr(config, "geochem", None)
+    if geochem is not None and Path(geochem.path).is_file():
+        crs = geochem.crs
+        crs_id = _crs_param(crs) if crs else None
+        query = (f"type=csv&delimiter=,&detectTypes=yes&xField={quote(geochem.x)}"
+                 f"&yField={quote(geochem.y)}"
+                 + (f"&crs={quote(crs_id, safe=':')}" if crs_id else "")
+                 + "&spatialIndex=no&subsetIndex=no&watchFile=no")
+        layers.append(Layer("assays", Path(geochem.path), "vector", "Geochemistry",
+                            provider="delimitedtext", uri=query, visible=False, crs=crs,
+                            style=vector_renderer("point", "70,130,180,255", "255,255,255,255",
+                                                  marker="circle", size=1.6)))
+    return layers
+
+
+def _crs_param(crs: str) -> str:
+    """A CRS as QGIS' ``createFromString`` reads it: ``EPSG:n`` where it has one, else WKT."""
+    parsed = CRS.from_user_input(crs)
+    auth = parsed.to_authority(min_confidence=90)
+    return f"{auth[0]}:{auth[1]}" if auth else f"wkt:{parsed.to_wkt()}"
+
+
+def _subset(where: dict[str, object] | None) -> str | None:
+    """A config ``where`` (column equals, or is in, the value) as an OGR SQL filter."""
+    if not where:
+        return None
+
+    def lit(v: object) -> str:
+        if isinstance(v, bool):
+            return str(int(v))
+        if isinstance(v, int | float):
+            return repr(v)
+        return "'" + str(v).replace("'", "''") + "'"
+
+    terms = []
+    for column, value in where.items():
+        col = '"' + column.replace('"', '""') + '"'
+        if isinstance(value, list):
+            terms.append(f"{col} IN ({', '.join(lit(v) for v in value)})")
+        else:
+            terms.append(f"{col} = {lit(value)}")
+    return " AND ".join(terms)
+
+
+def _vector_input(name: str, src: object, group: str, fill: str, outline: str, *,
+                  visible: bool = True, marker: str = "star", size: float = 3.0) -> Layer:
+    path = Path(src.path)  # type: ignore[attr-defined]
+    sublayer = src.layer  # type: ignore[attr-defined]
+    geometry, crs = _vector_info(path, sublayer)
+    return Layer(name, path, "vector", group, sublayer=sublayer,
+                 subset=_subset(getattr(src, "where", None)), visible=visible,
+                 crs=crs or getattr(src, "crs", None),
+                 style=_source_renderer(geometry, fill, outline, marker=marker, size=size))
+
+
+def _vector_info(path: Path, layer: str | None) -> tuple[str, str | None]:
+    """The geometry type and CRS (WKT) of a vector layer, read from its header."""
+    import pyogrio
+
+    try:
+        info = pyogrio.read_info(path, layer=layer)
+    except Exception:  # noqa: BLE001 - a style is a convenience; default symbology then
+        return "", None
+    return str(info.get("geometry_type") or ""), info.get("crs") or None
+
+
+def _extent(layers: Sequence[Layer]) -> tuple[float, float, float, float] | None:
+    for layer in layers:
+        if layer.kind == "raster":
+            with rasterio.open(layer.path) as src:
+                return tuple(src.bounds)  # type: ignore[return-value]
+    return None
+
+
+def _pipe_of(tif: Path, kind: str) -> str:
+    """The ``<pipe>`` of a map, after (re)writing its ``.qml`` beside it with ``kind``."""
+    return _pipe_from_qml(write_style(tif, kind))
 
 
 def _pipe_from_qml(qml: Path) -> str:
@@ -318,15 +447,13 @@ def _pipe_from_qml(qml: Path) -> str:
     return text[start:end + len("</pipe>")] if start >= 0 else ""
 
 
-def _source_renderer(path: Path, layer: str | None, fill: str, outline: str) -> str:
-    """A renderer for an input vector layer, by its geometry type."""
-    try:
-        gdf = oio.read_vector(path, layer=layer, what="map package", allow_empty=True)
-        kinds = set(gdf.geom_type.dropna())
-    except Exception:  # noqa: BLE001 - a style is a convenience; default symbology then
-        kinds = set()
-    if kinds and kinds <= {"Point", "MultiPoint"}:
-        return vector_renderer("point", fill, outline)
-    if kinds and kinds <= {"LineString", "MultiLineString"}:
+def _source_renderer(geometry: str, fill: str, outline: str, *, marker: str = "star",
+                     size: float = 3.0) -> str:
+    """A renderer for an input vector layer, by its geometry type (OGR's name)."""
+    kind = geometry.upper().removeprefix("MULTI").split()[0] if geometry else ""
+    if kind == "POINT":
+        return vector_renderer("point", fill if fill != "none" else outline, outline,
+                               marker=marker, size=size)
+    if kind == "LINESTRING":
         return vector_renderer("line", fill, outline, width=0.6)
     return vector_renderer("polygon", "none", outline, width=0.6)

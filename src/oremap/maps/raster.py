@@ -11,7 +11,7 @@ import numpy as np
 from oremap import io
 from oremap.errors import InputDataError
 from oremap.grid import Grid
-from oremap.maps.qgis import write_style
+from oremap.maps.qgis_style import write_style
 from oremap.names import member_kind
 
 __all__ = ["describe_map", "write_probability_map"]
@@ -21,12 +21,15 @@ def write_probability_map(path: str | os.PathLike, array: np.ndarray, grid: Grid
                           band_name: str = "P(ore)", tags: Mapping[str, str] | None = None,
                           style: str = "probability") -> Path:
     """Write a (rows, cols) map as a Cloud-Optimized GeoTIFF with ``grid``'s CRS and
-    transform, and its QGIS style beside it (``<name>.qml``, see :mod:`oremap.qgis`).
+    transform, and its QGIS style beside it (``<name>.qml``, see
+    :func:`oremap.maps.qgis_style.write_style`).
 
     NaN pixels are written as ``grid.nodata``. ``band_name`` is the band description GIS
     software shows (say what the values are: "P(ore) lenet", "ore vote share ..."), ``tags``
     dataset metadata (quantity, model or rule, threshold). ``style``: ``probability`` (also
-    vote shares), ``std`` or ``entropy``. Returns the path.
+    vote shares; the ramp spans the map's own finite min..max), ``std`` (0-0.5), ``entropy``
+    (0-1) or ``rank`` (the std of the area percentile, 0-50 percentile points). Returns the
+    path.
 
     Raises
     ------

@@ -11,14 +11,6 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from tqdm.auto import tqdm
 
 from oremap import contract
 from oremap.compute import run_tasks, set_threads, thread_map
@@ -33,6 +25,7 @@ from oremap.maps.raster import describe_map, write_probability_map
 from oremap.members import ensemble_members, load_member
 from oremap.names import member_cost
 from oremap.predict import map_inputs
+from oremap.progress import progress as progress_bar
 from oremap.runinfo import RunDir, stage_folder
 from oremap.samples import load_sample_set
 
@@ -94,7 +87,7 @@ def sliding_window_map(predict_fn: PredictFn, stack: np.ndarray | LazyStack, gri
         from tiles does not depend on which process computed each (see
         :func:`window_tiles`). None: every row.
     progress : bool
-        Show a rich progress bar.
+        Show a progress bar (:func:`oremap.progress.progress`).
 
     Returns
     -------
@@ -156,10 +149,8 @@ def _sliding_window(predict_fn: PredictFn, stack: np.ndarray | LazyStack, grid: 
     prob = np.full((n_rows, n_cols), np.nan)
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (crops, rows, cols)
     n_pending = n_valid = 0
-    columns = [TextColumn("sliding-window map"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn()]
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("windows", total=n_rows * n_cols)
+    with progress_bar(n_rows * n_cols, "sliding-window map", "window", disable=not progress,
+                      transient=True) as bar:
         for i0 in range(first, stop, strip_rows):
             i1 = min(stop, i0 + strip_rows)
             strip = stack[:, i0 * stride:(i1 - 1) * stride + size, :]
@@ -167,7 +158,7 @@ def _sliding_window(predict_fn: PredictFn, stack: np.ndarray | LazyStack, grid: 
                                    n_cols)
             rr, cc = np.nonzero(ok)
             n_valid += len(rr)
-            bar.advance(task, (i1 - i0) * n_cols - len(rr))
+            bar.update((i1 - i0) * n_cols - len(rr))
             views = sliding_window_view(strip, (size, size), axis=(1, 2))[:, ::stride, ::stride]
             start = 0
             while start < len(rr):
@@ -180,12 +171,12 @@ def _sliding_window(predict_fn: PredictFn, stack: np.ndarray | LazyStack, grid: 
                 start += take
                 if n_pending == batch:
                     _predict_batch(predict_fn, pending, prob)
-                    bar.advance(task, n_pending)
+                    bar.update(n_pending)
                     pending, n_pending = [], 0
             del strip, views
         if pending:
             _predict_batch(predict_fn, pending, prob)
-            bar.advance(task, n_pending)
+            bar.update(n_pending)
     return prob, out_grid, n_rows * n_cols - n_valid
 
 
@@ -268,8 +259,8 @@ def member_continuous_maps(members: Sequence[str], stack: np.ndarray | LazyStack
         # side by side on an array; a LazyStack reads through one cache: one after the other
         workers = 1 if isinstance(stack, LazyStack) else None
         loaded = _Members(sample_set, train_dir)
-        with tqdm(total=len(units), desc="sliding-window maps", unit="tile",
-                  disable=not progress) as bar:
+        with progress_bar(len(units), "sliding-window maps", "tile",
+                          disable=not progress) as bar:
             def one(unit: tuple[str, int, tuple[int, int]]) -> tuple[np.ndarray, int]:
                 name, fold, tile = unit
                 out = window_tile(loaded.predict(name, fold), stack, grid, size=size,

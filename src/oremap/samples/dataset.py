@@ -13,13 +13,13 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from oremap.errors import DroppedDataWarning, InputDataError
 from oremap.evidence.stack import LazyStack
 from oremap.grid import Grid
 from oremap.io import atomic_path, read_json, save_figure, write_json, write_vector
 from oremap.labels import Label
+from oremap.progress import progress as progress_bar
 from oremap.samples.cells import (
     _check_cells,
     _check_stack,
@@ -472,17 +472,18 @@ def _write_crops(path: Path, stack: np.ndarray | LazyStack, cells: gpd.GeoDataFr
     starts, stops = starts[order], stops[order]
     with atomic_path(path) as tmp:
         X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        for start, stop in tqdm(zip(starts, stops, strict=True), total=len(starts),
-                                disable=not progress, desc="crops", unit="cell"):
-            i = cell_pos[start]
-            if plan["small"][i]:
-                X[start] = read_window(stack, int(origin[start, 0]), int(origin[start, 1]),
-                                       size)[0]
-                continue
-            r0, c0 = int(cells.at[i, "px_row0"]), int(cells.at[i, "px_col0"])
-            block = cell_block(stack, r0, c0, int(cells.at[i, "px_rows"]),
-                               int(cells.at[i, "px_cols"]))
-            X[start:stop] = cut_crops(block, origin[start:stop] - [r0, c0], size)
+        with progress_bar(len(starts), "crops", "cell", disable=not progress) as bar:
+            for start, stop in zip(starts, stops, strict=True):
+                bar.update()
+                i = cell_pos[start]
+                if plan["small"][i]:
+                    X[start] = read_window(stack, int(origin[start, 0]),
+                                           int(origin[start, 1]), size)[0]
+                    continue
+                r0, c0 = int(cells.at[i, "px_row0"]), int(cells.at[i, "px_col0"])
+                block = cell_block(stack, r0, c0, int(cells.at[i, "px_rows"]),
+                                   int(cells.at[i, "px_cols"]))
+                X[start:stop] = cut_crops(block, origin[start:stop] - [r0, c0], size)
         X.flush()
         del X
 

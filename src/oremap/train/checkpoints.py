@@ -20,8 +20,11 @@ __all__ = ["CHECKPOINT_FORMAT", "HISTORY_COLUMNS", "load_trained"]
 
 logger = logging.getLogger("oremap.train")
 
+#: ``val_*``: the inner validation set scored after every epoch; ``test_*``: the test split
+#: scored instead where there is none (the paper's protocol); the other pair is empty
 HISTORY_COLUMNS = [
-    "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "samples_per_s"
+    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+    "seconds", "samples_per_s"
 ]
 CHECKPOINT_FORMAT = 1
 _LAST, _BEST, _HISTORY = "last.pt", "best.pt", "history.csv"

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from oremap import __version__
 from oremap.device import choose_device
 from oremap.models import create, model_options
+from oremap.progress import progress as progress_bar
 from oremap.train.checkpoints import (
     _BEST,
     _HISTORY,
@@ -75,7 +76,9 @@ def train_model(
     y_train : (n,) int array
         Labels in {0, 1} (1 = mineralised), both classes present.
     X_test, y_test : arrays or None
-        Held-out patches and labels evaluated after every epoch (both or neither).
+        Held-out patches and labels evaluated after every epoch (both or neither): their loss
+        and accuracy are the history's ``val_loss, val_acc`` with ``monitor="validation"``,
+        its ``test_loss, test_acc`` with ``monitor="test"``.
     out_dir : Path
         Run folder; the model writes into ``out_dir/<name>/``.
     settings : TrainSettings
@@ -89,7 +92,7 @@ def train_model(
         afresh where it does not (what ``oremap run`` does after an input changed).
         ``False``: existing checkpoints of ``name`` are replaced.
     progress : bool
-        Show a progress bar.
+        Show a progress bar of each epoch (:func:`oremap.progress.progress`).
     monitor : {"test", "validation"}
         What ``X_test`` is, recorded in the checkpoints: ``"validation"`` (an inner validation
         set: ``best.pt``, the epoch of lowest loss on it, is the model to use) or ``"test"``
@@ -142,6 +145,8 @@ def train_model(
                    model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
         checkpoint = _prepare_run_dir(model_dir, meta, resume)
+        if checkpoint is not None:
+            _name_history(checkpoint)
         if checkpoint is not None and checkpoint["finished"]:
             logger.info("%s: finished run found in %s; not retraining", name, model_dir)
             _write_history(checkpoint["history"], model_dir / _HISTORY)  # if cut before
@@ -180,6 +185,8 @@ class _Run:
         weights = class_weights(y) if settings.imbalance == "weighted_loss" else np.ones(2)
         self.weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
         self.workers = _loader_workers(X, settings.workers)
+        # the history's columns and the log's word for the crops scored after every epoch
+        self.held_out = _HELD_OUT[meta["monitor"] == "validation"]
 
     def fit(self, checkpoint: dict[str, Any] | None, progress: bool) -> dict[str, Any]:
         history: list[dict[str, float]] = []
@@ -190,27 +197,27 @@ class _Run:
             history, best = checkpoint["history"], checkpoint["best"]
             start = checkpoint["epoch"] + 1
         state: dict[str, Any] = checkpoint or {}
-        with _progress_bar(progress) as bar:
-            for epoch in range(start, self.s.epochs + 1):
-                row = self._epoch(epoch, bar)
-                history.append(row)
-                monitored = row["test_loss"] if self.X_test is not None else row["train_loss"]
-                if monitored < best["loss"]:
-                    best = {"epoch": epoch, "loss": float(monitored)}
-                    _save({"format": CHECKPOINT_FORMAT, "model": self.model.state_dict(),
-                           "epoch": epoch, "loss": float(monitored), "meta": self.meta},
-                          self.dir / _BEST)
-                stop = self.s.patience is not None and epoch - best["epoch"] >= self.s.patience
-                state = self._checkpoint(epoch, history, best, stop or epoch == self.s.epochs)
-                _save(state, self.dir / _LAST)
-                _write_history(history, self.dir / _HISTORY)
-                if stop:
-                    logger.info("%s: no improvement for %d epochs; stopping at epoch %d",
-                                self.name, self.s.patience, epoch)
-                    break
+        column = f"{self.held_out[0]}_loss" if self.X_test is not None else "train_loss"
+        for epoch in range(start, self.s.epochs + 1):
+            row = self._epoch(epoch, progress)
+            history.append(row)
+            monitored = row[column]
+            if monitored < best["loss"]:
+                best = {"epoch": epoch, "loss": float(monitored)}
+                _save({"format": CHECKPOINT_FORMAT, "model": self.model.state_dict(),
+                       "epoch": epoch, "loss": float(monitored), "meta": self.meta},
+                      self.dir / _BEST)
+            stop = self.s.patience is not None and epoch - best["epoch"] >= self.s.patience
+            state = self._checkpoint(epoch, history, best, stop or epoch == self.s.epochs)
+            _save(state, self.dir / _LAST)
+            _write_history(history, self.dir / _HISTORY)
+            if stop:
+                logger.info("%s: no improvement for %d epochs; stopping at epoch %d",
+                            self.name, self.s.patience, epoch)
+                break
         return state
 
-    def _epoch(self, epoch: int, bar: Any) -> dict[str, float]:
+    def _epoch(self, epoch: int, progress: bool) -> dict[str, float]:
         t0 = time.perf_counter()
         order = epoch_order(self.y, self.s.imbalance, self.seed, epoch,
                             pu_ratio=self.s.pu_ratio)
@@ -219,40 +226,40 @@ class _Run:
         lr = self.optimizer.param_groups[0]["lr"]
         self.model.train()
         loss_sum = weight_sum = correct = 0.0
-        task = None
-        if bar is not None:
-            task = bar.add_task(f"{self.name} {epoch}/{self.s.epochs}", total=len(batches))
         turns = (np.random.default_rng(_derive_seed(self.seed, epoch, 3)).integers(
             0, 8, len(self.y)) if self.s.augment == "dihedral" else None)
-        for idx, (xb, yb) in zip(batches, self._batches(self.X, self.y, batches)):
-            if turns is not None:  # rows of xb are the crops np.sort(idx) (see _fetch)
-                xb = dihedral_batch(xb, turns[np.sort(idx)])
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                logits = self.model(xb.contiguous(memory_format=self.format))
-            per_sample = F.cross_entropy(logits.float(), yb, reduction="none")
-            w = self.weights[yb]
-            loss = (per_sample * w).sum() / w.sum()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            loss_sum += float((per_sample.detach() * w).sum())
-            weight_sum += float(w.sum())
-            correct += float((logits.detach().argmax(1) == yb).sum())
-            if task is not None:
-                bar.advance(task)
+        with progress_bar(len(batches), f"{self.name} {epoch}/{self.s.epochs}", "batch",
+                          disable=not progress, transient=True) as bar:
+            for idx, (xb, yb) in zip(batches, self._batches(self.X, self.y, batches)):
+                if turns is not None:  # rows of xb are the crops np.sort(idx) (see _fetch)
+                    xb = dihedral_batch(xb, turns[np.sort(idx)])
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                    logits = self.model(xb.contiguous(memory_format=self.format))
+                per_sample = F.cross_entropy(logits.float(), yb, reduction="none")
+                w = self.weights[yb]
+                loss = (per_sample * w).sum() / w.sum()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                loss_sum += float((per_sample.detach() * w).sum())
+                weight_sum += float(w.sum())
+                correct += float((logits.detach().argmax(1) == yb).sum())
+                bar.update()
         train_seconds = time.perf_counter() - t0
         self.scheduler.step()
-        test_loss, test_acc = self._evaluate()
-        if task is not None:
-            bar.remove_task(task)
+        held_loss, held_acc = self._evaluate()
         seconds = time.perf_counter() - t0
+        key, label = self.held_out
         row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / weight_sum,
-               "train_acc": correct / len(order), "test_loss": test_loss, "test_acc": test_acc,
-               "seconds": seconds, "samples_per_s": len(order) / train_seconds}
-        logger.info("%s epoch %d/%d: train loss %.4f acc %.3f, test loss %.4f acc %.3f, "
-                    "%.0f samples/s", self.name, epoch, self.s.epochs, row["train_loss"],
-                    row["train_acc"], test_loss, test_acc, row["samples_per_s"])
+               "train_acc": correct / len(order), f"{key}_loss": held_loss,
+               f"{key}_acc": held_acc, "seconds": seconds,
+               "samples_per_s": len(order) / train_seconds}
+        held = (f", {label} loss {held_loss:.4f} acc {held_acc:.3f}"
+                if self.X_test is not None else "")
+        logger.info("%s epoch %d/%d: train loss %.4f acc %.3f%s, %.0f samples/s", self.name,
+                    epoch, self.s.epochs, row["train_loss"], row["train_acc"], held,
+                    row["samples_per_s"])
         return row
 
     def _evaluate(self) -> tuple[float, float]:
@@ -345,14 +352,18 @@ def _deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-@contextlib.contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+#: (history column prefix, word in the log) of the crops scored after every epoch, by whether
+#: they are an inner validation set (else the test split: the paper's protocol, where the
+#: curve is shown only and never chooses the epoch)
+_HELD_OUT = {True: ("val", "validation"), False: ("test", "test (paper's protocol)")}
 
-    columns = (Progress.get_default_columns()[0], BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, transient=True) as bar:
-        yield bar
+
+def _name_history(checkpoint: dict[str, Any]) -> None:
+    """Rename, in place, the ``test_loss, test_acc`` of a checkpoint written before the
+    history named an inner validation set ``val_loss, val_acc``."""
+    if checkpoint["meta"].get("monitor") != "validation":
+        return
+    for row in checkpoint["history"]:
+        for stat in ("loss", "acc"):
+            if f"test_{stat}" in row and f"val_{stat}" not in row:
+                row[f"val_{stat}"] = row.pop(f"test_{stat}")
