@@ -363,11 +363,10 @@ def window_map_task(config: Config, root: Path, name: str, fold: int, tile: tupl
                             stride=config.maps.stride, rows=tuple(tile))
 
 
-
-
 def continuous_maps(config: Config, run: RunDir, out: Path, *, progress: bool,
                      client: Any = None) -> tuple[np.ndarray, Grid, np.ndarray | None]:
-    """Sliding-window maps of every member and their weighted ensemble (the target map);
+    """Sliding-window maps of every member and their weighted ensemble (a finer view beside
+    the recommended cell map, on which the targets are drawn);
     with a Dask ``client`` each (member, fold, tile) is a task (:func:`window_map_task`)."""
 
     tasks = None
