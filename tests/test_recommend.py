@@ -166,3 +166,20 @@ def test_recommendation_warns_when_inner_validation_is_thin_and_names_the_tie(tm
     assert "2 of 2 maps tie" in rec.reason and "stated default" in rec.reason
     assert any("inner validation split holds only 4 positive cells" in w for w in rec.warnings)
     assert list(rec.ranking["tied with the best"]) == [True, True]
+
+
+def test_vectorised_bootstrap_aucs_equal_roc_auc_of_each_resample() -> None:
+    from oremap.evaluate import roc_auc
+    from oremap.evaluate.intervals import _resample_counts, weighted_aucs
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(120) < 0.25).astype(int)
+    s = np.round(y + rng.standard_normal(120), 1)  # ties count one half
+    counts = np.concatenate(list(_resample_counts(120, seed=0, draws=20)))
+    aucs = weighted_aucs(y, s, counts)
+    for b in range(20):
+        idx = np.repeat(np.arange(120), counts[b].astype(int))
+        assert aucs[b] == pytest.approx(roc_auc(y[idx], s[idx]), abs=1e-12)
+    one_class = np.zeros((1, 120))
+    one_class[0, np.flatnonzero(y == 0)[:5]] = 1
+    assert np.isnan(weighted_aucs(y, s, one_class)[0])

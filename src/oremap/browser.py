@@ -29,7 +29,7 @@ window.addEventListener('load', () => {
   const imgs = [...document.images];
   const wide = [...document.querySelectorAll('body *')].filter(e => {
     const r = e.getBoundingClientRect();
-    return r.width > 0 && r.right > vw + 1;
+    return r.width > 0 && r.right > vw + 1 && !e.closest('details:not([open])');
   }).map(e => e.tagName + (e.className ? '.' + e.className : ''));
   const box = (sel, side) => { const e = document.querySelector(sel);
                        return e ? e.getBoundingClientRect()[side] + window.scrollY : null; };
@@ -79,7 +79,8 @@ def probe(html_path: Path, *, width: int = 1400, height: int = 900,
     """Layout facts of a rendered report page at a ``width`` x ``height`` window.
 
     Keys: ``viewport`` (inner width and height, CSS px), ``scroll_width``, ``images``,
-    ``broken_images`` (alt texts), ``too_wide`` (elements past the right edge),
+    ``broken_images`` (alt texts), ``too_wide`` (shown elements past the right edge; those
+    folded in a closed ``<details>`` do not count),
     ``markdown_table_text``; the page-y of the top of the recommendation (``answer_top``), of
     the summary's target table (``targets_top``), of the decision map image
     (``decision_map_top``, ``decision_map_bottom``) and of the first warning

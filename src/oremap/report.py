@@ -296,8 +296,20 @@ def _summary(run: _Run) -> list[Block]:
     right: list[Block] = []
     if rec.targets is not None and len(rec.targets):
         source = f"; drawn on {rec.target_map}" if rec.target_map else ""
-        right.append(Table(rec.targets, f"Target areas, best first ({len(rec.targets)}"
-                           f"{source})", max_rows=10, compact=True))
+        shown = rec.targets.head(10)
+        long_text = [c for c in shown.columns if str(c).startswith("driver")]
+        right.append(Table(shown.drop(columns=long_text), f"Target areas, best first "
+                           f"({len(rec.targets)}{source})", compact=True))
+        if long_text:  # drivers as a line per target: the table stays narrow
+            label = shown.columns[0]
+            right.append(Paragraph(
+                '<p class="drivers"><strong>Drivers</strong> ' + "; ".join(
+                    f"<strong>{html.escape(str(row[label]))}</strong>: " + html.escape(", ".join(
+                        str(row[c]) for c in long_text if str(row[c]) not in ("", "nan")))
+                    for _, row in shown.iterrows()) + "</p>", trusted_html=True))
+        if len(rec.targets) > len(shown):
+            right.append(Paragraph(f"The first {len(shown)} of {len(rec.targets)} targets; "
+                                   "every one is under Target areas."))
     elif rec.targets is not None:
         right.append(Note("No target areas: no part of the map passed the target threshold."))
     if rec.capture:

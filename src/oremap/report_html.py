@@ -192,12 +192,13 @@ td.text,th.text{text-align:left}
 td.text{overflow-wrap:break-word;max-width:24em}
 .cols p{font-size:.92em;margin:.5em 0}
 tbody tr:nth-child(even){background:#fafafa}
-table.compact{font-size:.78em}table.compact td,table.compact th{padding:.15em .35em}
+table.compact{font-size:.74em}table.compact td,table.compact th{padding:.12em .3em}
+table.compact th{max-width:7em}.drivers{font-size:.85em}
 figure{margin:.6em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{color:#444;font-size:.85em}
 .row{display:flex;flex-wrap:wrap;gap:1.2em;align-items:flex-start}
 .row>div{min-width:0;max-width:100%;flex:1 1 22em}
-.cols{display:grid;grid-template-columns:minmax(0,1.15fr) minmax(0,1fr);gap:1.2em;
+.cols{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1.1fr);gap:1em;
 align-items:start}
 .cols>div{min-width:0}
 @media (max-width:900px){.cols{grid-template-columns:minmax(0,1fr)}}
