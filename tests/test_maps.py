@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import rasterio
 from affine import Affine
-from shapely.geometry import Point, box
+from shapely.geometry import LineString, Point, box
 
 from oremap import io, maps
 from oremap.errors import DroppedDataWarning, InputDataError
@@ -426,3 +426,49 @@ def test_target_labels_never_cover_each_other_the_arrow_or_the_scale_bar(
     for i, a in enumerate(labels):
         assert not any(a.overlaps(b) for b in labels[i + 1:])
         assert not any(a.overlaps(o) for o in others)
+
+
+def test_barren_records_and_geology_are_never_drawn_red(grid) -> None:
+    """Red means ore on the map: barren records are grey crosses whatever their position
+    among the overlays, and no geology overlay takes red or orange."""
+    import matplotlib
+    from matplotlib.colors import to_rgb
+
+    from oremap.maps.figures import _draw_overlays
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    line = gpd.GeoDataFrame(geometry=[LineString([(X0, Y_TOP - 10), (X0 + 100, Y_TOP - 50)])],
+                            crs=grid.crs)
+    holes = gpd.GeoDataFrame(geometry=[Point(X0 + 20, Y_TOP - 20)], crs=grid.crs)
+    overlays = {f"unit {k}": line for k in range(7)} | {"barren records": holes}
+    fig, ax = plt.subplots()
+    handles = _draw_overlays(ax, grid, overlays)
+    plt.close(fig)
+    assert handles[0].get_label() == "barren record" and handles[0].get_marker() == "x"
+    for h in handles:
+        r, g, b = to_rgb(h.get_color())
+        assert not (r > 0.6 and g < 0.5 and b < 0.4), h.get_label()  # nothing red/orange
+
+
+def test_uncertainty_figure_uses_the_qgis_ramp_and_range(tmp_path, grid, monkeypatch) -> None:
+    from matplotlib.colors import to_hex
+
+    from oremap.maps import figures
+
+    seen = []
+    real = figures._draw_map
+
+    def spy(ax, arr, g, cmap, vmin, vmax, *args, **kw):
+        seen.append((cmap, vmin, vmax))
+        return real(ax, arr, g, cmap, vmin, vmax, *args, **kw)
+
+    monkeypatch.setattr(figures, "_draw_map", spy)
+    rank = np.full(grid.shape, 10.0)
+    figures.plot_uncertainty(rank, np.zeros(grid.shape), grid, tmp_path / "u.png",
+                             first_max=50.0)
+    stops = maps.ramp("uncertainty")
+    cmap, vmin, vmax = seen[0]
+    assert (vmin, vmax) == (0.0, 50.0)  # the QGIS style's range of uncertainty_rank
+    assert to_hex(cmap(0.0)) == stops[0][1] and to_hex(cmap(1.0)) == stops[-1][1]

@@ -102,6 +102,10 @@ def test_stability_across_seeds(demo_run: Path) -> None:
     assert (table["mean_prob_std_sample"] >= 0).all() and (table["total_std_sample"] >= 0).all()
     # retraining changed the networks' weights, so at least one network's map moved
     assert table.loc[["lenet", "alexnet", "vgg8"], "mean_prob_std_sample"].max() > 0
+    with rasterio.open(demo_run / "stability" / "uncertainty_seed.tif") as src:
+        seed = src.read(1, masked=True)
+        assert src.tags()["seeds"] == "2" and src.tags()["units"] == "percentile points"
+    assert 0 <= seed.min() and seed.max() <= 50 and seed.max() > 0  # the networks moved
     report = runner.invoke(app, ["report", str(demo_run)])
     assert report.exit_code == 0, report.output
     html = (demo_run / "report" / "report.html").read_text().replace("<wbr>", "")

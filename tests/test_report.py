@@ -220,6 +220,13 @@ def test_whole_number_columns_render_without_decimals() -> None:
     assert "<td>0.900</td>" in page and "<td>1.000</td>" in page
 
 
+def test_coordinates_render_without_thousands_separators() -> None:
+    page = report.render_html("t", [report.Section("s", "s", [report.Table(pd.DataFrame({
+        "target": ["I"], "x": [392302.0], "y": [3720147.0], "area (ha)": [12345.0]}))])])
+    assert "<td>392302</td>" in page and "<td>3720147</td>" in page
+    assert "392,302" not in page and "<td>12,345</td>" in page
+
+
 def test_lists_and_json_read_as_text_not_python() -> None:
     cells = report_html.format_column([["Au", "Hg"], "['a', 'b']", ("x",), "[not a list"])
     assert [t for t, _ in cells] == ["Au, Hg", "a, b", "x", "[not a list"]

@@ -264,12 +264,9 @@ def run_maps(config: Config, run_dir: Path, *, progress: bool = True,
         cells = gpd.read_file(run.root / contract.file("samples", "cells"))
         grid = make_grid(config)
         orebodies = read_source(config.labels.orebodies, grid, what="[labels.orebodies]")
-        seeds = [pd.read_csv(f) for f in sorted((run.root / "stability").glob(
-            "seed*/predictions.csv"))]  # the stability stage's retrained seeds, if it ran
         cm = maps.write_cell_maps(table, cells, grid, members, rules, out,
                                   run_tags={"run": config.name, "oremap": __version__},
-                                  threshold=config.predict.threshold, orebodies=orebodies,
-                                  seed_probabilities=seeds or None)
+                                  threshold=config.predict.threshold, orebodies=orebodies)
         if config.maps.continuous and config.train.models:
             with stage_client(client, config.compute) as client:
                 maps.continuous_maps(config, run, out, progress=progress, client=client)
@@ -332,6 +329,11 @@ def run_stability(config: Config, run_dir: Path, *, seeds: int | None = None,
         df = en.seed_stability_table(tables, members, rules, params,
                                      threshold=config.predict.threshold)
         io.write_csv(run.root / contract.file("stability", "seed_stability"), df)
+        maps.write_seed_uncertainty(
+            tables, pd.read_csv(run.root / contract.file("predict", "predictions")),
+            gpd.read_file(run.root / contract.file("samples", "cells")), make_grid(config),
+            members, run.root / contract.file("stability", "seed_uncertainty"),
+            run_tags={"run": config.name, "oremap": __version__})
         extra["seeds"] = seeds
     return base
 

@@ -447,7 +447,7 @@ def _drivers(run_dir: Path, name: str,
              targets: pd.DataFrame) -> tuple[list[list[str]] | None, dict[str, float]]:
     """Per target, the :data:`DRIVERS` evidence layers that most set it apart: among the
     :data:`DRIVER_CANDIDATES` layers with the largest permutation importance for the
-    recommended map (summed over members for a rule; a context channel counts for its layer),
+    recommended map (the mean over members for a rule; a layer's context channels add up),
     those whose mean in the target lies furthest from the study area's median, weighted by
     importance. Each reads "layer high (percentile 97)" or "layer low (percentile 3)", so two
     targets on different evidence get different drivers."""
@@ -463,7 +463,9 @@ def _drivers(run_dir: Path, name: str,
     if name in set(imp["member"]):
         imp = imp.loc[imp["member"] == name]
     imp = imp.assign(layer=imp["layer"].str.split("@").str[0])
-    top = imp.groupby("layer")["auc_drop_mean"].sum().sort_values(ascending=False)
+    # a layer's context channels add up within a member; a rule averages its members
+    per_member = imp.groupby(["member", "layer"])["auc_drop_mean"].sum()
+    top = per_member.groupby("layer").mean().sort_values(ascending=False)
     top = top[top > 0].head(DRIVER_CANDIDATES)  # shuffling it costs nothing: drives nothing
     polygons = gpd.read_file(gpkg)
     if len(polygons) != len(targets):

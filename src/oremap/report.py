@@ -319,9 +319,11 @@ def _summary(run: _Run) -> list[Block]:
     if rec.drivers:
         blocks.append(Paragraph(
             f"Drivers of {rec.name}: the evidence layers with the largest permutation "
-            "importance (drop of ROC AUC when the layer is shuffled): "
+            "importance (drop of held-out ROC AUC when the layer is shuffled"
+            + (", mean over the rule's members" if rec.kind == "rule" else "") + "): "
             + ", ".join(f"{k} {v:.3f}" for k, v in rec.drivers.items())
-            + "; a driver's percentile is the layer's mean in the target within the study "
+            + ". Each target lists those whose mean in it lies furthest from the study "
+            "area's median (weighted by importance), with its percentile of the study "
             "area's values."))
     blocks.append(Details("Every member and rule by held-out ROC AUC",
                           [Table(rec.ranking, "Held-out ROC AUC (mean and std over folds), "

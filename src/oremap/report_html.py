@@ -24,6 +24,7 @@ import pandas as pd
 from oremap.errors import InputDataError
 
 __all__ = [
+    "COORDINATE_COLUMNS",
     "Paragraph",
     "Preformatted",
     "Note",
@@ -249,17 +250,25 @@ def _text_of(value: Any) -> str:
     return text
 
 
-def _number(v: float, integral: bool) -> str:
+#: Coordinate columns: printed as a GIS reads them, without thousands separators.
+COORDINATE_COLUMNS = frozenset({"x", "y", "centroid_x", "centroid_y", "xmin", "ymin", "xmax",
+                                "ymax", "easting", "northing"})
+
+
+def _number(v: float, integral: bool, grouping: bool = True) -> str:
+    if not grouping:
+        return f"{v:.0f}" if integral or abs(v) >= 1e4 else f"{v:.3f}"
     if integral or abs(v) >= 1e4:
         return f"{v:,.0f}"
     return f"{v:.3f}"
 
 
-def format_column(values: Sequence[Any]) -> list[tuple[str, bool]]:
+def format_column(values: Sequence[Any], *, grouping: bool = True) -> list[tuple[str, bool]]:
     """(escaped text, is_text) per cell of one column.
 
     Numbers: a column whose finite numbers are all whole renders them without decimals
-    (thousands separated), else with 3 decimals (none from 10,000 up); NaN and None as a dash;
+    (thousands separated unless ``grouping`` is False, as for coordinates), else with 3
+    decimals (none from 10,000 up); NaN and None as a dash;
     booleans, strings and lists as text (lists comma-separated).
     """
     nums = [float(v) for v in values
@@ -273,7 +282,8 @@ def format_column(values: Sequence[Any]) -> list[tuple[str, bool]]:
             out.append((_DASH, False))
         elif isinstance(v, numbers.Real):
             f = float(v)
-            out.append((_number(f, integral) if math.isfinite(f) else str(f), False))
+            out.append((_number(f, integral, grouping) if math.isfinite(f) else str(f),
+                        False))
         else:
             out.append((_soft_breaks(_text_of(v)), True))
     return out
@@ -304,7 +314,9 @@ def _render_table(block: Table) -> str:
         df = df.reset_index()
     shown = df.head(block.max_rows)
     head = "".join(f'<th class="text">{html.escape(readable(c))}</th>' for c in shown.columns)
-    columns = [format_column(list(shown.iloc[:, j])) for j in range(shown.shape[1])]
+    columns = [format_column(list(shown.iloc[:, j]),
+                             grouping=str(shown.columns[j]) not in COORDINATE_COLUMNS)
+               for j in range(shown.shape[1])]
     rows = []
     for i in range(len(shown)):
         rows.append("<tr>" + "".join(

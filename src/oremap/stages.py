@@ -106,10 +106,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           config=(*_TRAIN_KEYS, "predict.threshold", "ensemble.rules", "ensemble.members",
                   "ensemble.weight_metric", "ensemble.top_k", "ensemble.stability_seeds"),
           folders=("stability",), resumable=True,
-          files={"seed_stability": "stability/seed_stability.csv"}),
+          files={"seed_stability": "stability/seed_stability.csv",
+               "seed_uncertainty": "stability/uncertainty_seed.tif"}),
     Stage("maps", "prospectivity and uncertainty maps, target areas, success-rate curves",
           needs=("evidence", "samples", "train", "evaluate", "ensemble"),
-          optional=("stability",),  # its seeds' predictions give the seed-uncertainty map
           config=("predict.threshold", "maps", "truth", "samples.context"), folders=("maps",),
           files={"targets": "maps/targets.gpkg", "targets_csv": "maps/targets.csv",
                  "success_rate": "maps/success_rate.csv",

@@ -9,6 +9,7 @@ from oremap.maps.cells import (
     seed_rank_uncertainty,
     uncertainty,
     write_cell_maps,
+    write_seed_uncertainty,
 )
 from oremap.maps.colour import (
     PROSPECTIVITY_CMAP,
@@ -87,6 +88,7 @@ __all__ = [
     "window_tile",
     "window_tiles",
     "write_cell_maps",
+    "write_seed_uncertainty",
     "write_continuous_maps",
     "write_map_package",
     "write_probability_map",

@@ -27,6 +27,7 @@ __all__ = [
     "cells_to_raster",
     "rank_uncertainty",
     "seed_rank_uncertainty",
+    "write_seed_uncertainty",
     "uncertainty",
     "write_cell_maps",
 ]
@@ -347,18 +348,34 @@ def write_cell_maps(table: pd.DataFrame, cells: gpd.GeoDataFrame, grid: Grid,
                                 "threshold": threshold, **members_tag}, style="entropy")
     plot_uncertainty(rank_r, ent_r, cgrid, out / "uncertainty.png", orebodies=orebodies,
                      cells=usable, first=("Rank disagreement of the members",
-                                          "std of the area percentile (points)"))
-    seed_r = None
-    seeds = _seed_stack(seed_probabilities or [], table, members)
-    if seeds is not None:
-        seed_members, stack = seeds
-        seed_r = cells_to_raster(r, c, seed_rank_uncertainty(stack), cgrid)
-        _write_rank_map(out / "uncertainty_seed.tif", seed_r, cgrid,
-                        "mean over members of the std across seeds of the area percentile "
-                        "(percentile points)",
-                        {"quantity": "seed rank uncertainty", "seeds": len(seed_probabilities),
-                         **members_tag, "members": ",".join(seed_members)})
+                                          "std of the area percentile (points)"),
+                     first_max=50.0)  # the range of its QGIS style
+    seed_r = write_seed_uncertainty(seed_probabilities or [], table, cells, grid, members,
+                                    out / "uncertainty_seed.tif", run_tags=run_tags)
     return CellMaps(cgrid, rasters, rank_r, ent_r, seed_r)
+
+
+def write_seed_uncertainty(seed_probabilities: Sequence[pd.DataFrame], table: pd.DataFrame,
+                           cells: gpd.GeoDataFrame, grid: Grid, members: Sequence[str],
+                           path: Path, *, run_tags: Mapping[str, str] | None = None
+                           ) -> np.ndarray | None:
+    """Write the seed rank uncertainty ``path`` (:func:`seed_rank_uncertainty` of the
+    per-seed prediction tables, on ``table``'s cells of the cell grid of ``cells``) and return
+    it; None (nothing written) with fewer than two seed tables."""
+    seeds = _seed_stack(seed_probabilities, table, members)
+    if seeds is None:
+        return None
+    n_rows, n_cols = int(cells["row"].max()) + 1, int(cells["col"].max()) + 1
+    cgrid = cell_grid(grid, n_cols, n_rows)
+    seed_members, stack = seeds
+    r, c = table["row"].to_numpy(), table["col"].to_numpy()
+    seed_r = cells_to_raster(r, c, seed_rank_uncertainty(stack), cgrid)
+    _write_rank_map(path, seed_r, cgrid,
+                    "mean over members of the std across seeds of the area percentile "
+                    "(percentile points)",
+                    {"quantity": "seed rank uncertainty", "seeds": len(seed_probabilities),
+                     **(run_tags or {}), "members": ",".join(seed_members)})
+    return seed_r
 
 
 def _write_rank_map(path: Path, arr: np.ndarray, grid: Grid, band: str,

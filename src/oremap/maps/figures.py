@@ -184,13 +184,17 @@ def _draw_map(ax: Axes, arr: np.ndarray, grid: Grid, cmap: Colormap, vmin: float
     return image, handles
 
 
-_OVERLAY_COLOURS = ("0.1", "#6a3d9a", "#b15928", "#1f78b4", "#e31a1c", "#33a02c")
+#: Geology overlay colours: no red or orange, which mean ore on the map.
+_OVERLAY_COLOURS = ("0.1", "#6a3d9a", "#1f78b4", "#33a02c", "#8c6d31", "#17becf")
 
 
 def _draw_overlays(ax: Axes, grid: Grid, overlays: Mapping[str, gpd.GeoDataFrame]) -> list:
-    """Input geology over the map; one legend handle per layer."""
-    handles: list = []
-    for (name, gdf), colour in zip(overlays.items(), _OVERLAY_COLOURS * 10, strict=False):
+    """Input geology over the map, one legend handle per layer; barren records (a name
+    starting with "barren") as :func:`_draw_barren` draws them."""
+    barren = [g for n, g in overlays.items() if n.startswith("barren")]
+    geology = {n: g for n, g in overlays.items() if not n.startswith("barren")}
+    handles: list = _draw_barren(ax, barren, grid) if barren else []
+    for (name, gdf), colour in zip(geology.items(), _OVERLAY_COLOURS * 10, strict=False):
         if gdf is None or not len(gdf):
             continue
         gdf = to_grid_crs(gdf, grid, name)
@@ -350,13 +354,16 @@ def plot_uncertainty(std: np.ndarray, entropy: np.ndarray, grid: Grid,
                      orebodies: gpd.GeoDataFrame | None = None,
                      cells: gpd.GeoDataFrame | None = None,
                      targets: gpd.GeoDataFrame | None = None,
-                     first: tuple[str, str] = ("Std of P(ore)", "std")) -> Path:
+                     first: tuple[str, str] = ("Std of P(ore)", "std"),
+                     first_max: float | None = None) -> Path:
     """Two panels: std of P(ore) across models and vote entropy (bits), both (rows, cols).
 
-    Both use matplotlib's perceptually uniform sequential "magma" (dark = agreement); the std
-    scale runs from 0 to its largest value (at least 0.05), the entropy scale from 0 to 1 bit.
-    ``first``: title and colour-bar label of the first panel (another disagreement measure,
-    e.g. the rank uncertainty).
+    Both use the uncertainty ramp of the QGIS styles (:func:`oremap.maps.colour.ramp`, reversed
+    "magma": light = agreement, dark = disagreement); the first panel's scale runs from 0 to
+    ``first_max`` (the QGIS style's fixed range, e.g. 50 percentile points for the rank
+    uncertainty) or else to its largest value (at least 0.05), the entropy scale from 0 to
+    1 bit. ``first``: title and colour-bar label of the first panel (another disagreement
+    measure, e.g. the rank uncertainty).
 
     Raises
     ------
@@ -365,8 +372,9 @@ def plot_uncertainty(std: np.ndarray, entropy: np.ndarray, grid: Grid,
     """
     s = _check_map(std, grid, "std")
     e = _check_map(entropy, grid, "entropy")
-    cmap = matplotlib.colormaps["magma"].with_extremes(bad=(0.85, 0.85, 0.85, 1.0))
-    s_max = max(float(np.nanmax(s)) if np.isfinite(s).any() else 0.0, 0.05)
+    cmap = matplotlib.colormaps["magma_r"].with_extremes(bad=(0.85, 0.85, 0.85, 1.0))
+    s_max = first_max if first_max is not None else \
+        max(float(np.nanmax(s)) if np.isfinite(s).any() else 0.0, 0.05)
     aspect = min(max(grid.height / grid.width, 0.3), 2.0)  # keep figures printable
     fig = Figure(figsize=(11.0, max(3.0, 4.6 * aspect) + 0.8), layout="constrained")
     axes = fig.subplots(1, 2)

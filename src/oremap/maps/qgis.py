@@ -287,6 +287,8 @@ def write_map_package(run_dir: Path, config: object, wkt: str) -> Path:
         listed.add(sliding)
     for name in UNCERTAINTY_MAPS:
         tif = maps_dir / f"{name}.tif"
+        if not tif.is_file():  # the seed map is the stability stage's, where it ran first
+            tif = run_dir / "stability" / f"{name}.tif"
         if tif.is_file():
             layers.append(Layer(name.replace("_", " "), tif, "raster", "Uncertainty",
                                 style=_pipe_of(tif, style_kind_of(name)), visible=False))
