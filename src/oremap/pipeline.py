@@ -47,7 +47,7 @@ from oremap.members import (
 )
 from oremap.names import member_cost, member_kind
 from oremap.predict import predict_cells, predict_member_task, prediction_stack
-from oremap.report import build_report
+from oremap.report import build_report, collect_sections, refresh_timings
 from oremap.runinfo import (
     RunDir,
     check_out_folder,
@@ -288,9 +288,10 @@ def run_report(config: Config, run_dir: Path, *, progress: bool = True) -> Path:
     """Stage 7: one self-contained HTML report -> ``report/report.html``."""
     run = RunDir(run_dir)
     with run.timed("report"):
-        path = build_report(run.root)
-    run.finish()
-    build_report(run.root)  # again, so the report carries its own timing and end time
+        sections = collect_sections(run.root)
+        path = build_report(run.root, sections=sections)
+    run.finish()  # then again, so the report carries its own timing and end time
+    build_report(run.root, sections=refresh_timings(run.root, sections))
     return path
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "render_html",
     "collect_sections",
     "build_report",
+    "refresh_timings",
     "SECTION_TITLES",
 ]
 
@@ -633,8 +634,17 @@ def collect_sections(run_dir: str | os.PathLike) -> list[Section]:
             for (anchor, title), collect in zip(SECTION_TITLES, _COLLECTORS, strict=True)]
 
 
+def refresh_timings(run_dir: str | os.PathLike, sections: list[Section]) -> list[Section]:
+    """``sections`` with the timings section read again (after the report stage's own time
+    and the run's end were recorded); the other sections as they were."""
+    fresh = _timings(_Run(Path(run_dir)))
+    return [Section(s.title, s.anchor, fresh) if s.anchor == "timings" else s
+            for s in sections]
+
+
 def build_report(run_dir: str | os.PathLike, *,
-                 out_path: str | os.PathLike | None = None) -> Path:
+                 out_path: str | os.PathLike | None = None,
+                 sections: list[Section] | None = None) -> Path:
     """Write the run's report as one self-contained HTML file and return its path.
 
     Parameters
@@ -644,6 +654,9 @@ def build_report(run_dir: str | os.PathLike, *,
         ``train/``, ``evaluate/``, ``ensemble/``, ``maps/``); any of them may be absent.
     out_path : path or None
         Default ``run_dir/report/report.html``; written atomically.
+    sections : list of Section or None
+        Sections already collected from ``run_dir`` (:func:`collect_sections`); default:
+        collected now.
 
     Raises
     ------
@@ -661,5 +674,7 @@ def build_report(run_dir: str | os.PathLike, *,
     if info.get("finished"):
         subtitle += f" \u2014 finished {info['finished']}"
     name = info.get("name") or run_dir.resolve().name
-    page = render_html(f"oremap report: {name}", collect_sections(run_dir), subtitle=subtitle)
+    if sections is None:
+        sections = collect_sections(run_dir)
+    page = render_html(f"oremap report: {name}", sections, subtitle=subtitle)
     return io.write_text(out, page)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import html
 import io as pyio
 import math
@@ -332,10 +333,11 @@ def _render_table(block: Table) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>{more}</div>")
 
 
+@functools.lru_cache(maxsize=64)
 def optimise_png(data: bytes, width: int = IMAGE_WIDTH) -> bytes:
     """``data`` (a PNG) scaled down to at most ``width`` px and stored with at most 256
     colours (transparency flattened onto white), or ``data`` itself when that is no smaller
-    or Pillow cannot read it."""
+    or Pillow cannot read it. Cached by content: the report stage renders twice."""
     try:
         from PIL import Image as PILImage
     except ImportError:  # pragma: no cover - Pillow comes with matplotlib
