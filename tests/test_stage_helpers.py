@@ -177,13 +177,12 @@ def test_write_cell_maps_puts_each_cell_value_on_its_cell(tmp_path: Path) -> Non
 def test_write_continuous_maps_weights_the_members(tmp_path: Path) -> None:
     g = _grid()
     a, b = np.full(g.shape, 0.2), np.full(g.shape, 0.6)
-    ens, g2, std = maps.write_continuous_maps({"a": (a, g), "b": (b, g)}, ["a", "b"],
-                                              np.array([0.75, 0.25]), tmp_path)
+    ens, g2 = maps.write_continuous_maps({"a": (a, g), "b": (b, g)}, ["a", "b"],
+                                         np.array([0.75, 0.25]), tmp_path)
     np.testing.assert_allclose(ens, 0.3)
-    np.testing.assert_allclose(std, np.std([0.2, 0.6], ddof=1))
     assert g2 is g and (tmp_path / "prob_ensemble_continuous.tif").is_file()
-    _, _, single = maps.write_continuous_maps({"a": (a, g)}, ["a"], np.array([1.0]), tmp_path)
-    assert single is None
+    with rasterio.open(tmp_path / "prob_ensemble_continuous.tif") as src:
+        np.testing.assert_allclose(src.read(1), 0.3, rtol=1e-6)
 
 
 def test_stage_not_ready_message_names_the_command() -> None:

@@ -170,6 +170,14 @@ def _draw_map(ax: Axes, arr: np.ndarray, grid: Grid, cmap: Colormap, vmin: float
                               label="target area"))
     if orebodies is not None and len(orebodies):
         handles.extend(_draw_orebodies(ax, to_grid_crs(orebodies, grid, "orebodies")))
+    _finish_map_axes(ax, grid, title, fontsize=10)
+    return image, handles
+
+
+def _finish_map_axes(ax: Axes, grid: Grid, title: str, *, fontsize: float) -> None:
+    """The grid's extent at equal aspect, plain map-unit ticks and axis labels, the title (if
+    any), a scale bar and a north arrow."""
+    xmin, ymin, xmax, ymax = grid.bounds
     ax.set_xlim(xmin, xmax)
     ax.set_ylim(ymin, ymax)
     ax.set_aspect("equal")
@@ -178,10 +186,10 @@ def _draw_map(ax: Axes, arr: np.ndarray, grid: Grid, cmap: Colormap, vmin: float
     x_label, y_label = _axis_labels(grid)
     ax.set_xlabel(x_label, fontsize=8)
     ax.set_ylabel(y_label, fontsize=8)
-    ax.set_title(title, fontsize=10)
+    if title:
+        ax.set_title(title, fontsize=fontsize)
     _add_scale_bar(ax, grid)
     _add_north_arrow(ax)
-    return image, handles
 
 
 #: Geology overlay colours: no red or orange, which mean ore on the map.
@@ -505,27 +513,13 @@ def plot_decision_map(prob: np.ndarray, grid: Grid, path: str | os.PathLike, *,
     handles.append(Patch(facecolor=AREA_REST_COLOUR, edgecolor="0.5", linewidth=0.5,
                          label="rest of the area"))
     if targets is not None and len(targets):
-        t = to_grid_crs(targets, grid, "targets")
-        if "rank" not in t.columns and "label" in t.columns:
-            t = t.assign(rank=t["label"])
-        label_targets_on_axes(ax, t, fontsize=8)
+        label_targets_on_axes(ax, to_grid_crs(targets, grid, "targets"), fontsize=8)
         handles.append(Line2D([], [], color="black", linewidth=1.2, linestyle="--",
                               label="target area"))
     if orebodies is not None and len(orebodies):
         handles += _draw_known(ax, to_grid_crs(orebodies, grid, "orebodies"))
     handles += _draw_barren(ax, list(barren or []), grid)
-    ax.set_xlim(xmin, xmax)
-    ax.set_ylim(ymin, ymax)
-    ax.set_aspect("equal")
-    ax.ticklabel_format(useOffset=False, style="plain")
-    ax.tick_params(labelsize=7)
-    x_label, y_label = _axis_labels(grid)
-    ax.set_xlabel(x_label, fontsize=8)
-    ax.set_ylabel(y_label, fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=9.5)
-    _add_scale_bar(ax, grid)
-    _add_north_arrow(ax)
+    _finish_map_axes(ax, grid, title, fontsize=9.5)
     fig.legend(handles=handles, loc="outside right upper", fontsize=7.5, frameon=False,
                title="share of the study area", title_fontsize=7.5)
     if targets is not None and len(targets):

@@ -418,7 +418,7 @@ def label_targets_on_axes(ax: Any, gdf: gpd.GeoDataFrame, *, outline: bool = Tru
     if outline:
         gdf.boundary.plot(ax=ax, color="black", linewidth=1.2, linestyle="--", zorder=4)
     text = "label" if "label" in gdf.columns else "rank"
-    if text == "label":
+    if "rank" in gdf.columns:
         gdf = gdf.sort_values("rank")
     if max_labels is not None:
         gdf = gdf.head(max_labels)

@@ -329,10 +329,10 @@ def window_tile(predict: PredictFn, stack: np.ndarray | LazyStack, grid: Grid, *
 
 def write_continuous_maps(maps: Mapping[str, tuple[np.ndarray, Grid]],
                           ensemble_members: Sequence[str], weights: np.ndarray,
-                          out: Path) -> tuple[np.ndarray, Grid, np.ndarray | None]:
+                          out: Path) -> tuple[np.ndarray, Grid]:
     """Write ``prob_<member>_continuous.tif`` and the weighted ensemble map.
 
-    Returns the ensemble map, its grid and the members' std (None for a single member).
+    Returns the ensemble map and its grid.
     """
     for name, (arr, g2) in maps.items():
         band, tags = describe_map(name, continuous=True)
@@ -346,8 +346,7 @@ def write_continuous_maps(maps: Mapping[str, tuple[np.ndarray, Grid]],
                           tags={"quantity": "P(ore)", "kind": "rule",
                                 "name": "weighted_average", "support": "sliding window",
                                 "members": ",".join(ensemble_members)})
-    std = np.std(stacked, axis=0, ddof=1) if len(ensemble_members) > 1 else None
-    return ens, g2, std
+    return ens, g2
 
 
 def window_map_task(config: Config, root: Path, name: str, fold: int, tile: tuple[int, int],
@@ -364,7 +363,7 @@ def window_map_task(config: Config, root: Path, name: str, fold: int, tile: tupl
 
 
 def continuous_maps(config: Config, run: RunDir, out: Path, *, progress: bool,
-                     client: Any = None) -> tuple[np.ndarray, Grid, np.ndarray | None]:
+                     client: Any = None) -> tuple[np.ndarray, Grid]:
     """Sliding-window maps of every member and their weighted ensemble (a finer view beside
     the recommended cell map, on which the targets are drawn);
     with a Dask ``client`` each (member, fold, tile) is a task (:func:`window_map_task`)."""
