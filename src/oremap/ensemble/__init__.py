@@ -1,5 +1,16 @@
-"""Ensemble rules combining several models' P(ore), and stability statistics."""
+"""Ensemble rules combining several models' P(ore), calibration, and stability statistics."""
 
+from oremap.ensemble.calibration import (
+    Calibrator,
+    calibrate_table,
+    cross_fitted,
+    expected_calibration_error,
+    fit_calibrator,
+    fit_isotonic,
+    fit_platt,
+    fit_temperature,
+    reliability_table,
+)
 from oremap.ensemble.params import (
     EnsembleParams,
     RuleParams,
@@ -52,6 +63,7 @@ from oremap.labels import UNDECIDED
 
 __all__ = [
     "COUNT_COLUMNS",
+    "Calibrator",
     "EnsembleParams",
     "EnsembleResult",
     "Rule",
@@ -59,13 +71,20 @@ __all__ = [
     "SELECTABLE",
     "STACKING_C",
     "UNDECIDED",
+    "calibrate_table",
     "combine",
     "combine_columns",
     "compare_members",
     "comparison_markdown",
+    "cross_fitted",
     "dispersion",
+    "expected_calibration_error",
+    "fit_calibrator",
+    "fit_isotonic",
+    "fit_platt",
     "fit_rule_params",
     "fit_stacking",
+    "fit_temperature",
     "held_out_cell_auc",
     "list_rules",
     "majority_voting",
@@ -77,6 +96,7 @@ __all__ = [
     "read_params",
     "read_weights",
     "register",
+    "reliability_table",
     "rule_table1",
     "run_rule_params",
     "seed_stability_table",
