@@ -9,17 +9,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from oremap.ensemble import (
+    RuleParams,
+    calibration_table,
+    combine,
+    fit_out_of_fold,
+    held_out_scores,
+    member_calibrators,
+    read_params,
+    separation,
+    shrunk_weights,
+    write_params,
+)
 from oremap.ensemble.calibration import (
     METHODS,
     Calibrator,
-    calibrate_table,
-    cross_fitted,
     expected_calibration_error,
     fit_calibrator,
     fit_isotonic,
     fit_platt,
     fit_temperature,
-    reliability_table,
 )
 from oremap.errors import DroppedDataWarning, InputDataError, UnknownNameError
 from oremap.evaluate.metrics import roc_auc
@@ -50,22 +59,30 @@ def _monotone(cal: Calibrator) -> None:
 
 
 def _table(n: int = 3000, folds: int = 5, seed: int = 1) -> pd.DataFrame:
-    """An ensemble table: overconfident held-out scores ``oof_cnn`` (inflated, q ** 0.3), a map
-    ``p_cnn`` and fold maps ``p_cnn_f<k>``; 10 % unknown cells, 5 % never held out."""
+    """A cell table of two members: ``lenet``, overconfident (inflated, q ** 0.3), and ``random_forest``,
+    noisier but calibrated; 10 % unknown cells, 5 % never held out (NaN held-out scores)."""
     rng = np.random.default_rng(seed)
     q = np.clip(rng.beta(1.0, 4.0, n), 1e-3, 1 - 1e-3)
     label = (rng.uniform(size=n) < q).astype(int)
     label[rng.uniform(size=n) < 0.1] = -1
     fold = rng.integers(0, folds, n)
     fold[rng.uniform(size=n) < 0.05] = -1
-    oof = q ** 0.3
-    oof[fold == -1] = np.nan
-    t = pd.DataFrame({"label": label, "test_fold": fold, "oof_cnn": oof,
-                      "p_cnn": np.clip(q * 1.05, 0, 1) ** 0.3, "x": np.arange(n)})
-    for k in range(folds):
-        t[f"p_cnn_f{k}"] = np.clip(q + rng.normal(0, 0.01, n), 0, 1) ** 0.3
-    t.loc[3, "p_cnn"] = np.nan
+    cnn = q ** 0.3
+    rf = np.clip(q + rng.normal(0, 0.15, n), 0, 1)
+    t = pd.DataFrame({"label": label, "test_fold": fold, "x": np.arange(n)})
+    for name, v in (("lenet", cnn), ("random_forest", rf)):
+        t[f"p_{name}"] = v
+        t[f"oof_{name}"] = np.where(fold == -1, np.nan, v)
     return t
+
+
+MEMBERS = ["lenet", "random_forest"]
+RULES = ["simple_average", "weighted_average", "majority_voting", "stacking"]
+
+
+def _fit(t: pd.DataFrame, method: str | None = "platt"):
+    return fit_out_of_fold(t, MEMBERS, {m: method for m in MEMBERS}, metric="auc", k=1,
+                           threshold=0.5, seed=0)
 
 
 @pytest.mark.parametrize("fit", [fit_platt, fit_isotonic])
@@ -128,7 +145,7 @@ def test_identity_and_unknown_methods() -> None:
     with pytest.raises(UnknownNameError):
         fit_calibrator([0, 1], [0.2, 0.8], "beta")
     with pytest.raises(UnknownNameError):
-        cross_fitted(_table(n=200), "cnn", "beta")
+        _fit(_table(n=200), "beta")
 
 
 def test_fitting_needs_both_classes_and_probabilities() -> None:
@@ -144,96 +161,136 @@ def test_fitting_needs_both_classes_and_probabilities() -> None:
     assert a == b
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_cross_fitting_never_uses_a_cells_own_label(method: str) -> None:
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic", "temperature"])
+def test_out_of_fold_fitting_never_uses_a_folds_own_labels(method: str) -> None:
     t = _table()
-    before = cross_fitted(t, "cnn", method)
+    before = _fit(t, method)
     flipped = t.copy()
     in0 = (flipped["test_fold"] == 0) & flipped["label"].isin([0, 1])
     flipped.loc[in0, "label"] = 1 - flipped.loc[in0, "label"]
-    after = cross_fitted(flipped, "cnn", method)
-    f0 = t["test_fold"].to_numpy() == 0
-    np.testing.assert_array_equal(after[f0], before[f0])
-    # the other folds' calibrators were fitted on fold 0's labels: they do change
-    rest = t["test_fold"].to_numpy() > 0
-    assert np.abs(after[rest] - before[rest]).max() > 0.01
-    never = t["test_fold"].to_numpy() == -1
-    assert np.isnan(before[never]).all() and np.isfinite(before[~never]).all()
+    after = _fit(flipped, method)
+    assert after.fold(0).calibrators == before.fold(0).calibrators
+    np.testing.assert_array_equal(after.fold(0).weights, before.fold(0).weights)
+    assert after.fold(0).coef.tolist() == before.fold(0).coef.tolist()
+    # the other folds' parameters were fitted on fold 0's labels: they change
+    assert after.fold(1).calibrators != before.fold(1).calibrators
+    s0 = held_out_scores(t, MEMBERS, RULES, before, threshold=0.5)
+    s1 = held_out_scores(flipped, MEMBERS, RULES, after, threshold=0.5)
+    n0 = int(((t["test_fold"] == 0) & t["label"].isin([0, 1])
+              & t["oof_lenet"].notna()).sum())  # fold 0 comes first
+    for name in [*MEMBERS, *RULES]:
+        np.testing.assert_array_equal(s0[name][1][:n0], s1[name][1][:n0])
 
 
-def test_cross_fitted_scores_are_calibrated_on_held_out_cells() -> None:
+def test_held_out_members_and_averages_are_calibrated() -> None:
     t = _table(n=5000)
-    cal = cross_fitted(t, "cnn", "platt")
-    known = t["label"].isin([0, 1]).to_numpy() & np.isfinite(cal)
-    y = t["label"].to_numpy()[known]
-    assert expected_calibration_error(y, t["oof_cnn"].to_numpy()[known]) > 0.25
-    assert expected_calibration_error(y, cal[known]) < 0.05
+    params = _fit(t)
+    df = calibration_table(t, MEMBERS, RULES, params, threshold=0.5)
+    assert df.loc["lenet", "calibration"] == "platt"
+    assert df.loc["lenet", "ece_raw"] > 0.25 and df.loc["lenet", "ece"] < 0.05
+    for rule in ("simple_average", "weighted_average"):
+        assert df.loc[rule, "calibration"] == "calibrated members"
+        assert df.loc[rule, "ece_raw"] > 0.1 and df.loc[rule, "ece"] < 0.05
+    assert df.loc["majority_voting", "calibration"] == "none"
+    assert df.loc["majority_voting", "ece"] == df.loc["majority_voting", "ece_raw"]
+    assert df["ore_share"].nunique() == 1
+    assert abs(df.loc["weighted_average", "mean_p"] - df.loc["lenet", "ore_share"]) < 0.02
+    known = t["label"].isin([0, 1]) & (t["test_fold"] >= 0)
+    assert (df["cells"] == int(known.sum())).all()
 
 
 @pytest.mark.parametrize("method", ["platt", "temperature"])
 def test_parametric_calibration_keeps_each_folds_ranking(method: str) -> None:
     t = _table()
-    cal = cross_fitted(t, "cnn", method)
+    params = _fit(t, method)
+    raw = held_out_scores(t, MEMBERS, [], params, threshold=0.5, calibrated=False)
+    cal = held_out_scores(t, MEMBERS, [], params, threshold=0.5)
+    y = raw["lenet"][0]
+    assert 0.6 < roc_auc(y, raw["lenet"][1]) < 0.95
+    folds = np.sort(t.loc[t["label"].isin([0, 1]) & t["oof_lenet"].notna(), "test_fold"])
     for k in range(5):
-        rows = (t["test_fold"] == k).to_numpy() & t["label"].isin([0, 1]).to_numpy()
-        y = t["label"].to_numpy()[rows]
-        raw = roc_auc(y, t["oof_cnn"].to_numpy()[rows])
-        assert 0.6 < raw < 0.95
-        assert roc_auc(y, cal[rows]) == pytest.approx(raw, abs=1e-12)
+        here = folds == k
+        assert roc_auc(y[here], cal["lenet"][1][here]) == pytest.approx(
+            roc_auc(y[here], raw["lenet"][1][here]), abs=1e-12)
 
 
-def test_a_fold_without_enough_labels_elsewhere_keeps_raw_scores() -> None:
+def test_calibrators_apply_to_the_averaging_rules_only() -> None:
+    probs = np.array([[0.9, 0.6, 0.2], [0.7, 0.4, 0.1]])
+    halve = Calibrator("platt", {"a": 1.0, "b": -np.log(4.0)})
+    params = RuleParams(weights=np.array([0.5, 0.5]), calibrators=(halve, halve))
+    plain = RuleParams(weights=np.array([0.5, 0.5]))
+    avg = combine("simple_average", probs, params=params)
+    np.testing.assert_allclose(avg.probability, halve.apply(probs).mean(axis=0))
+    vote = combine("majority_voting", probs, params=params)
+    assert vote.prediction.tolist() == combine("majority_voting", probs,
+                                               params=plain).prediction.tolist()
+    short = RuleParams(weights=np.array([0.5, 0.5]), calibrators=(halve,))
+    with pytest.raises(InputDataError, match="1 calibrators for 2 members"):
+        combine("simple_average", probs, params=short)
+
+
+def test_weights_shrink_to_equal_when_members_cannot_be_told_apart() -> None:
+    rng = np.random.default_rng(3)
+    y = (rng.uniform(size=60) < 0.2).astype(int)
+    twins = np.vstack([np.clip(0.3 * y + rng.uniform(0, 0.7, 60), 0, 1) for _ in range(3)])
+    sep = separation(y, twins, seed=0)
+    w, _ = shrunk_weights(y, twins, metric="auc", threshold=0.5, seed=0)
+    assert sep.shrinkage < 0.5
+    assert np.abs(w - 1 / 3).max() < 0.1
+    # one strong member among noise: the weights follow the skill
+    y = (rng.uniform(size=2000) < 0.2).astype(int)
+    mixed = np.vstack([np.clip(0.5 * y + rng.uniform(0, 0.5, 2000), 0, 1),
+                       rng.uniform(size=2000), rng.uniform(size=2000)])
+    sep = separation(y, mixed, seed=0)
+    w, _ = shrunk_weights(y, mixed, metric="auc", threshold=0.5, seed=0)
+    assert sep.shrinkage > 0.9 and sep.noise < sep.spread
+    assert w[0] > 0.9 and w.sum() == pytest.approx(1.0)
+    assert separation(y, mixed[:1], seed=0).shrinkage == 0.0
+
+
+def test_too_few_labels_to_calibrate_or_cross_fit() -> None:
+    y = np.array([0, 0, 0, 1, 0])
+    probs = np.array([[0.1, 0.2, 0.3, 0.9, 0.4]])
+    with pytest.warns(DroppedDataWarning, match="too few to calibrate"):
+        cals = member_calibrators(y, probs, ["platt"], ["lenet"])
+    assert cals == (Calibrator("identity"),)
     t = _table(n=600)
-    # every deposit lies in fold 0: fold 0's calibrator would see no ore
+    # every deposit lies in fold 0: fold 0's training side holds no ore
     t.loc[(t["label"] == 1) & (t["test_fold"] != 0), "label"] = 0
-    with pytest.warns(DroppedDataWarning, match=r"test fold\(s\) 0 keep their raw"):
-        out = cross_fitted(t, "cnn", "platt")
-    f0 = (t["test_fold"] == 0).to_numpy()
-    np.testing.assert_array_equal(out[f0], t["oof_cnn"].to_numpy()[f0])
-    assert np.abs(out[~f0 & (t["test_fold"] > 0).to_numpy()]
-                  - t["oof_cnn"].to_numpy()[~f0 & (t["test_fold"] > 0).to_numpy()]).max() > 0.1
+    with pytest.raises(InputDataError, match='training side of test fold 0 holds 0 ore.*'
+                       'fit_on = "validation"'):
+        _fit(t)
+    with pytest.raises(InputDataError, match="oof_gbm"):
+        fit_out_of_fold(t, ["gbm"], {"gbm": "platt"}, metric="auc", k=1, threshold=0.5,
+                        seed=0)
 
 
-def test_calibrate_table_maps_every_member_column() -> None:
-    t = _table()
-    orig = t.copy()
-    out, cals = calibrate_table(t, ["cnn"], "platt")
-    pd.testing.assert_frame_equal(t, orig)  # the input is left alone
-    known = t["label"].isin([0, 1]) & t["oof_cnn"].notna() & (t["test_fold"] >= 0)
-    final = fit_platt(t.loc[known, "label"], t.loc[known, "oof_cnn"])
-    assert cals == {"cnn": final}
-    np.testing.assert_array_equal(out["oof_cnn"], cross_fitted(t, "cnn", "platt"))
-    for c in ["p_cnn"] + [f"p_cnn_f{k}" for k in range(5)]:
-        np.testing.assert_allclose(out[c], final.apply(t[c].to_numpy()), equal_nan=True)
-        assert not np.allclose(out[c].dropna(), t[c].dropna())
-    assert np.isnan(out.loc[3, "p_cnn"])
-    pd.testing.assert_frame_equal(out[["label", "test_fold", "x"]],
-                                  t[["label", "test_fold", "x"]])
+def test_params_with_calibrators_round_trip_through_weights_json(tmp_path) -> None:
+    params = _fit(_table(n=1500), "isotonic")
+    path = tmp_path / "weights.json"
+    write_params(path, MEMBERS, params, "auc")
+    stored = json.loads(path.read_text())
+    assert stored["source"] == "out_of_fold"
+    assert stored["calibration"]["lenet"]["method"] == "isotonic"
+    assert 0.0 <= stored["shrinkage"] <= 1.0
+    assert stored["fitted_on"]["ore_cells"] > 0
+    back = read_params(path, MEMBERS)
+    assert back.final.calibrators == params.final.calibrators
+    assert back.fold(2).shrinkage == params.fold(2).shrinkage
+    assert back.fold(2).fitted_on == params.fold(2).fitted_on
+    probs = np.vstack([np.linspace(0, 1, 11)] * 2)
+    for rule in ("weighted_average", "stacking"):
+        np.testing.assert_allclose(combine(rule, probs, params=back.final).probability,
+                                   combine(rule, probs, params=params.final).probability)
 
 
-def test_calibrate_table_leaves_a_member_without_labels_uncalibrated() -> None:
-    t = _table(n=300)
-    t["label"] = np.where(t["label"] == 1, 0, t["label"])
-    with pytest.warns(DroppedDataWarning) as caught:
-        out, cals = calibrate_table(t, ["cnn"], "isotonic")
-    messages = [str(w.message) for w in caught]
-    assert any("left uncalibrated" in m for m in messages)
-    assert any("test fold(s) 0, 1, 2, 3, 4 keep their raw" in m for m in messages)
-    assert cals["cnn"].method == "identity"
-    np.testing.assert_array_equal(out["p_cnn"], t["p_cnn"])
-    with pytest.raises(InputDataError, match="oof_rf"):
-        calibrate_table(t, ["rf"], "platt")
-
-
-def test_ece_matches_the_recommendation_and_reliability_table() -> None:
+def test_ece_matches_the_recommendation() -> None:
     t = _table(n=1000)
     known = t["label"].isin([0, 1])
-    ece = expected_calibration_error(t.loc[known, "label"], t.loc[known, "oof_cnn"])
-    assert ece == pytest.approx(calibration_error(t, "cnn"), abs=1e-12)
-    rel = reliability_table(t.loc[known, "label"], t.loc[known, "oof_cnn"], bins=5)
-    assert list(rel.columns) == ["bin_lo", "bin_hi", "mean_predicted", "observed_frequency",
-                                 "count", "gap"]
-    assert rel["count"].sum() == int((known & t["oof_cnn"].notna()).sum())
+    ece = expected_calibration_error(t.loc[known, "label"], t.loc[known, "oof_lenet"])
+    assert ece == pytest.approx(calibration_error(t, "lenet"), abs=1e-12)
     # by hand: two bins, 0.2 predicted with 1 of 4 ore, 0.9 predicted with 1 of 1
     y = np.array([0, 0, 0, 1, 1])
     p = np.array([0.2, 0.2, 0.2, 0.2, 0.9])

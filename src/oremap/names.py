@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-__all__ = ["BASELINES", "KINDS", "LEARNED_RULES", "MODELS", "PAPER_RULES", "PROFILES", "RULES",
-           "check_registered", "member_cost", "member_kind"]
+__all__ = ["BASELINES", "CALIBRATED_RULES", "KINDS", "LEARNED_RULES", "MODELS", "PAPER_RULES",
+           "PROFILES", "RULES", "check_registered", "member_cost", "member_kind"]
 
 #: Networks of He et al. (2024), in the paper's order (the first is ``[train] models``'
 #: default); :func:`oremap.models.list_models` lists the same names, sorted.
@@ -42,6 +42,11 @@ LEARNED_RULES: tuple[str, ...] = ("stacking", "top_k", "selected")
 
 #: Every ensemble rule: the paper's five, then the learned ones.
 RULES: tuple[str, ...] = PAPER_RULES + LEARNED_RULES
+
+#: The rules that combine calibrated P(ore) when the run calibrates its members (the averaging
+#: and learned rules); the voting rules count votes on the members' own P(ore) at the
+#: threshold, as in He et al.
+CALIBRATED_RULES: tuple[str, ...] = ("simple_average", "weighted_average", *LEARNED_RULES)
 
 
 #: What a name in a results table is: one vocabulary for every table and report.

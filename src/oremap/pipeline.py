@@ -245,6 +245,7 @@ def run_ensemble(config: Config, run_dir: Path, *, progress: bool = True) -> Pat
         io.write_csv(run.root / contract.file("ensemble", "comparison"), comparison, index=True)
         io.write_text(run.root / contract.file("ensemble", "comparison_md"),
                       en.comparison_markdown(comparison, len(crops)))
+        en.write_calibration(run.root, table, members, rules, params, threshold=thr)
     return stage_folder(run, "ensemble")
 
 

@@ -24,6 +24,7 @@ from oremap.evaluate.intervals import (
     paired_bootstrap_difference,
     paired_fold_difference,
 )
+from oremap.evaluate.metrics import expected_calibration_error
 from oremap.labels import Label
 
 __all__ = [
@@ -384,18 +385,13 @@ def calibration_error(table: pd.DataFrame, member: str, *, bins: int = 10) -> fl
     """Expected calibration error of ``member`` on the held-out labelled cells (``oof_``):
     the count-weighted mean gap between predicted P(ore) and the observed share of deposits
     over ``bins`` equal-width bins; NaN without held-out cells."""
-    from oremap.evaluate import calibration_bins  # matplotlib: off the light import path
-
     col = f"oof_{member}"
     if col not in table:
         return float("nan")
     rows = table.loc[table["label"].isin([0, 1]) & table[col].notna()]
     if rows.empty:
         return float("nan")
-    b = calibration_bins(rows["label"].to_numpy(), rows[col].to_numpy(), bins=bins)
-    b = b.loc[b["count"] > 0]
-    gap = (b["mean_predicted"] - b["observed_frequency"]).abs()
-    return float((gap * b["count"]).sum() / b["count"].sum())
+    return expected_calibration_error(rows["label"].to_numpy(), rows[col].to_numpy(), bins=bins)
 
 
 def _coordinate(v: float, geographic: bool) -> float:

@@ -55,7 +55,8 @@ class Stage:
 _TRAIN_KEYS = ("seed", "train.models", "train.baselines", "train.profile", "train.epochs",
                "train.batch_size", "train.lr", "train.lr_min", "train.beta1",
                "train.weight_decay", "train.imbalance", "train.augment", "train.patience",
-               "labels.negatives", "labels.ratio", "labels.bags")
+               "train.pretrain", "train.pretrain_epochs", "labels.negatives", "labels.ratio",
+               "labels.bags")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("evidence", "evidence layers (IDW geochemistry, geological densities, rasters)",
@@ -95,12 +96,15 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("ensemble", "the ensemble rules, Table 2 and stability statistics",
           needs=("samples", "evaluate", "predict"),
           config=("seed", "predict.threshold", "ensemble.rules", "ensemble.members",
-                  "ensemble.weight_metric", "ensemble.top_k", "samples.validation"),
+                  "ensemble.weight_metric", "ensemble.top_k", "samples.validation",
+                  "ensemble.fit_on", "ensemble.calibration", "ensemble.baseline_calibration"),
           folders=("ensemble",),
           files={"table": "ensemble/ensemble.csv", "weights": "ensemble/weights.json",
                  "table1": "ensemble/table1_ensemble.csv", "table2": "ensemble/table2.csv",
                  "stability": "ensemble/stability.csv", "comparison": "ensemble/comparison.csv",
-                 "comparison_md": "ensemble/comparison.md"}),
+                 "comparison_md": "ensemble/comparison.md",
+                 "calibration": "ensemble/calibration.csv",
+                 "reliability": "ensemble/reliability.png"}),
     Stage("stability", "retraining with K seeds: how much predictions vary",
           needs=("samples", "ensemble"),
           config=(*_TRAIN_KEYS, "predict.threshold", "ensemble.rules", "ensemble.members",

@@ -1,31 +1,25 @@
 """Calibration of members' P(ore) on their out-of-fold (held-out) predictions.
 
-A member's probabilities are mapped by a monotone :class:`Calibrator` fitted on the labelled
-cells it scored while held out (``oof_<member>`` of the ensemble table): Platt scaling
-(:func:`fit_platt`), temperature scaling (:func:`fit_temperature`) or isotonic regression
-(:func:`fit_isotonic`). :func:`cross_fitted` gives honest calibrated held-out scores (a cell's
-calibrated score never used its own label); :func:`calibrate_table` calibrates the held-out
-scores that way and the map columns (``p_<member>``, ``p_<member>_f<k>``) with a calibrator
-fitted on every held-out labelled cell. :func:`expected_calibration_error` and
-:func:`reliability_table` measure the result. See ``docs/calibration.md``.
+A member's probabilities are mapped by a monotone :class:`Calibrator` fitted on labelled
+cells it scored while held out: Platt scaling (:func:`fit_platt`), temperature scaling
+(:func:`fit_temperature`) or isotonic regression (:func:`fit_isotonic`).
+:func:`oremap.ensemble.crossfit.fit_out_of_fold` fits them fold by fold so that no cell's
+calibrated score used its own label; :func:`expected_calibration_error` measures the result.
+See ``docs/calibration.md``.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from scipy.optimize import minimize, minimize_scalar
 
-from oremap.errors import DroppedDataWarning, InputDataError, UnknownNameError
-from oremap.evaluate.metrics import calibration_bins
-from oremap.labels import Label
+from oremap.errors import InputDataError, UnknownNameError
+from oremap.evaluate.metrics import expected_calibration_error
 
 __all__ = [
     "EPS",
@@ -33,14 +27,11 @@ __all__ = [
     "MIN_PER_CLASS",
     "TEMPERATURE_BOUNDS",
     "Calibrator",
-    "calibrate_table",
-    "cross_fitted",
     "expected_calibration_error",
     "fit_calibrator",
     "fit_isotonic",
     "fit_platt",
     "fit_temperature",
-    "reliability_table",
 ]
 
 #: Calibration methods by name: Platt and temperature scaling for networks, either of them or
@@ -217,122 +208,3 @@ def fit_calibrator(y: np.ndarray | Sequence[int], p: np.ndarray | Sequence[float
         raise UnknownNameError(f"unknown calibration method {method!r}; "
                                f"choose from {', '.join(METHODS)}.")
     return _FITTERS[method](y, p)
-
-
-def _enough(y: np.ndarray) -> bool:
-    n1 = int((y == 1).sum())
-    return n1 >= MIN_PER_CLASS and y.size - n1 >= MIN_PER_CLASS
-
-
-def _columns(table: pd.DataFrame, member: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    col = f"oof_{member}"
-    for c in ("label", "test_fold", col):
-        if c not in table:
-            raise InputDataError(f"the ensemble table has no column {c!r}; calibration needs "
-                                 f"'label', 'test_fold' and the held-out scores {col!r}.")
-    return (table["label"].to_numpy(), table["test_fold"].to_numpy(),
-            table[col].to_numpy(dtype=float))
-
-
-def cross_fitted(table: pd.DataFrame, member: str, method: str) -> np.ndarray:
-    """Calibrated held-out scores of ``member``, cross-fitted over the test folds.
-
-    Fold ``k``'s ``oof_<member>`` is mapped by a calibrator fitted on the labelled cells of
-    the other test folds (``test_fold`` not ``k`` nor -1), so no cell's calibrated score used
-    its own label. A fold whose other folds hold fewer than :data:`MIN_PER_CLASS` ore or barren
-    cells keeps its raw scores, with a :class:`~oremap.errors.DroppedDataWarning` naming it.
-    Cells never held out, or without a score, stay NaN.
-    """
-    if method not in METHODS:
-        raise UnknownNameError(f"unknown calibration method {method!r}; "
-                               f"choose from {', '.join(METHODS)}.")
-    label, fold, oof = _columns(table, member)
-    out = np.full(oof.shape, np.nan)
-    known = np.isin(label, (int(Label.POSITIVE), int(Label.NEGATIVE))) & np.isfinite(oof)
-    raw: list[int] = []
-    for k in sorted(int(f) for f in np.unique(fold) if f >= 0):
-        here = fold == k
-        train = known & (fold >= 0) & ~here
-        if not _enough(label[train]):
-            out[here] = oof[here]
-            raw.append(k)
-            continue
-        cal = fit_calibrator(label[train], oof[train], method)
-        out[here] = cal.apply(oof[here])
-    if raw:
-        warnings.warn(f"{member}: test fold(s) {', '.join(map(str, raw))} keep their raw "
-                      f"held-out scores: the other folds hold fewer than {MIN_PER_CLASS} ore "
-                      "or barren cells to fit a calibrator on.", DroppedDataWarning,
-                      stacklevel=2)
-    return out
-
-
-def calibrate_table(table: pd.DataFrame, members: Sequence[str], method: str
-                    ) -> tuple[pd.DataFrame, dict[str, Calibrator]]:
-    """A copy of the ensemble table with every member's probabilities calibrated.
-
-    ``oof_<m>`` become the cross-fitted scores of :func:`cross_fitted`; ``p_<m>`` and the
-    fold models' ``p_<m>_f<k>`` are mapped by a calibrator fitted on all held-out labelled
-    cells, which is returned per member. A member with too few held-out ore or barren cells
-    keeps its map under the ``"identity"`` calibrator, with a warning.
-    """
-    out = table.copy()
-    fitted: dict[str, Calibrator] = {}
-    for m in members:
-        label, fold, oof = _columns(table, m)
-        known = (np.isin(label, (int(Label.POSITIVE), int(Label.NEGATIVE)))
-                 & np.isfinite(oof) & (fold >= 0))
-        if _enough(label[known]):
-            cal = fit_calibrator(label[known], oof[known], method)
-        else:
-            warnings.warn(f"{m}: fewer than {MIN_PER_CLASS} held-out ore or barren cells; "
-                          "its probabilities are left uncalibrated.", DroppedDataWarning,
-                          stacklevel=2)
-            cal = Calibrator("identity")
-        fitted[m] = cal
-        out[f"oof_{m}"] = cross_fitted(table, m, method)
-        pattern = re.compile(rf"^p_{re.escape(m)}(_f\d+)?$")
-        for c in table.columns:
-            if pattern.match(str(c)):
-                out[c] = cal.apply(table[c].to_numpy(dtype=float))
-    return out, fitted
-
-
-def _finite(y: np.ndarray | Sequence[int], p: np.ndarray | Sequence[float]
-            ) -> tuple[np.ndarray, np.ndarray]:
-    yy = np.asarray(y)
-    pp = np.asarray(p, dtype=float)
-    if yy.shape != pp.shape:
-        raise InputDataError(f"labels and probabilities differ in shape: {yy.shape} and "
-                             f"{pp.shape}.")
-    ok = np.isfinite(pp)
-    return yy[ok], pp[ok]
-
-
-def reliability_table(y: np.ndarray | Sequence[int], p: np.ndarray | Sequence[float],
-                      bins: int = 10) -> pd.DataFrame:
-    """Reliability diagram data: :func:`~oremap.evaluate.calibration_bins` of the cells with a
-    finite score, plus ``gap`` = |mean predicted - observed frequency| (NaN in empty bins)."""
-    yy, pp = _finite(y, p)
-    if yy.size == 0:
-        b = calibration_bins(np.zeros(1, dtype=int), np.zeros(1), bins=bins)
-        b["mean_predicted"] = np.nan
-        b["observed_frequency"] = np.nan
-        b["count"] = 0
-    else:
-        b = calibration_bins(yy, pp, bins=bins)
-    b["gap"] = (b["mean_predicted"] - b["observed_frequency"]).abs()
-    return b
-
-
-def expected_calibration_error(y: np.ndarray | Sequence[int], p: np.ndarray | Sequence[float],
-                               bins: int = 10) -> float:
-    """Expected calibration error: the count-weighted mean of |mean predicted P(ore) -
-    observed ore frequency| over ``bins`` equal-width bins (as
-    :func:`oremap.recommend.calibration_error`); cells without a score are ignored, NaN
-    without any."""
-    b = reliability_table(y, p, bins=bins)
-    b = b.loc[b["count"] > 0]
-    if b.empty:
-        return float("nan")
-    return float((b["gap"] * b["count"]).sum() / b["count"].sum())

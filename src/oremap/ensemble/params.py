@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from oremap import contract, io
-from oremap.config import Config
+from oremap import io
+from oremap.ensemble.calibration import Calibrator
 from oremap.ensemble.rules import (
     SELECTABLE,
     STACKING_C,
@@ -23,8 +24,6 @@ from oremap.ensemble.rules import (
 )
 from oremap.errors import DroppedDataWarning, InputDataError
 from oremap.evaluate.metrics import classification_report, roc_auc
-from oremap.members import TestProbabilities
-from oremap.runinfo import RunDir, stage_folder
 
 __all__ = [
     "EnsembleParams",
@@ -37,7 +36,6 @@ __all__ = [
     "metric_weights",
     "read_params",
     "read_weights",
-    "run_rule_params",
     "weights_from_table1",
     "write_params",
 ]
@@ -63,6 +61,15 @@ class RuleParams:
         The rule ``selected`` applies.
     scores : mapping or None
         Validation ROC AUC of each rule of :data:`SELECTABLE` (stacking's cross-fitted).
+    calibrators : tuple of Calibrator or None
+        One per member: applied to the members' P(ore) before the rules of
+        :data:`~oremap.names.CALIBRATED_RULES` combine them (None: uncalibrated).
+    shrinkage : float or None
+        How far the weights moved from equal weights toward the metric's (0: equal weights,
+        the members could not be told apart; 1: the metric's weights); see
+        :func:`~oremap.ensemble.crossfit.separation`. None where not shrunk.
+    fitted_on : (int, int) or None
+        Ore and barren cells the parameters were fitted on.
     """
 
     weights: np.ndarray
@@ -72,6 +79,9 @@ class RuleParams:
     source: str = "test"
     choice: str | None = None
     scores: Mapping[str, float] | None = None
+    calibrators: tuple[Calibrator, ...] | None = None
+    shrinkage: float | None = None
+    fitted_on: tuple[int, int] | None = None
 
     @property
     def learned(self) -> bool:
@@ -89,6 +99,14 @@ class RuleParams:
             out["selected"] = self.choice
             if self.scores is not None:
                 out["validation_roc_auc"] = dict(self.scores)
+        if self.calibrators is not None:
+            out["calibration"] = {m: json.loads(c.to_json())
+                                  for m, c in zip(members, self.calibrators)}
+        if self.shrinkage is not None:
+            out["shrinkage"] = self.shrinkage
+        if self.fitted_on is not None:
+            out["fitted_on"] = {"ore_cells": self.fitted_on[0],
+                                "barren_cells": self.fitted_on[1]}
         return out
 
     @classmethod
@@ -98,13 +116,21 @@ class RuleParams:
             raise InputDataError(f"{path} has no weight for {missing}; recompute the ensemble "
                                  "stage")
         weights = np.array([float(d["weights"][m]) for m in members])
+        cal = d.get("calibration")
+        calibrators = None if cal is None else tuple(
+            Calibrator.from_json(json.dumps(cal[m])) for m in members)
+        fitted = d.get("fitted_on")
+        extra: dict[str, Any] = dict(
+            calibrators=calibrators, shrinkage=d.get("shrinkage"),
+            fitted_on=None if fitted is None else (int(fitted["ore_cells"]),
+                                                   int(fitted["barren_cells"])))
         if "stacking" not in d:
-            return cls(weights=weights, source=str(d.get("source", "test")))
+            return cls(weights=weights, source=str(d.get("source", "test")), **extra)
         return cls(weights=weights, top=np.array([m in d["top_k"] for m in members]),
                    intercept=float(d["stacking"]["intercept"]),
                    coef=np.array([float(d["stacking"]["coef"][m]) for m in members]),
                    source=str(d.get("source", "validation")), choice=d.get("selected"),
-                   scores=d.get("validation_roc_auc"))
+                   scores=d.get("validation_roc_auc"), **extra)
 
 
 @dataclass(frozen=True)
@@ -345,26 +371,3 @@ def combine_columns(table: pd.DataFrame, members: Sequence[str], rules: Sequence
     probs = np.vstack([table[f"{prefix}{m}"].to_numpy() for m in members])
     rp = _as_params(params)
     return {rule: combine(rule, probs, params=rp, threshold=threshold) for rule in rules}
-
-
-def run_rule_params(config: Config, run: RunDir, members: list[str]) -> Any:
-    """What the rules learn, per fold and for the final map: from the inner validation cells
-    when the run has them, else weights from Table 1 (the test split: optimistic)."""
-
-    from oremap.samples import load_sample_set  # torch: off the light import path
-
-    metric, thr = config.ensemble.weight_metric, config.predict.threshold
-    path = run.root / contract.file("evaluate", "validation_probs")
-    if config.samples.validation > 0:
-        cell_id = load_sample_set(stage_folder(run, "samples")).cell_id
-        folds = []
-        for f in TestProbabilities.load(path, members).folds:
-            cells = f.by_cell(cell_id)
-            folds.append(fit_rule_params(cells.y, cells.stacked(members), metric=metric,
-                                            k=config.ensemble.top_k, threshold=thr,
-                                            seed=config.seed))
-        return EnsembleParams(final=mean_rule_params(folds, k=config.ensemble.top_k),
-                                 folds=folds)
-    t1 = pd.read_csv(run.root / contract.file("evaluate", "table1"), index_col=0)
-    final = RuleParams(weights=weights_from_table1(t1, members, metric))
-    return EnsembleParams(final=final, folds=[final])

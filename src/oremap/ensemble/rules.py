@@ -10,7 +10,7 @@ import numpy as np
 
 from oremap.errors import InputDataError
 from oremap.labels import UNDECIDED, Label
-from oremap.names import LEARNED_RULES, RULES
+from oremap.names import CALIBRATED_RULES, LEARNED_RULES, RULES
 from oremap.registry import Registry
 
 if TYPE_CHECKING:
@@ -146,8 +146,11 @@ def combine(
     threshold : float
         Decision threshold on P(ore), in [0, 1]; a model votes ore where ``p >= threshold``.
     params : RuleParams or None
-        What the rules learned on the inner validation set (:func:`fit_rule_params`); its
-        weights replace ``weights``. Needed by the learned rules (``stacking``, ``top_k``).
+        What the rules learned (:func:`fit_rule_params`, or out of fold:
+        :func:`~oremap.ensemble.crossfit.fit_out_of_fold`); its weights replace ``weights``;
+        its calibrators, if any, map each member's P(ore) before the rules of
+        :data:`~oremap.names.CALIBRATED_RULES` combine them (the voting rules count votes on
+        the raw P(ore)). Needed by the learned rules (``stacking``, ``top_k``).
 
     Returns
     -------
@@ -165,6 +168,11 @@ def combine(
         raise InputDataError(f"threshold must lie in [0, 1]; got {threshold}.")
     p = _check_probs(probs)
     w = _normalise_weights(params.weights if params is not None else weights, p.shape[0])
+    if params is not None and params.calibrators is not None and rule in CALIBRATED_RULES:
+        if len(params.calibrators) != p.shape[0]:
+            raise InputDataError(f"{len(params.calibrators)} calibrators for {p.shape[0]} "
+                                 "members; recompute the ensemble stage")
+        p = np.vstack([c.apply(row) for c, row in zip(params.calibrators, p)])
     if rule in LEARNED_RULES:
         if params is None or not params.learned:
             raise InputDataError(

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from oremap import contract, io
+from oremap.ensemble.calibration import expected_calibration_error
+from oremap.ensemble.crossfit import out_of_fold_cells
 from oremap.ensemble.params import EnsembleParams, _as_params, combine_columns
 from oremap.ensemble.rules import combine
 from oremap.errors import InputDataError
@@ -15,7 +20,7 @@ from oremap.evaluate.intervals import fold_interval
 from oremap.evaluate.metrics import classification_report, roc_auc
 from oremap.evaluate.rates import success_rate_curve
 from oremap.labels import UNDECIDED, Label
-from oremap.names import member_kind
+from oremap.names import CALIBRATED_RULES, member_kind
 
 if TYPE_CHECKING:
     from oremap.members import TestProbabilities
@@ -27,6 +32,9 @@ __all__ = [
     "rule_table1",
     "compare_members",
     "held_out_cell_auc",
+    "held_out_scores",
+    "calibration_table",
+    "write_calibration",
     "comparison_markdown",
 ]
 
@@ -209,6 +217,88 @@ def held_out_cell_auc(table: pd.DataFrame, members: Sequence[str], rules: Sequen
                                       threshold=threshold, prefix="oof_").items():
             out[r].append(roc_auc(y, res.probability))
     return out
+
+
+def held_out_scores(table: pd.DataFrame, members: Sequence[str], rules: Sequence[str],
+                    params: EnsembleParams, *, threshold: float, calibrated: bool = True
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Labels and held-out scores of every labelled test cell, pooled over folds, per member
+    and rule: each cell scored by the fold model that did not see it, mapped by the fold's
+    calibrators (fitted without the fold's labels) when ``calibrated`` and the fold has
+    them; rules combine them with the fold's parameters (``calibrated=False``: on the
+    uncalibrated scores)."""
+    rows = out_of_fold_cells(table, members)
+    ys: list[np.ndarray] = []
+    scores: dict[str, list[np.ndarray]] = {n: [] for n in [*members, *rules]}
+    for k in sorted(int(v) for v in set(rows["test_fold"])):
+        part = rows.loc[rows["test_fold"] == k]
+        rp = params.fold(k)
+        if not calibrated:
+            rp = replace(rp, calibrators=None)
+        ys.append(part["label"].to_numpy().astype(int))
+        raw = np.vstack([part[f"oof_{m}"].to_numpy(dtype=float) for m in members])
+        for i, m in enumerate(members):
+            scores[m].append(raw[i] if rp.calibrators is None
+                             else rp.calibrators[i].apply(raw[i]))
+        for r in rules:
+            scores[r].append(combine(r, raw, params=rp, threshold=threshold).probability)
+    y = np.concatenate(ys) if ys else np.zeros(0, dtype=int)
+    return {n: (y, np.concatenate(v) if v else np.zeros(0)) for n, v in scores.items()}
+
+
+def calibration_table(table: pd.DataFrame, members: Sequence[str], rules: Sequence[str],
+                      params: EnsembleParams, *, threshold: float) -> pd.DataFrame:
+    """Expected calibration error of every member and rule on the held-out labelled cells,
+    before (``ece_raw``) and after (``ece``) calibration, with the calibration method and the
+    mean P(ore) against the observed share of ore cells."""
+    raw = held_out_scores(table, members, rules, params, threshold=threshold,
+                          calibrated=False)
+    cal = held_out_scores(table, members, rules, params, threshold=threshold)
+    fold0 = params.fold(0).calibrators
+    rows = {}
+    for i, name in enumerate([*members, *rules]):
+        y, p = cal[name]
+        if name in members:
+            method = fold0[i].method if fold0 is not None else "none"
+        else:
+            method = "calibrated members" if fold0 is not None and name in CALIBRATED_RULES \
+                else "none"
+        rows[name] = {"kind": member_kind(name), "calibration": method,
+                      "ece_raw": expected_calibration_error(*raw[name]),
+                      "ece": expected_calibration_error(y, p),
+                      "mean_p_raw": float(np.mean(raw[name][1])) if len(y) else np.nan,
+                      "mean_p": float(np.mean(p)) if len(y) else np.nan,
+                      "ore_share": float(np.mean(y)) if len(y) else np.nan,
+                      "cells": int(len(y))}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "name"
+    return df
+
+
+def write_calibration(root: Path, table: pd.DataFrame, members: Sequence[str],
+                      rules: Sequence[str], params: EnsembleParams, *,
+                      threshold: float) -> pd.DataFrame | None:
+    """``ensemble/calibration.csv`` (:func:`calibration_table`) and ``ensemble/reliability.png``
+    (members before and after calibration, and the averaging rules), when the held-out cells
+    hold both classes; returns the table (None without)."""
+    # Local import: matplotlib loads only when the figure is drawn.
+    from oremap.evaluate.figures import plot_reliability
+
+    rows = out_of_fold_cells(table, members)
+    if rows["label"].nunique() < 2:
+        return None
+    df = calibration_table(table, members, rules, params, threshold=threshold)
+    io.write_csv(root / contract.file("ensemble", "calibration"), df, index=True)
+    raw = held_out_scores(table, members, rules, params, threshold=threshold,
+                          calibrated=False)
+    cal = held_out_scores(table, members, rules, params, threshold=threshold)
+    shown = [r for r in rules if r in CALIBRATED_RULES and r != "stacking"]
+    panels = {"members, as trained": {m: raw[m] for m in members}}
+    if params.fold(0).calibrators is not None:
+        panels["members, calibrated"] = {m: cal[m] for m in members}
+    panels["averaging rules"] = {r: cal[r] for r in shown}
+    plot_reliability(panels, root / contract.file("ensemble", "reliability"))
+    return df
 
 
 def _as_ensemble_params(params: EnsembleParams | np.ndarray) -> EnsembleParams:

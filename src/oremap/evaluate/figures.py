@@ -18,6 +18,7 @@ from oremap.evaluate.metrics import (
     Results,
     average_precision,
     calibration_bins,
+    expected_calibration_error,
     pr_curve,
     roc_auc,
     roc_curve,
@@ -34,6 +35,7 @@ __all__ = [
     "plot_pr_curves",
     "plot_roc_curves",
     "plot_calibration",
+    "plot_reliability",
     "plot_importance",
 ]
 
@@ -258,6 +260,31 @@ def plot_calibration(
     top.set(xlim=(0, 1), ylim=(0, 1.01), ylabel="observed ore frequency", title=title)
     top.legend(loc="upper left", fontsize="small")
     bottom.set(xlabel="predicted P(ore)", ylabel="cells")
+    return io.save_figure(fig, path, fmt="png")
+
+
+def plot_reliability(
+    panels: Mapping[str, Results],
+    path: str | os.PathLike,
+    *,
+    bins: int = 10,
+) -> Path:
+    """Reliability diagrams side by side (e.g. before and after calibration): per panel title,
+    observed ore frequency against mean P(ore) per equal-width bin of every named result;
+    the legend gives each one's expected calibration error (ECE)."""
+    fig = Figure(figsize=(5 * len(panels), 5))
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    for ax, (title, results) in zip(axes, panels.items()):
+        for name, (y, p) in results.items():
+            cal = calibration_bins(y, p, bins=bins)
+            filled = cal["count"] > 0
+            ece = expected_calibration_error(y, p, bins=bins)
+            ax.plot(cal.loc[filled, "mean_predicted"], cal.loc[filled, "observed_frequency"],
+                    "o-", ms=3, label=f"{name} (ECE {ece:.3f})")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="predicted P(ore)", title=title)
+        ax.legend(loc="upper left", fontsize="x-small")
+    axes[0].set(ylabel="observed share of ore cells")
     return io.save_figure(fig, path, fmt="png")
 
 

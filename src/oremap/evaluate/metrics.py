@@ -24,6 +24,7 @@ __all__ = [
     "table_to_markdown",
     "summarise_folds",
     "calibration_bins",
+    "expected_calibration_error",
 ]
 
 
@@ -485,3 +486,19 @@ def calibration_bins(y_true: np.ndarray, y_prob: np.ndarray, *, bins: int = 10) 
             "count": count,
         }
     )
+
+
+def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, *,
+                               bins: int = 10) -> float:
+    """Expected calibration error: the count-weighted mean of |mean predicted P(ore) -
+    observed ore frequency| over the ``bins`` equal-width bins of :func:`calibration_bins`.
+    Cells whose P(ore) is NaN are ignored; NaN without any cell."""
+    y = np.asarray(y_true)
+    p = np.asarray(y_prob, dtype=float)
+    ok = np.isfinite(p)
+    if not ok.any():
+        return float("nan")
+    b = calibration_bins(y[ok], p[ok], bins=bins)
+    b = b.loc[b["count"] > 0]
+    gap = (b["mean_predicted"] - b["observed_frequency"]).abs()
+    return float((gap * b["count"]).sum() / b["count"].sum())
