@@ -44,8 +44,11 @@ import numpy as np
 import pandas as pd
 
 from oremap import contract, io, pipeline
+from oremap import ensemble as en
 from oremap.config import config_from_dict, to_toml
+from oremap.members import ensemble_members
 from oremap.names import member_kind
+from oremap.runinfo import RunDir
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,6 +127,10 @@ def run_dataset(name: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict
     truth_auc: dict[str, list[float]] = {}
     maps_by_seed: dict[str, list[pd.Series]] = {}
     seconds = []
+    variant_auc: dict[str, dict[str, list[float]]] = {}
+    variant_ece: dict[str, dict[str, list[float]]] = {}
+    recommended: list[str] = []
+    ece: dict[str, dict[str, list[float]]] = {}
     for k in range(args.seeds):
         d = dict(base_cfg)
         d["seed"] = args.first_seed + k
@@ -136,6 +143,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict
             d["train"]["models"] = args.models
         if args.baselines is not None:
             d["train"]["baselines"] = args.baselines
+        if args.pretrain is not None:
+            d["train"]["pretrain"] = args.pretrain
         d["maps"] = {**d.get("maps", {}), "continuous": False}
         d["ensemble"] = {**d.get("ensemble", {}), "stability_seeds": 0}
         config = config_from_dict(d, source=f"{name} seed {d['seed']}", base_dir=base_dir)
@@ -151,10 +160,23 @@ def run_dataset(name: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict
             for store, col in ((cell_auc, "cell_roc_auc_folds"),
                                (pra, "prediction_rate_auc_folds")):
                 store.setdefault(n, []).extend(float(x) for x in str(comp.loc[n, col]).split())
+        for variant, (aucs, eces) in rule_variants(config, run).items():
+            for n, v in aucs.items():
+                variant_auc.setdefault(variant, {}).setdefault(n, []).extend(v)
+            for n, v in eces.items():
+                variant_ece.setdefault(variant, {}).setdefault(n, []).append(v)
+        recommended.append(json.loads((run / contract.file("maps", "recommendation"))
+                                      .read_text()).get("name", ""))
         truth = run / contract.file("maps", "hidden_truth")
         if truth.is_file():
             for _, row in pd.read_csv(truth).iterrows():
                 truth_auc.setdefault(row["name"], []).append(float(row["auc"]))
+        cal_path = run / contract.file("ensemble", "calibration")
+        if cal_path.is_file():
+            for n, r in pd.read_csv(cal_path, index_col=0).iterrows():
+                ece.setdefault(n, {"raw": [], "cal": []})
+                ece[n]["raw"].append(float(r["ece_raw"]))
+                ece[n]["cal"].append(float(r["ece"]))
         for n in [*config.members(), *rules]:
             col = f"p_{n}" if n in config.members() else f"ens_{n}"
             maps_by_seed.setdefault(n, []).append(table.set_index("cell_id")[col])
@@ -172,12 +194,51 @@ def run_dataset(name: str, args: argparse.Namespace) -> tuple[pd.DataFrame, dict
                    prediction_rate_auc_std=np.nanstd(pra.get(n, [np.nan]), ddof=1),
                    seed_spread=spread, rank_spread=rank_spread,
                    folds_x_seeds=len(cell_auc[n]))
+        if n in ece:
+            row["ece_raw"], row["ece"] = np.mean(ece[n]["raw"]), np.mean(ece[n]["cal"])
         if truth_auc:
             row["hidden_truth_auc_mean"] = np.mean(truth_auc.get(n, [np.nan]))
         rows.append(row)
+    variants = {v: {n: [float(np.mean(x)), float(np.std(x, ddof=1)) if len(x) > 1
+                        else float("nan"), float(np.nanmean(variant_ece[v].get(n, [np.nan])))]
+                    for n, x in aucs.items()} for v, aucs in variant_auc.items()}
     info = dict(seeds=[args.first_seed + k for k in range(args.seeds)],
-                seconds=seconds, config=base_cfg)
+                seconds=seconds, config=base_cfg, variants=variants,
+                recommended=recommended)
     return pd.DataFrame(rows).set_index("name"), info
+
+
+#: The ensemble parameters compared on every seed's held-out cells (same members, same folds):
+#: (fit_on, calibration). The run itself uses the configured ones.
+VARIANTS = {"inner validation, uncalibrated (before #23)": ("validation", "none"),
+            "out of fold, uncalibrated": ("out_of_fold", "none"),
+            "out of fold, Platt": ("out_of_fold", "platt"),
+            "out of fold, isotonic": ("out_of_fold", "isotonic")}
+#: Rules compared across :data:`VARIANTS`.
+VARIANT_RULES = ("simple_average", "weighted_average", "stacking", "top_k", "selected")
+
+
+def rule_variants(config: Any, run: Path) -> dict[str, tuple[dict[str, list[float]],
+                                                            dict[str, float]]]:
+    """Per variant of :data:`VARIANTS`: each rule's held-out cell ROC AUC per fold and its
+    expected calibration error on the pooled held-out cells, from the finished run ``run``."""
+    table = pd.read_csv(run / contract.file("predict", "predictions"))
+    members = ensemble_members(config)
+    thr = config.predict.threshold
+    rules = [r for r in VARIANT_RULES if r in config.ensemble.rules]
+    out = {}
+    for name, (fit_on, calibration) in VARIANTS.items():
+        if fit_on == "validation" and config.samples.validation <= 0:
+            continue
+        cfg = config.model_copy(update={"ensemble": config.ensemble.model_copy(
+            update={"fit_on": fit_on, "calibration": calibration,
+                    "baseline_calibration": "same"})})
+        params = en.run_rule_params(cfg, RunDir(run), members)
+        aucs = en.held_out_cell_auc(table, members, rules, params, threshold=thr)
+        cal = en.calibration_table(table, members, rules, params, threshold=thr)
+        out[name] = ({r: aucs[r] for r in rules},
+                     {r: float(cal.loc[r, "ece"]) for r in rules})
+    return out
 
 
 #: Cell-level ROC AUC measured outside oremap (logistic regression, same protocol; issue 12).
@@ -234,10 +295,105 @@ def criteria(df: pd.DataFrame, recommended: str = "stacking",
     return [*out, ""]
 
 
+#: Largest expected calibration error of the recommended map (issue #23): strong-signal sets
+#: (many deposits) and the few-deposit sets.
+MAX_ECE = {"murchison": 0.05, "murchison_greenstone": 0.05}
+MAX_ECE_FEW = 0.10
+
+
+def few_deposit_checks(df: pd.DataFrame, name: str,
+                       recommended: str = "weighted_average") -> list[str]:
+    """The "done when" checks of issue #23 for ``recommended`` (mean over folds x seeds)."""
+    if recommended not in df.index:
+        return []
+    auc, std = df["cell_roc_auc_mean"], df["cell_roc_auc_std"]
+    members = df.index[df["kind"] != "rule"]
+    nets = df.index[df["kind"] == "network"]
+    best = auc[members].idxmax()
+    rec = auc[recommended]
+    bar = auc[best] - 0.25 * std[best]
+    out = [f"Checks of issue #23 for `{recommended}`:", ""]
+
+    def line(ok: bool, text: str) -> None:
+        out.append(f"- {'PASS' if ok else 'FAIL'}: {text}")
+
+    line(bool(rec >= bar), f"{recommended} {rec:.3f} >= best member {best} {auc[best]:.3f} "
+         f"- 0.25 x {std[best]:.3f} = {bar:.3f}")
+    if len(nets):
+        line(bool((rec > auc[nets]).all()), f"{recommended} {rec:.3f} above every network ("
+             + ", ".join(f"{n} {auc[n]:.3f}" for n in nets) + ")")
+    if "ece" in df.columns and np.isfinite(df.loc[recommended, "ece"]):
+        limit = MAX_ECE.get(name, MAX_ECE_FEW)
+        line(bool(df.loc[recommended, "ece"] <= limit),
+             f"expected calibration error of {recommended} {df.loc[recommended, 'ece']:.3f} "
+             f"<= {limit:.2f} (uncalibrated: {df.loc[recommended, 'ece_raw']:.3f})")
+    return [*out, ""]
+
+
+def variant_table(info: dict[str, Any]) -> list[str]:
+    """The rules under each way of fitting their parameters (:data:`VARIANTS`)."""
+    variants = info.get("variants") or {}
+    if not variants:
+        return []
+    rules = list(next(iter(variants.values())))
+    lines = ["Ensemble parameters fitted four ways on the same held-out cells (cell ROC AUC "
+             "mean +- std over folds x seeds; expected calibration error in brackets):", "",
+             "| parameters | " + " | ".join(rules) + " |", "|:---|" + "---:|" * len(rules)]
+    for v, by_rule in variants.items():
+        lines.append(f"| {v} | " + " | ".join(
+            f"{by_rule[r][0]:.3f} +- {by_rule[r][1]:.3f} ({by_rule[r][2]:.3f})"
+            for r in rules) + " |")
+    return [*lines, ""]
+
+
+def pretrain_comparison(results: dict[str, pd.DataFrame], other: Path | None,
+                        pretrain: str | None) -> list[str]:
+    """Networks with and without pretraining, on the same folds and seeds."""
+    if other is None:
+        return []
+    lines = [f"## Pretraining (`[train] pretrain = \"{pretrain}\"` against `\"none\"`)", "",
+             "The same data sets, folds and seeds; only the networks' initialisation differs. "
+             "Cell-level held-out ROC AUC, mean +- std over folds x seeds.", "",
+             "| data set | network | none | pretrained | change |", "|:---|:---|---:|---:|---:|"]
+    raised = 0
+    compared = 0
+    for name, df in results.items():
+        path = Path(other) / name / "results.csv"
+        if not path.is_file():
+            continue
+        base = pd.read_csv(path, index_col=0)
+        nets = [n for n in df.index if df.loc[n, "kind"] == "network" and n in base.index]
+        for n in nets:
+            a, b = base.loc[n], df.loc[n]
+            lines.append(f"| {name} | {n} | {a['cell_roc_auc_mean']:.3f} +- "
+                         f"{a['cell_roc_auc_std']:.3f} | {b['cell_roc_auc_mean']:.3f} +- "
+                         f"{b['cell_roc_auc_std']:.3f} | "
+                         f"{b['cell_roc_auc_mean'] - a['cell_roc_auc_mean']:+.3f} |")
+        if nets:
+            compared += 1
+            best_a = base.loc[nets, "cell_roc_auc_mean"].max()
+            best_b = df.loc[nets, "cell_roc_auc_mean"].max()
+            raised += int(best_b > best_a)
+    lines += ["", f"Pretraining raises the best network's cell ROC AUC on {raised} of "
+              f"{compared} data sets.", ""]
+    return lines
+
+
 def _spreads(df: pd.DataFrame, col: str, nets: pd.Index) -> str:
     if col not in df.columns or not len(nets):
         return "n/a"
     return f"{df.loc['weighted_average', col]:.3f} / {df.loc[nets, col].min():.3f}"
+
+
+def _ece(df: pd.DataFrame, rule: str = "weighted_average") -> str:
+    if "ece" not in df.columns or not np.isfinite(df.loc[rule, "ece"]):
+        return "n/a"
+    return f"{df.loc[rule, 'ece']:.3f} ({df.loc[rule, 'ece_raw']:.3f})"
+
+
+def _count(lines: list[str]) -> str:
+    passed = sum(line.startswith("- PASS") for line in lines)
+    return f"{passed} of {sum(line.startswith(('- PASS', '- FAIL')) for line in lines)}"
 
 
 def raster_comparison(results: dict[str, pd.DataFrame]) -> list[str]:
@@ -291,8 +447,11 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         "block cross-validation "
         "as configured in each example, with an inner validation set (`[samples] validation`, "
         "spatial blocks carved out of each fold's training side) from which the networks' "
-        "epoch, the weights of the weighted rules and the learned rules (stacking, top_k) "
-        "come; the test folds are never used to choose anything. Cell-level ROC AUC: each "
+        "epoch comes; the weights of the weighted rules, the learned rules (stacking, top_k, "
+        "selected) and the members' calibrators are fitted out of fold on the held-out scores "
+        "of each fold's whole training side (`[ensemble] fit_on = \"out_of_fold\"`, "
+        "`calibration = \"platt\"`; the averaging and learned rules combine calibrated "
+        "members); the test folds are never used to choose anything. Cell-level ROC AUC: each "
         "fold's held-out labelled cells, scored by the model that did not see them; rules "
         "combine those held-out scores with the fold's own parameters. Mean +- std over "
         "folds x seeds. Seed spread: mean over cells of the std of the final P(ore) across "
@@ -315,8 +474,9 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
               "ensemble and of the best single member; seed spreads (ranks, then raw P(ore)) of "
               "the ensemble and of the most stable network; checks passed (see each data set).",
               "", "| data set | weighted_average | best member | rank spread (ensemble / "
-              "networks' min) | P(ore) spread (ensemble / networks' min) | checks passed |",
-              "|:---|---:|---:|---:|---:|---:|"]
+              "networks' min) | P(ore) spread (ensemble / networks' min) | checks passed | "
+              "ECE (uncalibrated) | #23 checks | recommended by the runs |",
+              "|:---|---:|---:|---:|---:|---:|---:|---:|:---|"]
     for name, df in results.items():
         if "weighted_average" not in df.index:
             continue
@@ -331,8 +491,10 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
             f"| {name} | {r['cell_roc_auc_mean']:.3f} +- {r['cell_roc_auc_std']:.3f} | {best} "
             f"{df.loc[best, 'cell_roc_auc_mean']:.3f} +- {df.loc[best, 'cell_roc_auc_std']:.3f}"
             f" | {_spreads(df, 'rank_spread', nets)} | {_spreads(df, 'seed_spread', nets)} | "
-            f"{passed} of {total} |")
+            f"{passed} of {total} | {_ece(df)} | {_count(few_deposit_checks(df, name))} | "
+            f"{', '.join(sorted(set(infos[name].get('recommended', []))))} |")
     lines.append("")
+    lines += pretrain_comparison(results, args.compare_pretrain, args.pretrain)
     lines += raster_comparison(results)
     for name, df in results.items():
         info = infos[name]
@@ -340,7 +502,8 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
                   f"Run time per seed: {', '.join(f'{s:.0f} s' for s in info['seconds'])}.", ""]
         cols = ["kind", "cell_roc_auc_mean", "cell_roc_auc_std", "prediction_rate_auc_mean",
                 "prediction_rate_auc_std", "seed_spread",
-                *(["rank_spread"] if "rank_spread" in df.columns else [])]
+                *(["rank_spread"] if "rank_spread" in df.columns else []),
+                *(["ece_raw", "ece"] if "ece" in df.columns else [])]
         if "hidden_truth_auc_mean" in df.columns:
             cols.append("hidden_truth_auc_mean")
         head = "| name | " + " | ".join(c.replace("_", " ") for c in cols) + " |"
@@ -353,6 +516,8 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         lines += ["", "Best by cell-level ROC AUC: " + "; ".join(
             f"{k} {n} ({df.loc[n, 'cell_roc_auc_mean']:.3f} +- "
             f"{df.loc[n, 'cell_roc_auc_std']:.3f})" for k, n in best.items()) + ".", ""]
+        lines += few_deposit_checks(df, name)
+        lines += variant_table(info)
         for rule in ("weighted_average", "stacking", "simple_average"):
             lines += criteria(df, rule, anchor=ANCHORS.get(name))
     return "\n".join(lines) + "\n"
@@ -369,6 +534,11 @@ def main() -> None:
                     help="[train] augment for every data set (default: each example's)")
     ap.add_argument("--context", type=int, default=None,
                     help="[samples] context for every data set (default: each example's)")
+    ap.add_argument("--pretrain", default=None, choices=["none", "masked", "contrastive"],
+                    help="[train] pretrain for every data set (default: each example's)")
+    ap.add_argument("--compare-pretrain", type=Path, default=None, metavar="DIR",
+                    help="--out folder of the same benchmark with --pretrain none, to compare "
+                    "the networks with and without pretraining")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=10)

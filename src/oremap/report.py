@@ -514,8 +514,12 @@ def _ensembles(run: _Run) -> list[Block]:
     weights, notes = run.json(F("ensemble", "weights"))
     blocks += [_heading("Ensemble weights"), *notes]
     if weights is not None:
+        blocks += weight_blocks(weights)
         blocks.append(Details("Ensemble weights and learned rules (weights.json)",
                               _json_blocks(weights)))
+    blocks += run.table(F("ensemble", "calibration"), "Calibration on the held-out cells: "
+                        "expected calibration error (ECE) before and after, mean P(ore) "
+                        "against the share of ore cells", optional=True)
     blocks += run.table(F("ensemble", "table2"), "Table 2: ensembles")
     blocks += run.table(F("ensemble", "stability"), "Stability across folds")
     blocks += run.table(F("stability", "seed_stability"), "Stability across seeds", optional=True)
@@ -528,6 +532,41 @@ def _ensembles(run: _Run) -> list[Block]:
             if line.strip() and not line.lstrip().startswith("|"):
                 blocks.append(Paragraph(line.removeprefix("- ").replace("**", "")))
     return blocks + run.extra_images("ensemble")
+
+
+def weight_blocks(weights: dict[str, Any]) -> list[Block]:
+    """The effective weights of each fold and of the final map, how far they moved from equal
+    weights, and a plain sentence when the members could not be told apart."""
+    source = weights.get("source", "test")
+    rows = []
+    for label, d in [*((f"fold {k}", f) for k, f in enumerate(weights.get("folds", []))),
+                     ("final map", weights)]:
+        row: dict[str, Any] = {"parameters": label, **d.get("weights", {})}
+        if "shrinkage" in d:
+            row["shrinkage"] = d["shrinkage"]
+        if "fitted_on" in d:
+            row["ore cells"] = d["fitted_on"]["ore_cells"]
+            row["barren cells"] = d["fitted_on"]["barren_cells"]
+        rows.append(row)
+    where = {"out_of_fold": "the held-out scores of each fold's whole training side (cross-"
+                            "fitted: no fold's parameters saw its own labels)",
+             "validation": "each fold's inner validation cells",
+             "test": "Table 1 of the test split (optimistic)"}.get(source, source)
+    out: list[Block] = [Paragraph(f"Weights, learned rules and calibrators were fitted on "
+                                  f"{where}.")]
+    if "shrinkage" in weights:
+        s = float(weights["shrinkage"])
+        metric = weights.get("metric", "auc")
+        skill = "ROC AUC above chance" if metric == "auc" else metric
+        out.append(Paragraph(
+            "The members could not be told apart on those cells (shrinkage 0): the weighted "
+            "rules use equal weights, so weighted_average is the simple average."
+            if s == 0 else
+            f"Shrinkage {s:.2f}: the weights moved {s:.0%} of the way from equal weights "
+            f"toward the members' {skill}; the rest is what bootstrap noise of the cells "
+            "could explain."))
+    out.append(Table(pd.DataFrame(rows), "Effective weights per fold and of the final map"))
+    return out
 
 
 def _maps(run: _Run) -> list[Block]:

@@ -123,6 +123,7 @@ rules = ["simple_average", "weighted_average", "majority_voting", "plurality_vot
          "weighted_voting", "stacking", "top_k", "selected"]  # the paper's five, 3 learned
 weight_metric = "accuracy"          # accuracy | f1 | auc
 top_k = 3                           # top_k: mean of the 3 members best on inner validation
+calibration = "platt"               # members' P(ore) calibrated before the averaging rules
 stability_seeds = {seeds}                 # retrain with this many seeds to measure stability
 
 [maps]

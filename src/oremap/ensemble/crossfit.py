@@ -160,10 +160,12 @@ def _fit(y: np.ndarray, raw: np.ndarray, members: Sequence[str],
          seed: int) -> RuleParams:
     cal = member_calibrators(y, raw, methods, members)
     probs = np.vstack([c.apply(p) for c, p in zip(cal, raw)])
-    rp = fit_rule_params(y, probs, metric=metric, k=k, threshold=threshold, seed=seed)
+    calibrated = any(m is not None for m in methods)
+    rp = fit_rule_params(y, probs, metric=metric, k=k, threshold=threshold, seed=seed,
+                         balanced=not calibrated)
     w, sep = shrunk_weights(y, probs, metric=metric, threshold=threshold, seed=seed)
     n1 = int(np.sum(y == 1))
-    calibrators = cal if any(m is not None for m in methods) else None
+    calibrators = cal if calibrated else None
     return replace(rp, weights=w, source="out_of_fold", calibrators=calibrators,
                    shrinkage=sep.shrinkage, fitted_on=(n1, len(y) - n1))
 
@@ -252,7 +254,7 @@ def run_rule_params(config: Config, run: RunDir, members: list[str]) -> Any:
             cal = member_calibrators(y, raw, how, members)
             probs = np.vstack([c.apply(p) for c, p in zip(cal, raw)])
             rp = fit_rule_params(y, probs, metric=e.weight_metric, k=e.top_k, threshold=thr,
-                                 seed=config.seed)
+                                 seed=config.seed, balanced=not any(how))
             n1 = int(np.sum(y == 1))
             folds.append(replace(rp, calibrators=cal if any(how) else None,
                                  fitted_on=(n1, len(y) - n1)))

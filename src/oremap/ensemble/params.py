@@ -153,7 +153,8 @@ def metric_values(y: np.ndarray, probs: np.ndarray, metric: str, *,
 
 
 def fit_rule_params(y: np.ndarray, probs: np.ndarray, *, metric: str, k: int,
-                    threshold: float = 0.5, seed: int = 0) -> RuleParams:
+                    threshold: float = 0.5, seed: int = 0,
+                    balanced: bool = True) -> RuleParams:
     """Fit what the rules learn on inner validation cells.
 
     Parameters
@@ -167,6 +168,10 @@ def fit_rule_params(y: np.ndarray, probs: np.ndarray, *, metric: str, k: int,
     k : int
         Members kept by ``top_k`` (the k best by ROC AUC; at most all).
     threshold, seed
+    balanced : bool
+        Stacking weighs the classes equally (its P(ore) is then a ranking, as the members'
+        class-weighted losses); False fits it to the cells as they are, so that its P(ore)
+        is calibrated (what the calibrated runs use).
 
     Returns
     -------
@@ -190,11 +195,11 @@ def fit_rule_params(y: np.ndarray, probs: np.ndarray, *, metric: str, k: int,
     order = np.argsort(-np.nan_to_num(auc, nan=-1.0), kind="stable")
     top = np.zeros(len(probs), dtype=bool)
     top[order[:max(1, min(k, len(probs)))]] = True
-    intercept, coef = fit_stacking(y, probs)
+    intercept, coef = fit_stacking(y, probs, balanced=balanced)
     scores = {"simple_average": roc_auc(y, probs.mean(axis=0)),
               "weighted_average": roc_auc(y, w @ probs),
               "top_k": roc_auc(y, probs[top].mean(axis=0)),
-              "stacking": _cross_fitted_stacking_auc(y, probs, seed=seed)}
+              "stacking": _cross_fitted_stacking_auc(y, probs, seed=seed, balanced=balanced)}
     finite = {r: v for r, v in scores.items() if np.isfinite(v)}
     choice = max(finite, key=lambda r: (finite[r], -SELECTABLE.index(r))) if finite \
         else "simple_average"
@@ -202,9 +207,11 @@ def fit_rule_params(y: np.ndarray, probs: np.ndarray, *, metric: str, k: int,
                       choice=choice, scores={r: float(v) for r, v in scores.items()})
 
 
-def fit_stacking(y: np.ndarray, probs: np.ndarray) -> tuple[float, np.ndarray]:
-    """Stacking weights: an L2 logistic regression (``C`` = :data:`STACKING_C`, balanced class
-    weights as the members' losses) on the members' standardised logit P(ore), refitted
+def fit_stacking(y: np.ndarray, probs: np.ndarray, *,
+                 balanced: bool = True) -> tuple[float, np.ndarray]:
+    """Stacking weights: an L2 logistic regression (``C`` = :data:`STACKING_C`; with
+    ``balanced``, balanced class weights as the members' losses, else the cells as they are,
+    for a calibrated P(ore)) on the members' standardised logit P(ore), refitted
     without the members whose coefficient is negative until none is (a member that ranks ore
     below barren is not trusted). Returns the intercept and coefficients on the raw logits.
     """
@@ -219,7 +226,8 @@ def fit_stacking(y: np.ndarray, probs: np.ndarray) -> tuple[float, np.ndarray]:
     coef = np.zeros(len(probs))
     intercept = 0.0
     for _ in range(len(probs)):
-        lr = LogisticRegression(C=STACKING_C, class_weight="balanced", max_iter=1000)
+        lr = LogisticRegression(C=STACKING_C, class_weight="balanced" if balanced else None,
+                                max_iter=1000)
         lr.fit(z[:, keep], y)
         coef = np.zeros(len(probs))
         coef[keep] = lr.coef_[0]
@@ -236,7 +244,7 @@ def fit_stacking(y: np.ndarray, probs: np.ndarray) -> tuple[float, np.ndarray]:
 
 
 def _cross_fitted_stacking_auc(y: np.ndarray, probs: np.ndarray, *, seed: int,
-                               folds: int = 5) -> float:
+                               folds: int = 5, balanced: bool = True) -> float:
     """ROC AUC of stacking on validation cells, each scored by a stacker not fitted on it."""
     # Local import: scikit-learn loads only when stacking is fitted.
     from sklearn.model_selection import StratifiedKFold
@@ -249,7 +257,7 @@ def _cross_fitted_stacking_auc(y: np.ndarray, probs: np.ndarray, *, seed: int,
             probs.T, y):
         if len(set(y[fit].tolist())) < 2:
             return float("nan")
-        b, c = fit_stacking(y[fit], probs[:, fit])
+        b, c = fit_stacking(y[fit], probs[:, fit], balanced=balanced)
         scores[held] = b + c @ _logit(probs[:, held])
     return roc_auc(y, scores)
 
