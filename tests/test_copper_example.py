@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,15 @@ def test_pu_bagging_and_context_end_to_end_on_a_coarse_grid(tmp_path: Path) -> N
     assert table[["p_lenet", "p_logistic", "ens_stacking"]].notna().all().all()
     comparison = pd.read_csv(run / "ensemble" / "comparison.csv", index_col=0)
     assert comparison["cell_roc_auc_mean"].between(0, 1).all()
+    # four folds: parameters and calibrators fitted out of fold, fold by fold (issue #23)
+    weights = json.loads((run / "ensemble" / "weights.json").read_text())
+    assert weights["source"] == "out_of_fold" and len(weights["folds"]) == 4
+    assert {f["calibration"]["lenet"]["method"] for f in weights["folds"]} == {"platt"}
+    assert all(0 <= f["shrinkage"] <= 1 for f in [weights, *weights["folds"]])
+    n_ore = int((table["label"] == 1).sum())
+    assert weights["fitted_on"]["ore_cells"] == n_ore  # every deposit cell is held out once
+    assert all(f["fitted_on"]["ore_cells"] < n_ore for f in weights["folds"])
+    cal = pd.read_csv(run / "ensemble" / "calibration.csv", index_col=0)
+    assert cal.loc["weighted_average", "calibration"] == "calibrated members"
+    assert cal.loc["majority_voting", "ece"] == cal.loc["majority_voting", "ece_raw"]
+    assert (run / "ensemble" / "reliability.png").is_file()
