@@ -183,3 +183,34 @@ def test_vectorised_bootstrap_aucs_equal_roc_auc_of_each_resample() -> None:
     one_class = np.zeros((1, 120))
     one_class[0, np.flatnonzero(y == 0)[:5]] = 1
     assert np.isnan(weighted_aucs(y, s, one_class)[0])
+
+
+def test_recommendation_says_when_weights_are_equal_and_how_calibrated_it_is(tmp_path) -> None:
+    import json
+
+    import pandas as pd
+
+    from oremap.recommend import recommend
+
+    perfect = [1.0, 1.0, 1.0]
+    run = _comparison(tmp_path, {"lenet": ("network", perfect),
+                                 "weighted_average": ("rule", perfect)})
+    (run / "ensemble" / "weights.json").write_text(json.dumps(
+        {"source": "out_of_fold", "weights": {"lenet": 1.0}, "shrinkage": 0.0}))
+    pd.DataFrame({"name": ["weighted_average"], "calibration": ["calibrated members"],
+                  "ece_raw": [0.21], "ece": [0.04], "mean_p": [0.093],
+                  "ore_share": [0.091]}).to_csv(run / "ensemble" / "calibration.csv",
+                                                index=False)
+    reason = recommend(run).reason
+    assert "cannot be told apart" in reason and "is the simple average" in reason
+    assert "expected calibration error 0.040 (0.210 uncalibrated)" in reason
+    assert "9.1% of the cells hold ore" in reason and "0.3 means about 30 %" in reason
+    # shrunk but not to zero, and a calibration still too far off to read as a chance
+    (run / "ensemble" / "weights.json").write_text(json.dumps(
+        {"weights": {"lenet": 1.0}, "shrinkage": 0.4}))
+    pd.DataFrame({"name": ["weighted_average"], "calibration": ["calibrated members"],
+                  "ece_raw": [0.3], "ece": [0.18], "mean_p": [0.2],
+                  "ore_share": [0.09]}).to_csv(run / "ensemble" / "calibration.csv",
+                                               index=False)
+    reason = recommend(run).reason
+    assert "cannot be told apart" not in reason and "rank by it" in reason

@@ -26,6 +26,7 @@ from oremap.evaluate.intervals import (
 )
 from oremap.evaluate.metrics import expected_calibration_error
 from oremap.labels import Label
+from oremap.names import CALIBRATED_RULES
 
 __all__ = [
     "DEFAULT_RULE",
@@ -37,6 +38,7 @@ __all__ = [
     "Choice",
     "Recommendation",
     "Score",
+    "CALIBRATED_ECE",
     "calibration_error",
     "choose",
     "read_choice",
@@ -267,6 +269,34 @@ def _reason(choice: Choice, comp: pd.DataFrame, score: Score) -> str:
     return text + f": ROC AUC {score.text()}."
 
 
+def _parameters_sentence(run_dir: Path, name: str) -> str:
+    """What the reader should know of the recommended rule's weights and calibration: equal
+    weights when the members could not be told apart, and its held-out calibration error."""
+    text = ""
+    try:
+        weights = json.loads((run_dir / F("ensemble", "weights")).read_text())
+    except (OSError, ValueError):
+        weights = {}
+    if name in ("weighted_average", "weighted_voting") and weights.get("shrinkage") == 0:
+        text += (" The members cannot be told apart on the held-out cells the weights were "
+                 f"fitted on, so its weights are equal: {name} is the "
+                 f"{'simple average' if name == 'weighted_average' else 'plain vote'}.")
+    path = run_dir / F("ensemble", "calibration")
+    if name in CALIBRATED_RULES and path.is_file():
+        cal = pd.read_csv(path, index_col=0)
+        if name in cal.index and cal.loc[name, "calibration"] != "none" and \
+                math.isfinite(float(cal.loc[name, "ece"])):
+            r = cal.loc[name]
+            text += (f" It combines calibrated members: on the held-out cells its P(ore) "
+                     f"averages {r['mean_p']:.3f} where {r['ore_share']:.1%} of the cells hold "
+                     f"ore, expected calibration error {r['ece']:.3f} ({r['ece_raw']:.3f} "
+                     "uncalibrated)")
+            text += (", so a P(ore) of 0.3 means about 30 % of such cells hold ore."
+                     if float(r["ece"]) <= CALIBRATED_ECE else
+                     ", still too far off to read P(ore) as a chance: rank by it.")
+    return text
+
+
 def recommend(run_dir: Path) -> Recommendation | None:
     """The recommended map of a run (None before the ensemble stage): the maps stage's
     :class:`Choice` (:func:`choose` when the maps stage has not run), its held-out score with a
@@ -292,6 +322,7 @@ def recommend(run_dir: Path) -> Recommendation | None:
         low_p, high_p = fold_interval(pra)
         reason += (f" Prediction-rate AUC {np.mean(pra):.3f} (95 % interval {low_p:.3f} to "
                    f"{high_p:.3f}).")
+    reason += _parameters_sentence(run_dir, name)
     ranked = comp.sort_values(f"{metric}_mean", ascending=False, kind="stable")
     ranking = ranked[["kind", f"{metric}_mean", f"{metric}_std",
                       "prediction_rate_auc_mean"]].rename(columns={
@@ -377,6 +408,8 @@ def _warnings(run_dir: Path, table: pd.DataFrame, comp: pd.DataFrame,
     return out
 
 
+#: Up to this expected calibration error the summary reads a calibrated P(ore) as a chance.
+CALIBRATED_ECE = 0.10
 #: Above this expected calibration error the summary warns that P(ore) is not a probability.
 MAX_CALIBRATION_ERROR = 0.25
 
