@@ -298,3 +298,30 @@ def test_ece_matches_the_recommendation() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isnan(expected_calibration_error([1], [np.nan]))
+
+
+def test_the_papers_protocol_keeps_table1_weights_and_no_calibration(tmp_path) -> None:
+    """One random split without inner validation (He et al.): weights from Table 1, no
+    learned rules, no calibrators; the five rules combine the members as trained."""
+    from oremap.config import load_config
+    from oremap.demo import example_config_text
+    from oremap.ensemble import run_rule_params
+    from oremap.names import PAPER_RULES
+    from oremap.runinfo import RunDir
+
+    path = tmp_path / "c.toml"
+    path.write_text(example_config_text("data"))
+    cfg = load_config(path, overrides={"samples.validation": 0.0, "samples.split": "random",
+                                       "samples.folds": 1,
+                                       "ensemble.rules": list(PAPER_RULES)})
+    assert cfg.ensemble.calibration == "platt"  # the default, which this protocol cannot use
+    members = cfg.members()
+    (tmp_path / "run" / "evaluate").mkdir(parents=True)
+    table1 = pd.DataFrame({"accuracy": np.linspace(0.6, 0.9, len(members))}, index=members)
+    table1.to_csv(tmp_path / "run" / "evaluate" / "table1.csv")
+    params = run_rule_params(cfg, RunDir(tmp_path / "run"), members)
+    assert params.final.calibrators is None and not params.final.learned
+    np.testing.assert_allclose(params.final.weights, table1["accuracy"] / table1["accuracy"].sum())
+    probs = np.random.default_rng(0).uniform(size=(len(members), 50))
+    np.testing.assert_allclose(combine("simple_average", probs, params=params.final).probability,
+                               probs.mean(axis=0))

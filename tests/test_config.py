@@ -118,8 +118,14 @@ def test_learned_rules_and_patience_need_inner_validation() -> None:
     assert config_from_dict(base).samples.validation == 0.2
     off = dict(base, samples=dict(base["samples"], validation=0))
     # the example lists stacking and top_k explicitly: refused without validation
-    with pytest.raises(ConfigError, match="learn from the inner validation set"):
+    with pytest.raises(ConfigError, match="learn from the inner validation set, or out of "
+                       "fold with cross-validation"):
         config_from_dict(off)
+    # with cross-validation they learn out of fold, unless told to use inner validation
+    folds = dict(off, samples=dict(off["samples"], folds=3, split="block"))
+    assert "stacking" in config_from_dict(folds).ensemble.rules
+    with pytest.raises(ConfigError, match="learn from the inner validation set"):
+        config_from_dict(dict(folds, ensemble=dict(base["ensemble"], fit_on="validation")))
     ens = {k: v for k, v in base["ensemble"].items() if k != "rules"}
     c = config_from_dict(dict(off, ensemble=ens))  # by default: the paper's five only
     assert c.ensemble.rules == ["simple_average", "weighted_average", "majority_voting",

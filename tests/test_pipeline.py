@@ -176,8 +176,15 @@ def test_inner_validation_drives_epochs_weights_and_learned_rules(demo_run: Path
     for rule in ("stacking", "top_k"):
         assert table[f"ens_{rule}"].between(0, 1).all()
     top = [m for m in members if m in stored["top_k"]]
-    np.testing.assert_allclose(table["ens_top_k"],
-                               table[[f"p_{m}" for m in top]].mean(axis=1))
+    # the averaging rules combine the members calibrated on the inner validation cells
+    assert {c["method"] for c in stored["calibration"].values()} == {"platt"}
+    calibrated = {m: c.apply(table[f"p_{m}"].to_numpy())
+                  for m, c in zip(members, params.final.calibrators)}
+    np.testing.assert_allclose(table["ens_top_k"], np.mean([calibrated[m] for m in top], axis=0))
+    np.testing.assert_allclose(table["ens_simple_average"],
+                               np.mean(list(calibrated.values()), axis=0))
+    votes = np.sum([table[f"p_{m}"] >= 0.5 for m in members], axis=0)
+    np.testing.assert_allclose(table["ens_majority_voting"], votes / len(members))
     comparison = pd.read_csv(demo_run / "ensemble" / "comparison.csv", index_col=0)
     assert {"stacking", "top_k"} <= set(comparison.index)
     assert comparison.loc["stacking", "kind"] == "rule"

@@ -34,10 +34,10 @@ BASELINES: tuple[str, ...] = ("logistic", "random_forest", "woe")
 PAPER_RULES: tuple[str, ...] = ("simple_average", "weighted_average", "majority_voting",
                                 "plurality_voting", "weighted_voting")
 
-#: Rules that learn from the inner validation set (``[samples] validation > 0``): a regularised
-#: logistic regression on the members' validation probabilities, the mean of the k members
-#: best on validation, and the averaging rule (simple or weighted average, top_k, stacking)
-#: with the best validation ROC AUC.
+#: Rules that learn from held-out cells (out of fold with cross-validation, else the inner
+#: validation set, ``[samples] validation > 0``): a regularised logistic regression on the
+#: members' held-out probabilities, the mean of the k members best on them, and the averaging
+#: rule (simple or weighted average, top_k, stacking) with the best ROC AUC on them.
 LEARNED_RULES: tuple[str, ...] = ("stacking", "top_k", "selected")
 
 #: Every ensemble rule: the paper's five, then the learned ones.

@@ -176,9 +176,9 @@ def combine(
     if rule in LEARNED_RULES:
         if params is None or not params.learned:
             raise InputDataError(
-                f"ensemble rule {rule!r} learns from the inner validation set, and none was "
-                "given; set [samples] validation > 0 (e.g. 0.2), or drop it from [ensemble] "
-                "rules")
+                f"ensemble rule {rule!r} learns from held-out cells, and no parameters "
+                "learned from them were given; set [samples] validation > 0 (e.g. 0.2) or "
+                "folds > 1, or drop it from [ensemble] rules")
         probability, prediction = _RULES[rule](p, weights=w, threshold=threshold,
                                                params=params)
     else:
