@@ -59,8 +59,8 @@ def _monotone(cal: Calibrator) -> None:
 
 
 def _table(n: int = 3000, folds: int = 5, seed: int = 1) -> pd.DataFrame:
-    """A cell table of two members: ``lenet``, overconfident (inflated, q ** 0.3), and ``random_forest``,
-    noisier but calibrated; 10 % unknown cells, 5 % never held out (NaN held-out scores)."""
+    """A cell table of two members: ``lenet``, overconfident (inflated, q ** 0.3), and
+    ``random_forest``, noisier but calibrated; 10 % unknown cells, 5 % never held out."""
     rng = np.random.default_rng(seed)
     q = np.clip(rng.beta(1.0, 4.0, n), 1e-3, 1 - 1e-3)
     label = (rng.uniform(size=n) < q).astype(int)

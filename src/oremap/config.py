@@ -22,7 +22,14 @@ from pydantic import (
 )
 
 from oremap.errors import ConfigError
-from oremap.limits import TRAIN_BOUNDS, TRAIN_RELATIONS, Augment, Imbalance, TrainProfile
+from oremap.limits import (
+    TRAIN_BOUNDS,
+    TRAIN_RELATIONS,
+    Augment,
+    Imbalance,
+    Pretrain,
+    TrainProfile,
+)
 from oremap.names import BASELINES, LEARNED_RULES, MODELS, PAPER_RULES, RULES
 
 __all__ = [
@@ -411,6 +418,14 @@ class TrainConfig(_Model):
         description="stop a network after this many epochs without a lower validation loss "
         "(needs [samples] validation > 0); none: train every epoch (the "
         "epoch of lowest validation loss is still the one used)")
+    pretrain: Pretrain = Field(
+        "none", description="self-supervised pretraining of every network's trunk on the "
+        "crops of every usable cell, without labels, before the per-fold training: masked "
+        "(reconstruct masked patches) or contrastive (SimCLR); none: random initialisation "
+        "(docs/pretraining.md)")
+    pretrain_epochs: int = Field(
+        10, ge=1, description="passes over the area's crops of the pretraining (used only "
+        "with pretrain = masked or contrastive)")
     device: str = "auto"
     jobs: int = Field(1, **TRAIN_BOUNDS["jobs"].field_kwargs())
 
@@ -451,6 +466,16 @@ class EnsembleConfig(_Model):
     stability_seeds: int = Field(
         0, ge=0, description="retrain every member with this many extra seeds (0: skip; "
         ">= 2 to measure seed stability in `oremap run`)")
+    fit_on: Literal["out_of_fold", "validation"] = Field(
+        "out_of_fold", description="what the weights, learned rules and calibrators are "
+        "fitted on with cross-validation: the held-out predictions of the other folds' cells "
+        "(the whole training side, cross-fitted), or each fold's inner validation cells; one "
+        "split always uses its inner validation cells")
+    calibration: Literal["platt", "temperature", "isotonic", "none"] = Field(
+        "platt", description="calibration of each member's P(ore) before the averaging and "
+        "learned rules combine them (networks; baselines too unless baseline_calibration)")
+    baseline_calibration: Literal["same", "platt", "temperature", "isotonic", "none"] = Field(
+        "same", description="calibration of the baselines' P(ore); 'same' as calibration")
 
     @field_validator("stability_seeds")
     @classmethod
@@ -580,9 +605,11 @@ class Config(_Model):
             raise ValueError("[train] patience stops on the inner validation loss: set "
                              "[samples] validation > 0 (e.g. 0.2), or drop patience")
         learned = [r for r in self.ensemble.rules if r in LEARNED_RULES]
-        if learned:
+        out_of_fold = self.samples.folds > 1 and self.ensemble.fit_on == "out_of_fold"
+        if learned and not out_of_fold:
             raise ValueError(f"[ensemble] rules {learned} learn from the inner validation "
-                             "set: set [samples] validation > 0 (e.g. 0.2), or drop them")
+                             "set, or out of fold with cross-validation: set [samples] "
+                             "validation > 0 (e.g. 0.2) or folds > 1, or drop them")
         return self
 
     def members(self) -> list[str]:

@@ -18,6 +18,7 @@ __all__ = [
     "AUGMENTATIONS",
     "Augment",
     "IMBALANCE_MODES",
+    "PRETRAIN_METHODS",
     "SETTINGS_BOUNDS",
     "TRAIN_BOUNDS",
     "TRAIN_PROFILES",
@@ -25,6 +26,7 @@ __all__ = [
     "AtMost",
     "Bound",
     "Imbalance",
+    "Pretrain",
     "TrainProfile",
     "available_cores",
 ]
@@ -38,6 +40,11 @@ IMBALANCE_MODES: tuple[str, ...] = get_args(Imbalance)
 #: Training-time augmentation (and the matching test-time augmentation of predictions).
 Augment = Literal["none", "dihedral"]
 AUGMENTATIONS: tuple[str, ...] = get_args(Augment)
+
+#: Self-supervised pretraining of the networks' trunks on every usable cell
+#: (``[train] pretrain``, :mod:`oremap.train.pretrain`).
+Pretrain = Literal["none", "masked", "contrastive"]
+PRETRAIN_METHODS: tuple[str, ...] = get_args(Pretrain)
 
 TrainProfile = Literal["paper", "fast"]
 TRAIN_PROFILES: tuple[str, ...] = get_args(TrainProfile)

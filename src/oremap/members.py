@@ -85,11 +85,21 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
     with ``jobs > 1``, the same tasks run in ``jobs`` local processes of ``cores // jobs``
     torch threads each (the weights then equal a Dask run's with as many threads per
     worker); with ``jobs = 1``, in this process, one after the other.
+
+    With ``[train] pretrain`` (masked or contrastive), every network's trunk is first
+    pretrained here, once per network and train folder, on the centred crop of every usable
+    cell without labels (:func:`_pretrain_networks`; reused while its inputs are unchanged), and
+    every fold's training of it, local or a task, starts from that file.
     """
     from oremap.samples import load_sample_set  # torch: off the light import path
-    from oremap.train import plot_loss_curves, train_models  # torch: off the light import path
+    from oremap.train import (  # torch: off the light import path
+        PRETRAIN_DIR,
+        plot_loss_curves,
+        train_models,
+    )
 
     ss = load_sample_set(samples_dir)
+    pretrained = _pretrain_networks(config, ss, Path(train_dir), seed=seed, progress=progress)
     rows, histories = [], {}
     pairs = [(fold, name) for fold in range(ss.n_folds) for name in config.members()]
     calls = [(config, Path(samples_dir), Path(train_dir), fold, name, seed, resume)
@@ -119,7 +129,8 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
             if config.train.models:
                 results = train_models(config.train.models, x_tr, y_tr, x_te, y_te,
                                        out_dir=fold_dir, settings=settings, seed=seed,
-                                       resume=resume, progress=progress, monitor=monitor)
+                                       resume=resume, progress=progress, monitor=monitor,
+                                       pretrained=pretrained)
                 for name, res in results.items():
                     if fold == 0:
                         histories[name] = res.history
@@ -128,11 +139,68 @@ def train_members(config: Config, samples_dir: Path, train_dir: Path, *, seed: i
                 rows.append(_fit_baseline_member(config, ss, fold, name, x_tr, y_tr, tr,
                                                  fold_dir, seed))
     _remove_unconfigured(train_dir, config.members())
+    _remove_unused_pretraining(config, Path(train_dir) / PRETRAIN_DIR)
     if histories:
         plot_loss_curves(histories, train_dir / Path(contract.file("train", "loss_curves")).name)
     summary = pd.DataFrame(rows)
     io.write_csv(train_dir / Path(contract.file("train", "summary")).name, summary)
     return summary
+
+
+def _pretrain_networks(config: Config, ss: Any, train_dir: Path, *, seed: int,
+                       progress: bool) -> dict[str, Path]:
+    """Pretrain every network of ``[train] models`` (or reuse its file): ``{name: file}``,
+    empty with ``[train] pretrain = "none"``.
+
+    The crops are the centred crop of every usable cell, one per cell whatever its label (the
+    sample set's other crops are the labelled cells' lattices, whose number depends on the
+    label), at most :data:`oremap.train.pretrain.MAX_PRETRAIN_CROPS` (a seeded subsample),
+    normalised with :func:`oremap.train.area_scaling` (the per-layer median over folds of the
+    folds' centres and scales); no label is read. See docs/pretraining.md.
+    """
+    if config.train.pretrain == "none" or not config.train.models:
+        return {}
+    from oremap.train import (  # torch: off the light import path
+        area_scaling,
+        pretrain_model,
+        pretrain_path,
+        pretraining_indices,
+    )
+
+    center, scale = area_scaling(ss.norm_center, ss.norm_scale)
+    indices = pretraining_indices(ss.centre, seed)
+    settings = train_settings(config)
+    files = {}
+    for name in config.train.models:
+        files[name] = pretrain_model(
+            name, ss.X, center=center, scale=scale, method=config.train.pretrain,
+            epochs=config.train.pretrain_epochs, out_path=pretrain_path(train_dir, name),
+            settings=settings, seed=seed, indices=indices, progress=progress).path
+    return files
+
+
+def _pretrained_file(config: Config, train_dir: Path, name: str) -> Path | None:
+    """The pretraining file a network's fold training starts from (written by
+    :func:`_pretrain_networks` before any task runs); None without pretraining."""
+    if config.train.pretrain == "none":
+        return None
+    from oremap.train import pretrain_path  # torch: off the light import path
+
+    return pretrain_path(train_dir, name)
+
+
+def _remove_unused_pretraining(config: Config, folder: Path) -> None:
+    """Pretraining files in ``folder`` of networks no longer configured, or all of them once
+    ``[train] pretrain = "none"``: the stage's outputs are exactly what it used."""
+    if not folder.is_dir():
+        return
+    keep = set(config.train.models) if config.train.pretrain != "none" else set()
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.suffix in (".pt", ".csv") and f.stem not in keep:
+            log.info("train: removed %s (pretraining no longer configured)", f)
+            f.unlink()
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _train_in_processes(calls: list[tuple[Any, ...]], jobs: int, progress: bool, *,
@@ -202,7 +270,9 @@ def train_member_task(config: Config, samples_dir: Path, train_dir: Path, fold: 
     Reads the sample set from the (shared) run folder and writes the member's checkpoints
     or model file atomically, exactly as the local loop does, with ``threads`` torch and
     BLAS threads. Run again after a lost worker, it gives the same result (a network
-    restarts, or resumes bit for bit with ``resume``).
+    restarts, or resumes bit for bit with ``resume``). A network starts from the pretraining
+    file that :func:`train_members` wrote into the train folder before dispatching the tasks
+    (with ``[train] pretrain``).
     """
     from oremap.samples import load_sample_set  # torch: off the light import path
     from oremap.train import train_model  # torch: off the light import path
@@ -214,7 +284,8 @@ def train_member_task(config: Config, samples_dir: Path, train_dir: Path, fold: 
     if name in config.train.models:
         res = train_model(name, x_tr, y_tr, x_te, y_te, out_dir=fold_dir,
                           settings=train_settings(config), seed=seed, resume=resume,
-                          progress=False, monitor=monitor)
+                          progress=False, monitor=monitor,
+                          pretrained=_pretrained_file(config, Path(train_dir), name))
         return _network_row(name, fold, res), res.history
     return _fit_baseline_member(config, ss, fold, name, x_tr, y_tr, tr, fold_dir, seed), None
 

@@ -100,10 +100,16 @@ baselines = ["logistic", "random_forest", "woe"]
 profile = "fast"                    # fast (for CPUs) | paper (the published widths, for a GPU)
 epochs = 30
 batch_size = 16
+pretrain = "none"                   # none | masked | contrastive: first pretrain each network
+                                    # on every usable cell's crop, without labels
+pretrain_epochs = 10                # passes of that pretraining (docs/pretraining.md)
 device = "auto"                     # auto: CUDA, then Apple MPS, then CPU
 
 [ensemble]
 weight_metric = "accuracy"          # accuracy | f1 | auc
+fit_on = "out_of_fold"              # out_of_fold | validation: what the weights, learned
+                                    # rules and calibrators learn from (folds > 1)
+calibration = "platt"               # platt | temperature | isotonic | none (docs/calibration.md)
 
 [maps]
 target_top_fraction = 0.1           # targets: the top 10 % of the area

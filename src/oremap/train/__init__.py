@@ -18,6 +18,10 @@ whole array. Rule for ``TrainSettings.workers``: in-memory arrays are batched in
 process (a worker would only add pickling overhead); a memmap of at least
 :data:`MEMMAP_WORKER_MIN_BYTES` uses ``min(workers, available_cores())`` forked DataLoader
 workers that read their batches from the mapped file (0 workers where fork is unavailable).
+
+Pretraining (:mod:`oremap.train.pretrain`): :func:`pretrain_model` trains a network's trunk on
+crops without labels (masked reconstruction or SimCLR) into a file that ``train_model(...,
+pretrained=path)`` starts the fine-tuning from.
 """
 
 from oremap.device import choose_device
@@ -25,7 +29,9 @@ from oremap.limits import available_cores as available_cores
 from oremap.train.checkpoints import (
     CHECKPOINT_FORMAT,
     HISTORY_COLUMNS,
+    load_pretrained,
     load_trained,
+    trunk_digest,
 )
 from oremap.train.checkpoints import _write_history as _write_history
 from oremap.train.data import (
@@ -50,6 +56,15 @@ from oremap.train.loop import train_model
 from oremap.train.parallel import _MappedArray as _MappedArray
 from oremap.train.parallel import _portable as _portable
 from oremap.train.parallel import train_models
+from oremap.train.pretrain import (
+    PRETRAIN_DIR,
+    PretrainResult,
+    area_scaling,
+    find_head,
+    pretrain_model,
+    pretrain_path,
+    pretraining_indices,
+)
 from oremap.train.settings import TrainResult, TrainSettings
 from oremap.train.settings import _check_settings as _check_settings
 
@@ -59,18 +74,27 @@ __all__ = [
     "EVAL_BATCH",
     "HISTORY_COLUMNS",
     "MEMMAP_WORKER_MIN_BYTES",
+    "PRETRAIN_DIR",
+    "PretrainResult",
     "TrainResult",
     "TrainSettings",
+    "area_scaling",
     "choose_device",
     "class_weights",
     "data_digest",
     "dihedral",
     "dihedral_batch",
     "epoch_order",
+    "find_head",
     "inference_model",
+    "load_pretrained",
     "load_trained",
     "plot_loss_curves",
     "predict_proba",
+    "pretrain_model",
+    "pretrain_path",
+    "pretraining_indices",
     "train_model",
     "train_models",
+    "trunk_digest",
 ]

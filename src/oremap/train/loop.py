@@ -25,7 +25,9 @@ from oremap.train.checkpoints import (
     _HISTORY,
     _LAST,
     CHECKPOINT_FORMAT,
+    _load_trunk,
     _prepare_run_dir,
+    _pretrained_trunk,
     _result,
     _save,
     _write_history,
@@ -64,6 +66,7 @@ def train_model(
     progress: bool = True,
     monitor: Literal["test", "validation"] = "test",
     model_kwargs: Mapping[str, Any] | None = None,
+    pretrained: Path | None = None,
 ) -> TrainResult:
     """Train one network and write its checkpoints and history to ``out_dir/<name>``.
 
@@ -100,6 +103,13 @@ def train_model(
         epoch is the model to use).
     model_kwargs : mapping or None
         Family options for :func:`oremap.models.create` (e.g. ``{"patch_size": 4}``).
+    pretrained : Path or None
+        A pretraining file of this network (:func:`oremap.train.pretrain_model`): after the
+        model is built (``torch.manual_seed(seed)``), every weight but those of the output
+        layer (the last :class:`torch.nn.Linear`, which keeps its fresh initialisation) is
+        replaced by the file's, before the optimiser starts. The checkpoints then record the
+        method and the SHA-256 of those weights (``meta["pretrain"]``), so a run resumes only
+        from the same pretraining. ``None``: random initialisation (no such record).
 
     Returns
     -------
@@ -109,7 +119,8 @@ def train_model(
     ------
     InputDataError
         Empty or one-class training set, mismatched lengths, wrong array shapes, labels
-        outside {0, 1}, non-finite patch values.
+        outside {0, 1}, non-finite patch values; a ``pretrained`` file that is unreadable or
+        made for another network, profile, options or crop shape.
     ConfigError
         Invalid settings or seed, or ``resume`` with settings that differ from the run on
         disk.
@@ -139,10 +150,14 @@ def train_model(
         "torch_version": str(torch.__version__),
         "oremap_version": __version__,
     }
+    trunk = None
+    if pretrained is not None:
+        trunk = _pretrained_trunk(Path(pretrained), meta)
+        meta["pretrain"] = trunk[2]
     with _deterministic(device):
         # Building the model first checks the profile, options and patch size.
         run = _Run(name, X_train, y_train, X_test, y_test, settings, seed, device, meta,
-                   model_dir)
+                   model_dir, trunk=None if trunk is None else trunk[:2])
         model_dir.mkdir(parents=True, exist_ok=True)
         checkpoint = _prepare_run_dir(model_dir, meta, resume)
         if checkpoint is not None:
@@ -160,7 +175,8 @@ class _Run:
 
     def __init__(self, name: str, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None,
                  y_test: np.ndarray | None, settings: TrainSettings, seed: int,
-                 device: torch.device, meta: dict[str, Any], model_dir: Path):
+                 device: torch.device, meta: dict[str, Any], model_dir: Path, *,
+                 trunk: tuple[Mapping[str, torch.Tensor], str] | None = None):
         self.name, self.X, self.y, self.X_test, self.y_test = name, X, y, X_test, y_test
         self.s, self.seed, self.device = settings, seed, device
         self.meta, self.dir = meta, model_dir
@@ -169,6 +185,8 @@ class _Run:
         self.model = create(name, in_channels=meta["in_channels"], num_classes=2,
                             input_size=meta["input_size"], profile=settings.profile,
                             **meta["options"]).to(device)
+        if trunk is not None:  # pretrained weights; the output layer stays as initialised
+            _load_trunk(self.model, *trunk)
         # channels_last and the fused Adam step: x1.4 per training step on CPU over the
         # contiguous layout and the per-parameter loop (benchmarks/train.py --compare)
         self.format = (torch.channels_last if device.type == "cpu"

@@ -38,6 +38,7 @@ def train_models(
     progress: bool = True,
     monitor: Literal["test", "validation"] = "test",
     model_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    pretrained: Mapping[str, Path] | None = None,
 ) -> dict[str, TrainResult]:
     """Train several networks on the same data, one after another or in parallel.
 
@@ -53,6 +54,9 @@ def train_models(
         worker.
     model_kwargs : mapping of name -> mapping, or None
         Family options per model name.
+    pretrained : mapping of name -> Path, or None
+        Pretraining file per model name (:func:`oremap.train.pretrain_model`), passed to
+        :func:`train_model`; a name not in it starts from random weights.
     X_train, y_train, X_test, y_test, out_dir, settings, seed, resume, progress
         As for :func:`train_model` (each model gets the same ``seed``).
 
@@ -77,12 +81,13 @@ def train_models(
     if not TRAIN_BOUNDS["jobs"].admits(jobs):
         raise ConfigError(f"jobs must be {TRAIN_BOUNDS['jobs'].describe()}; got {jobs!r}.")
     kwargs = dict(model_kwargs or {})
+    init = dict(pretrained or {})
     common = dict(out_dir=Path(out_dir), settings=settings, seed=seed, resume=resume,
                   monitor=monitor)
     if jobs == 1 or len(names) == 1:
         return {
             n: train_model(n, X_train, y_train, X_test, y_test, progress=progress,
-                           model_kwargs=kwargs.get(n), **common)
+                           model_kwargs=kwargs.get(n), pretrained=init.get(n), **common)
             for n in names
         }
     threads = max(1, available_cores() // jobs)
@@ -93,7 +98,8 @@ def train_models(
         initializer=_init_worker, initargs=(threads,),
     ) as pool:
         futures = {  # the costliest first, so that no worker is left alone with it at the end
-            n: pool.submit(_train_in_worker, n, arrays, dict(kwargs.get(n) or {}), common)
+            n: pool.submit(_train_in_worker, n, arrays, dict(kwargs.get(n) or {}), common,
+                           init.get(n))
             for n in sorted(names, key=lambda n: -member_cost(n))
         }
         return {n: futures[n].result() for n in names}
@@ -135,7 +141,7 @@ def _init_worker(threads: int) -> None:
 
 
 def _train_in_worker(name: str, arrays: tuple[Any, ...], options: dict[str, Any],
-                     common: dict[str, Any]) -> TrainResult:
+                     common: dict[str, Any], pretrained: Path | None = None) -> TrainResult:
     X, y, X_test, y_test = (a.open() if isinstance(a, _MappedArray) else a for a in arrays)
     return train_model(name, X, y, X_test, y_test, progress=False, model_kwargs=options,
-                       **common)
+                       pretrained=pretrained, **common)
