@@ -346,37 +346,54 @@ def variant_table(info: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def pretrain_comparison(results: dict[str, pd.DataFrame], other: Path | None,
-                        pretrain: str | None) -> list[str]:
-    """Networks with and without pretraining, on the same folds and seeds."""
+def _pretrain_of(folder: Path) -> str:
+    """``[train] pretrain`` of a benchmark folder's first seed ("none" when absent)."""
+    configs = sorted(Path(folder).glob("config_seed*.toml"))
+    if not configs:
+        return "none"
+    return str(tomllib.loads(configs[0].read_text()).get("train", {}).get("pretrain", "none"))
+
+
+def pretrain_comparison(results: dict[str, pd.DataFrame], out: Path,
+                        other: Path | None) -> list[str]:
+    """Networks and the recommended rule of this run beside those of the same benchmark with
+    another ``[train] pretrain`` (its ``--out`` folder ``other``): same folds and seeds."""
     if other is None:
         return []
-    lines = [f"## Pretraining (`[train] pretrain = \"{pretrain}\"` against `\"none\"`)", "",
-             "The same data sets, folds and seeds; only the networks' initialisation differs. "
-             "Cell-level held-out ROC AUC, mean +- std over folds x seeds.", "",
-             "| data set | network | none | pretrained | change |", "|:---|:---|---:|---:|---:|"]
-    raised = 0
-    compared = 0
+    rows, raised, compared, methods = [], 0, 0, set()
     for name, df in results.items():
         path = Path(other) / name / "results.csv"
         if not path.is_file():
             continue
-        base = pd.read_csv(path, index_col=0)
-        nets = [n for n in df.index if df.loc[n, "kind"] == "network" and n in base.index]
-        for n in nets:
-            a, b = base.loc[n], df.loc[n]
-            lines.append(f"| {name} | {n} | {a['cell_roc_auc_mean']:.3f} +- "
-                         f"{a['cell_roc_auc_std']:.3f} | {b['cell_roc_auc_mean']:.3f} +- "
-                         f"{b['cell_roc_auc_std']:.3f} | "
-                         f"{b['cell_roc_auc_mean'] - a['cell_roc_auc_mean']:+.3f} |")
+        here, there = _pretrain_of(Path(out) / name), _pretrain_of(Path(other) / name)
+        off, on = (df, pd.read_csv(path, index_col=0)) if here == "none" else \
+            (pd.read_csv(path, index_col=0), df)
+        methods.add(there if here == "none" else here)
+        nets = [n for n in off.index if off.loc[n, "kind"] == "network" and n in on.index]
+        for n in [*nets, "weighted_average"]:
+            if n not in on.index or n not in off.index:
+                continue
+            a, b = off.loc[n], on.loc[n]
+            rows.append(f"| {name} | {n} | {a['cell_roc_auc_mean']:.3f} +- "
+                        f"{a['cell_roc_auc_std']:.3f} | {b['cell_roc_auc_mean']:.3f} +- "
+                        f"{b['cell_roc_auc_std']:.3f} | "
+                        f"{b['cell_roc_auc_mean'] - a['cell_roc_auc_mean']:+.3f} |")
         if nets:
             compared += 1
-            best_a = base.loc[nets, "cell_roc_auc_mean"].max()
-            best_b = df.loc[nets, "cell_roc_auc_mean"].max()
+            best_a = off.loc[nets, "cell_roc_auc_mean"].max()
+            best_b = on.loc[nets, "cell_roc_auc_mean"].max()
             raised += int(best_b > best_a)
-    lines += ["", f"Pretraining raises the best network's cell ROC AUC on {raised} of "
-              f"{compared} data sets.", ""]
-    return lines
+    if not rows:
+        return []
+    method = ", ".join(sorted(methods))
+    return [f"## Pretraining (`[train] pretrain = \"{method}\"` against `\"none\"`)", "",
+            "The same data sets, folds and seeds; only the networks' initialisation differs "
+            "(and so the rules that combine them). Cell-level held-out ROC AUC, mean +- std "
+            "over folds x seeds.", "",
+            "| data set | network or rule | none | pretrained | change |",
+            "|:---|:---|---:|---:|---:|", *rows, "",
+            f"Pretraining raises the best network's cell ROC AUC on {raised} of {compared} data "
+            "sets.", ""]
 
 
 def _spreads(df: pd.DataFrame, col: str, nets: pd.Index) -> str:
@@ -443,7 +460,8 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
         f"{args.baselines or 'as in each example'}, {args.epochs} epochs, seeds "
         f"{args.first_seed}..{args.first_seed + args.seeds - 1}, augment "
         f"{args.augment or 'as in each example'}, context "
-        f"{args.context if args.context is not None else 'as in each example'}; spatial "
+        f"{args.context if args.context is not None else 'as in each example'}, pretrain "
+        f"{args.pretrain or 'as in each example (none)'}; spatial "
         "block cross-validation "
         "as configured in each example, with an inner validation set (`[samples] validation`, "
         "spatial blocks carved out of each fold's training side) from which the networks' "
@@ -494,7 +512,7 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
             f"{passed} of {total} | {_ece(df)} | {_count(few_deposit_checks(df, name))} | "
             f"{', '.join(sorted(set(infos[name].get('recommended', []))))} |")
     lines.append("")
-    lines += pretrain_comparison(results, args.compare_pretrain, args.pretrain)
+    lines += pretrain_comparison(results, Path(args.out), args.compare_pretrain)
     lines += raster_comparison(results)
     for name, df in results.items():
         info = infos[name]
@@ -537,8 +555,8 @@ def main() -> None:
     ap.add_argument("--pretrain", default=None, choices=["none", "masked", "contrastive"],
                     help="[train] pretrain for every data set (default: each example's)")
     ap.add_argument("--compare-pretrain", type=Path, default=None, metavar="DIR",
-                    help="--out folder of the same benchmark with --pretrain none, to compare "
-                    "the networks with and without pretraining")
+                    help="--out folder of the same benchmark with another --pretrain, to "
+                    "compare the networks with and without pretraining")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=10)

@@ -97,8 +97,10 @@ class RuleParams:
             out["stacking"] = {"intercept": self.intercept,
                                "coef": dict(zip(members, self.coef.tolist()))}
             out["selected"] = self.choice
-            if self.scores is not None:
-                out["validation_roc_auc"] = dict(self.scores)
+            if self.scores is not None:  # the ROC AUC of each rule on the cells fitted on
+                key = "validation_roc_auc" if self.source == "validation" else \
+                    "held_out_roc_auc"
+                out[key] = dict(self.scores)
         if self.calibrators is not None:
             out["calibration"] = {m: json.loads(c.to_json())
                                   for m, c in zip(members, self.calibrators)}
@@ -130,7 +132,7 @@ class RuleParams:
                    intercept=float(d["stacking"]["intercept"]),
                    coef=np.array([float(d["stacking"]["coef"][m]) for m in members]),
                    source=str(d.get("source", "validation")), choice=d.get("selected"),
-                   scores=d.get("validation_roc_auc"), **extra)
+                   scores=d.get("validation_roc_auc", d.get("held_out_roc_auc")), **extra)
 
 
 @dataclass(frozen=True)
