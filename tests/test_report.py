@@ -339,3 +339,24 @@ def test_decision_map_classes_and_figure(tmp_path) -> None:
     top = np.array([int("b2182b"[i:i + 2], 16) for i in (0, 2, 4)])
     assert (np.abs(rgb - top).sum(axis=1) < 10).mean() > 0.01  # the top 5 % class is drawn
     assert out.stat().st_size < 150_000
+
+
+def test_weight_blocks_show_each_folds_effective_weights_and_the_fallback() -> None:
+    from oremap.report import Paragraph, Table, weight_blocks
+
+    fold = {"weights": {"lenet": 0.5, "woe": 0.5}, "shrinkage": 0.0,
+            "fitted_on": {"ore_cells": 14, "barren_cells": 136}}
+    blocks = weight_blocks({"source": "out_of_fold", "metric": "auc", **fold,
+                            "folds": [fold, dict(fold, shrinkage=0.6)]})
+    text = " ".join(b.text for b in blocks if isinstance(b, Paragraph))
+    assert "whole training side (cross-fitted" in text
+    assert "could not be told apart" in text and "simple average" in text
+    table = next(b for b in blocks if isinstance(b, Table)).df
+    assert list(table["parameters"]) == ["fold 0", "fold 1", "final map"]
+    assert list(table["shrinkage"]) == [0.0, 0.6, 0.0]
+    assert list(table["ore cells"]) == [14, 14, 14]
+    blocks = weight_blocks({"source": "validation", "metric": "accuracy",
+                            "weights": {"lenet": 1.0}, "shrinkage": 0.5})
+    text = " ".join(b.text for b in blocks if isinstance(b, Paragraph))
+    assert "inner validation cells" in text and "50% of the way" in text
+    assert "toward the members' accuracy" in text
