@@ -512,7 +512,8 @@ def markdown(results: dict[str, pd.DataFrame], infos: dict[str, dict[str, Any]],
             f"{passed} of {total} | {_ece(df)} | {_count(few_deposit_checks(df, name))} | "
             f"{', '.join(sorted(set(infos[name].get('recommended', []))))} |")
     lines.append("")
-    lines += pretrain_comparison(results, Path(args.out), args.compare_pretrain)
+    for other in args.compare_pretrain or []:
+        lines += pretrain_comparison(results, Path(args.out), other)
     lines += raster_comparison(results)
     for name, df in results.items():
         info = infos[name]
@@ -554,9 +555,9 @@ def main() -> None:
                     help="[samples] context for every data set (default: each example's)")
     ap.add_argument("--pretrain", default=None, choices=["none", "masked", "contrastive"],
                     help="[train] pretrain for every data set (default: each example's)")
-    ap.add_argument("--compare-pretrain", type=Path, default=None, metavar="DIR",
+    ap.add_argument("--compare-pretrain", type=Path, action="append", metavar="DIR",
                     help="--out folder of the same benchmark with another --pretrain, to "
-                    "compare the networks with and without pretraining")
+                    "compare the networks with and without pretraining (repeatable)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=10)
