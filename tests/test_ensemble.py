@@ -272,7 +272,8 @@ def test_ensemble_is_more_stable_across_seeds() -> None:
 
 def test_learned_rules_need_validation_params() -> None:
     for rule in ("stacking", "top_k"):
-        with pytest.raises(InputDataError, match="learns from held-out cells.*validation > 0.*folds > 1"):
+        with pytest.raises(InputDataError,
+                           match="learns from held-out cells.*validation > 0.*folds > 1"):
             combine(rule, PROBS)
 
 
