@@ -37,6 +37,7 @@ from oremap.ensemble.params import (
 )
 from oremap.errors import DroppedDataWarning, InputDataError
 from oremap.evaluate.intervals import _resample_counts, weighted_aucs
+from oremap.evaluate.metrics import roc_auc
 from oremap.members import TestProbabilities
 from oremap.names import BASELINES
 from oremap.runinfo import RunDir, stage_folder
@@ -94,7 +95,7 @@ def separation(y: np.ndarray, probs: np.ndarray, *, seed: int = 0,
     probs = np.asarray(probs, dtype=float)
     if probs.shape[0] < 2:
         return Separation(0.0, 0.0, 0.0)
-    auc = np.array([weighted_aucs(y, p, np.ones((1, len(y))))[0] for p in probs])
+    auc = np.array([roc_auc(y, p) for p in probs])
     dev = auc - auc.mean()
     spread = float(np.mean(dev ** 2))
     boot = np.concatenate([np.vstack([weighted_aucs(y, p, c) for p in probs])
@@ -129,8 +130,8 @@ def shrunk_weights(y: np.ndarray, probs: np.ndarray, *, metric: str, threshold: 
     return w / w.sum(), sep
 
 
-def member_calibrators(y: np.ndarray, probs: np.ndarray, methods: Sequence[str | None],
-                       members: Sequence[str]) -> tuple[Calibrator, ...]:
+def member_calibrators(y: np.ndarray, probs: np.ndarray,
+                       methods: Sequence[str | None]) -> tuple[Calibrator, ...]:
     """One calibrator per member fitted on ``(y, probs[i])`` by ``methods[i]`` (None: the
     identity). Too few ore or barren cells give the identity, with a warning."""
     n1 = int(np.sum(y == 1))
@@ -139,7 +140,7 @@ def member_calibrators(y: np.ndarray, probs: np.ndarray, methods: Sequence[str |
             warnings.warn(f"{n1} ore and {len(y) - n1} barren cells: too few to calibrate "
                           f"the members ({MIN_PER_CLASS} of each needed); their P(ore) is "
                           "combined uncalibrated.", DroppedDataWarning, stacklevel=2)
-        return tuple(Calibrator("identity") for _ in members)
+        return tuple(Calibrator("identity") for _ in methods)
     return tuple(Calibrator("identity") if m is None else fit_calibrator(y, p, m)
                  for p, m in zip(probs, methods))
 
@@ -149,25 +150,30 @@ def out_of_fold_cells(table: pd.DataFrame, members: Sequence[str]) -> pd.DataFra
     need = [f"oof_{m}" for m in members]
     missing = [c for c in ("label", "test_fold", *need) if c not in table]
     if missing:
-        raise InputDataError(f"the cell table has no column(s) {missing}; the ensemble needs "
-                             "the held-out scores of the predict stage (rerun it)")
+        raise InputDataError(f"the cell table ({contract.file('predict', 'predictions')}) has "
+                             f"no column(s) {missing}; the ensemble needs the held-out "
+                             "scores of the predict stage: rerun it (oremap predict, then "
+                             "oremap ensemble)")
     rows = table.loc[table["label"].isin([0, 1]) & (table["test_fold"] >= 0)]
     return rows.loc[rows[need].notna().all(axis=1)]
 
 
-def _fit(y: np.ndarray, raw: np.ndarray, members: Sequence[str],
-         methods: Sequence[str | None], *, metric: str, k: int, threshold: float,
-         seed: int) -> RuleParams:
-    cal = member_calibrators(y, raw, methods, members)
+def _fit(y: np.ndarray, raw: np.ndarray, methods: Sequence[str | None], *, metric: str,
+         k: int, threshold: float, seed: int, out_of_fold: bool) -> RuleParams:
+    """Calibrators, then the rules' parameters on the calibrated scores of cells ``y``; out of
+    fold, the weights are shrunk (:func:`shrunk_weights`), on inner validation they are the
+    metric's as before."""
+    cal = member_calibrators(y, raw, methods)
     probs = np.vstack([c.apply(p) for c, p in zip(cal, raw)])
     calibrated = any(m is not None for m in methods)
     rp = fit_rule_params(y, probs, metric=metric, k=k, threshold=threshold, seed=seed,
                          balanced=not calibrated)
-    w, sep = shrunk_weights(y, probs, metric=metric, threshold=threshold, seed=seed)
     n1 = int(np.sum(y == 1))
-    calibrators = cal if calibrated else None
-    return replace(rp, weights=w, source="out_of_fold", calibrators=calibrators,
-                   shrinkage=sep.shrinkage, fitted_on=(n1, len(y) - n1))
+    rp = replace(rp, calibrators=cal if calibrated else None, fitted_on=(n1, len(y) - n1))
+    if not out_of_fold:
+        return rp
+    w, sep = shrunk_weights(y, probs, metric=metric, threshold=threshold, seed=seed)
+    return replace(rp, weights=w, source="out_of_fold", shrinkage=sep.shrinkage)
 
 
 def fit_out_of_fold(table: pd.DataFrame, members: Sequence[str],
@@ -206,10 +212,10 @@ def fit_out_of_fold(table: pd.DataFrame, members: Sequence[str],
                 f"the training side of test fold {f} holds {int(y.sum())} ore and "
                 f"{int((y == 0).sum())} barren held-out cells; out-of-fold fitting needs both. "
                 "Set [ensemble] fit_on = \"validation\" or use fewer [samples] folds.")
-        folds.append(_fit(y, raw_all[:, side], members, how, metric=metric, k=k,
-                          threshold=threshold, seed=seed))
-    final = _fit(y_all, raw_all, members, how, metric=metric, k=k, threshold=threshold,
-                 seed=seed)
+        folds.append(_fit(y, raw_all[:, side], how, metric=metric, k=k,
+                          threshold=threshold, seed=seed, out_of_fold=True))
+    final = _fit(y_all, raw_all, how, metric=metric, k=k, threshold=threshold, seed=seed,
+                 out_of_fold=True)
     return EnsembleParams(final=final, folds=folds)
 
 
@@ -251,20 +257,14 @@ def run_rule_params(config: Config, run: RunDir, members: list[str]) -> Any:
         for f in TestProbabilities.load(path, members).folds:
             cells = f.by_cell(cell_id)
             y, raw = cells.y, cells.stacked(members)
-            cal = member_calibrators(y, raw, how, members)
-            probs = np.vstack([c.apply(p) for c, p in zip(cal, raw)])
-            rp = fit_rule_params(y, probs, metric=e.weight_metric, k=e.top_k, threshold=thr,
-                                 seed=config.seed, balanced=not any(how))
-            n1 = int(np.sum(y == 1))
-            folds.append(replace(rp, calibrators=cal if any(how) else None,
-                                 fitted_on=(n1, len(y) - n1)))
+            folds.append(_fit(y, raw, how, metric=e.weight_metric, k=e.top_k, threshold=thr,
+                              seed=config.seed, out_of_fold=False))
             ys.append(y)
             ps.append(raw)
         final = mean_rule_params(folds, k=e.top_k)
         if len(folds) > 1 and any(how):
             y = np.concatenate(ys)
-            final = replace(final, calibrators=member_calibrators(
-                y, np.hstack(ps), how, members))
+            final = replace(final, calibrators=member_calibrators(y, np.hstack(ps), how))
         return EnsembleParams(final=final, folds=folds)
     t1 = pd.read_csv(run.root / contract.file("evaluate", "table1"), index_col=0)
     final = RuleParams(weights=weights_from_table1(t1, members, e.weight_metric))

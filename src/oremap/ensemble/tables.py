@@ -251,9 +251,23 @@ def calibration_table(table: pd.DataFrame, members: Sequence[str], rules: Sequen
     """Expected calibration error of every member and rule on the held-out labelled cells,
     before (``ece_raw``) and after (``ece``) calibration, with the calibration method and the
     mean P(ore) against the observed share of ore cells."""
-    raw = held_out_scores(table, members, rules, params, threshold=threshold,
-                          calibrated=False)
-    cal = held_out_scores(table, members, rules, params, threshold=threshold)
+    return _calibration_rows(*_both_scores(table, members, rules, params, threshold),
+                             members, rules, params)
+
+
+Scores = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _both_scores(table: pd.DataFrame, members: Sequence[str], rules: Sequence[str],
+                 params: EnsembleParams, threshold: float) -> tuple[Scores, Scores]:
+    """:func:`held_out_scores` uncalibrated, then calibrated."""
+    return (held_out_scores(table, members, rules, params, threshold=threshold,
+                            calibrated=False),
+            held_out_scores(table, members, rules, params, threshold=threshold))
+
+
+def _calibration_rows(raw: Scores, cal: Scores, members: Sequence[str], rules: Sequence[str],
+                      params: EnsembleParams) -> pd.DataFrame:
     fold0 = params.fold(0).calibrators
     rows = {}
     for i, name in enumerate([*members, *rules]):
@@ -287,11 +301,9 @@ def write_calibration(root: Path, table: pd.DataFrame, members: Sequence[str],
     rows = out_of_fold_cells(table, members)
     if rows["label"].nunique() < 2:
         return None
-    df = calibration_table(table, members, rules, params, threshold=threshold)
+    raw, cal = _both_scores(table, members, rules, params, threshold)
+    df = _calibration_rows(raw, cal, members, rules, params)
     io.write_csv(root / contract.file("ensemble", "calibration"), df, index=True)
-    raw = held_out_scores(table, members, rules, params, threshold=threshold,
-                          calibrated=False)
-    cal = held_out_scores(table, members, rules, params, threshold=threshold)
     shown = [r for r in rules if r in CALIBRATED_RULES and r != "stacking"]
     panels = {"members, as trained": {m: raw[m] for m in members}}
     if params.fold(0).calibrators is not None:
